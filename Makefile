@@ -1,0 +1,37 @@
+# Haven: two commands on a fresh machine.
+#   make run   — install, migrate, create a first admin if none, serve on http://127.0.0.1:8000
+#   make test  — install the test tools and run the whole suite against PostgreSQL and Redis
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATABASE_URL_TEST ?= postgresql://postgres@127.0.0.1:5432/haven
+CELERY_BROKER_URL_TEST ?= redis://127.0.0.1:6379/15
+
+.PHONY: run test install install-test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-test.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py bootstrap
+	$(BIN)/python manage.py serve
+
+test: install-test
+	DATABASE_URL="$${DATABASE_URL:-$(DATABASE_URL_TEST)}" CELERY_BROKER_URL="$${CELERY_BROKER_URL:-$(CELERY_BROKER_URL_TEST)}" \
+	  $(BIN)/python tests/preflight.py
+	DATABASE_URL="$${DATABASE_URL:-$(DATABASE_URL_TEST)}" CELERY_BROKER_URL="$${CELERY_BROKER_URL:-$(CELERY_BROKER_URL_TEST)}" \
+	  HAVEN_DATA_DIR="$${HAVEN_DATA_DIR:-$(CURDIR)/var/test}" \
+	  $(BIN)/python -m pytest $(PYTEST_ARGS)

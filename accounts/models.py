@@ -1,0 +1,170 @@
+"""Organizations (tenants), users, per-org groups, devices and device tokens.
+
+Every row a customer can name carries an immutable UUID: URLs, the API, storage paths and Vault
+paths use it, never the sequential primary key, an email or a name.
+"""
+import uuid
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import models
+from django.db.models.functions import Lower
+from django_scim.models import AbstractSCIMGroupMixin, AbstractSCIMUserMixin
+
+
+class Organization(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    ORG_ADMIN = "org_admin", "Organization administrator"
+    SECURITY_ANALYST = "security_analyst", "Security analyst"
+    RESTORE_OPERATOR = "restore_operator", "Restore operator"
+    USER = "user", "User"
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **fields):
+        if not email:
+            raise ValueError("A user needs an email address")
+        user = self.model(email=self.normalize_email(email).lower(), **fields)
+        user.set_password(password)
+        user.save()
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **fields):
+        """Operators of the Haven installation itself (Django admin), outside any tenant's roles."""
+        fields.setdefault("is_staff", True)
+        fields.setdefault("is_superuser", True)
+        if fields.get("organization") is None:
+            from accounts.services import organization_get_or_create
+
+            fields["organization"], _ = organization_get_or_create(name="Operators")
+        fields.setdefault("role", Role.ORG_ADMIN)
+        return self.create_user(email, password, **fields)
+
+
+class User(AbstractSCIMUserMixin, AbstractBaseUser, PermissionsMixin):
+    """A person who logs in with an email address; belongs to exactly one organization."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="users")
+    email = models.EmailField(unique=True)
+    full_name = models.CharField(max_length=200, blank=True)
+    role = models.CharField(max_length=32, choices=Role.choices, default=Role.USER)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False, help_text="Can log in to the Django admin (Haven operators).")
+    date_joined = models.DateTimeField(auto_now_add=True)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="user_email_ci_unique"),
+            models.CheckConstraint(condition=models.Q(role__in=Role.values), name="user_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def set_scim_id(self, is_new: bool) -> None:
+        """SCIM ids are the immutable UUID, never the sequential key django-scim2 would use."""
+        if is_new or not self.scim_id:
+            type(self).objects.filter(pk=self.pk).update(scim_id=str(self.uuid))
+            self.scim_id = str(self.uuid)
+
+    @property
+    def is_org_admin(self) -> bool:
+        return self.role == Role.ORG_ADMIN
+
+    @property
+    def scim_groups(self):
+        return self.haven_groups.all()
+
+
+class Group(AbstractSCIMGroupMixin):
+    """A group inside one organization; names are unique per organization only."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="groups")
+    name = models.CharField(max_length=200)
+    members = models.ManyToManyField(User, related_name="haven_groups", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="group_name_unique_per_org")]
+
+    def __str__(self) -> str:
+        return f"{self.organization.slug}/{self.name}"
+
+    def set_scim_id(self, is_new: bool) -> None:
+        if is_new or not self.scim_id:
+            type(self).objects.filter(pk=self.pk).update(scim_id=str(self.uuid))
+            self.scim_id = str(self.uuid)
+
+
+class Device(models.Model):
+    """An endpoint running the agent. Deauthorized devices come back only through an administrator."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="devices")
+    owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="devices")
+    name = models.CharField(max_length=200)
+    os = models.CharField(max_length=100, blank=True)
+    agent_version = models.CharField(max_length=50, blank=True)
+    enrolled_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    authorized = models.BooleanField(default=True)
+    deauthorized_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.owner.email})"
+
+
+class DeviceToken(models.Model):
+    """A bearer credential of one device, stored only as its SHA-256."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"token of {self.device_id} ({'revoked' if self.revoked_at else 'active'})"
+
+
+class AuditEvent(models.Model):
+    """Append-only log of administrative actions (who did what to which object, when)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="audit_events")
+    actor = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    actor_label = models.CharField(max_length=254, help_text="Email or system component, kept if the user goes.")
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=64)
+    target_uuid = models.UUIDField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+
+
+class WorkerHeartbeat(models.Model):
+    """Last time a Celery worker ran a task from each source (beat, an operator's ping)."""
+
+    source = models.CharField(max_length=64, unique=True)
+    nonce = models.CharField(max_length=64, blank=True)
+    seen_at = models.DateTimeField()

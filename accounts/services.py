@@ -1,0 +1,195 @@
+"""Writes of the accounts app: organizations, users, devices, tokens, the audit log."""
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from accounts.models import AuditEvent, Device, DeviceToken, Organization, Role, User, WorkerHeartbeat
+
+DEVICE_TOKEN_PREFIX = "hvd_"
+
+
+class AuthenticationRefused(Exception):
+    """Wrong email or password (the message never says which)."""
+
+
+class AuthenticationThrottled(Exception):
+    """Too many attempts for this account or from this address; retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"Too many attempts; retry in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+class PermissionRefused(Exception):
+    """The actor's role does not allow this action."""
+
+
+def audit_record(
+    *, organization: Organization, actor: User | None, action: str, target_type: str,
+    target_uuid=None, detail: dict | None = None, actor_label: str | None = None,
+) -> AuditEvent:
+    return AuditEvent.objects.create(
+        organization=organization,
+        actor=actor,
+        actor_label=actor_label or (actor.email if actor else "system"),
+        action=action,
+        target_type=target_type,
+        target_uuid=target_uuid,
+        detail=detail or {},
+    )
+
+
+def organization_get_or_create(*, name: str) -> tuple[Organization, bool]:
+    existing = Organization.objects.filter(name=name).first()
+    if existing:
+        return existing, False
+    base = slugify(name)[:50] or "org"
+    slug, counter = base, 1
+    while Organization.objects.filter(slug=slug).exists():
+        counter += 1
+        slug = f"{base}-{counter}"
+    return Organization.objects.create(name=name, slug=slug), True
+
+
+@dataclass
+class UserEnsured:
+    user: User
+    created: bool
+
+
+def user_ensure(*, organization: Organization, email: str, role: str, password: str | None) -> UserEnsured:
+    """Create the user if absent. Idempotent: an existing user of this org is left as it is.
+
+    An existing user of *another* organization is an error: emails are unique across Haven and a
+    script must never move a person between tenants by accident.
+    """
+    if role not in Role.values:
+        raise ValueError(f"Unknown role {role!r}; choose one of {', '.join(Role.values)}")
+    email = User.objects.normalize_email(email).lower()
+    existing = User.objects.filter(email__iexact=email).select_related("organization").first()
+    if existing:
+        if existing.organization_id != organization.pk:
+            raise ValueError(f"{email} already belongs to organization {existing.organization.name!r}")
+        return UserEnsured(existing, False)
+    user = User.objects.create_user(email, password, organization=organization, role=role)
+    audit_record(organization=organization, actor=None, action="user.create", target_type="user",
+                 target_uuid=user.uuid, detail={"email": email, "role": role}, actor_label="manage.py")
+    return UserEnsured(user, True)
+
+
+def _throttle_keys(email: str, address: str) -> tuple[str, str]:
+    account = hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    return f"auth-fail:account:{account}", f"auth-try:address:{address}"
+
+
+def _bump(key: str, window_seconds: int) -> int:
+    cache.add(key, 0, timeout=window_seconds)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=window_seconds)
+        return 1
+
+
+def credentials_check(*, email: str, password: str, address: str) -> User:
+    """Check an email and password, rate-limited per account (failures) and per address (attempts)."""
+    window = int(settings.HAVEN_AUTH_WINDOW.total_seconds())
+    account_key, address_key = _throttle_keys(email, address)
+    if _bump(address_key, window) > settings.HAVEN_AUTH_MAX_ATTEMPTS_PER_ADDRESS:
+        raise AuthenticationThrottled(window)
+    if (cache.get(account_key) or 0) >= settings.HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT:
+        raise AuthenticationThrottled(window)
+    user = authenticate(username=email.strip().lower(), password=password)
+    if user is None:
+        _bump(account_key, window)
+        raise AuthenticationRefused("Wrong email or password")
+    return user
+
+
+def _token_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def device_token_issue(*, device: Device) -> str:
+    """Return a new bearer token for the device; only its hash is stored."""
+    raw = DEVICE_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    DeviceToken.objects.create(device=device, token_hash=_token_hash(raw))
+    return raw
+
+
+def device_token_lookup(raw: str) -> DeviceToken | None:
+    if not raw.startswith(DEVICE_TOKEN_PREFIX):
+        return None
+    return (
+        DeviceToken.objects.select_related("device", "device__owner", "device__organization")
+        .filter(token_hash=_token_hash(raw))
+        .first()
+    )
+
+
+def device_create(*, owner: User, name: str, os_name: str, agent_version: str) -> Device:
+    return Device.objects.create(
+        organization=owner.organization, owner=owner, name=name[:200], os=os_name[:100],
+        agent_version=agent_version[:50], last_seen_at=timezone.now(),
+    )
+
+
+def device_touch(*, device: Device, agent_version: str | None = None) -> None:
+    """Record that the agent called in; written at most once a minute to spare the database."""
+    now = timezone.now()
+    if device.last_seen_at and (now - device.last_seen_at).total_seconds() < 60 and not agent_version:
+        return
+    device.last_seen_at = now
+    fields = ["last_seen_at"]
+    if agent_version and agent_version != device.agent_version:
+        device.agent_version = agent_version[:50]
+        fields.append("agent_version")
+    device.save(update_fields=fields)
+
+
+def _require_admin(actor: User | None, device: Device) -> None:
+    if actor is None:
+        return  # system actions (SCIM deactivation, Django admin operators) are authorized upstream
+    if actor.organization_id != device.organization_id or actor.role != Role.ORG_ADMIN:
+        raise PermissionRefused("Only an administrator of this organization may do that")
+
+
+@transaction.atomic
+def device_deauthorize(*, device: Device, actor: User | None, actor_label: str | None = None) -> Device:
+    """Revoke every token of the device; its agent gets 401 device_deauthorized from now on."""
+    _require_admin(actor, device)
+    device = Device.objects.select_for_update().get(pk=device.pk)
+    now = timezone.now()
+    DeviceToken.objects.filter(device=device, revoked_at__isnull=True).update(revoked_at=now)
+    if device.authorized:
+        device.authorized = False
+        device.deauthorized_at = now
+        device.save(update_fields=["authorized", "deauthorized_at"])
+        audit_record(organization=device.organization, actor=actor, action="device.deauthorize",
+                     target_type="device", target_uuid=device.uuid, actor_label=actor_label)
+    return device
+
+
+@transaction.atomic
+def device_reauthorize(*, device: Device, actor: User | None, actor_label: str | None = None) -> Device:
+    """Allow the device to enroll again. Old tokens stay revoked: the agent must re-enroll."""
+    _require_admin(actor, device)
+    device = Device.objects.select_for_update().get(pk=device.pk)
+    if not device.authorized:
+        device.authorized = True
+        device.deauthorized_at = None
+        device.save(update_fields=["authorized", "deauthorized_at"])
+        audit_record(organization=device.organization, actor=actor, action="device.reauthorize",
+                     target_type="device", target_uuid=device.uuid, actor_label=actor_label)
+    return device
+
+
+def worker_heartbeat_record(*, source: str, nonce: str = "") -> None:
+    WorkerHeartbeat.objects.update_or_create(source=source[:64], defaults={"nonce": nonce[:64], "seen_at": timezone.now()})

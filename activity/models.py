@@ -1,0 +1,1 @@
+"""File-activity events, detection rules and alerts arrive with the file-activity issue."""

@@ -1,0 +1,4 @@
+"""Haven's project package: settings, URLs and the Celery app."""
+from config.celery_app import app as celery_app
+
+__all__ = ["celery_app"]

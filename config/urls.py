@@ -1,0 +1,11 @@
+"""Top-level URLs: the console, the agent API under /api/v1/, its schema, and Django admin."""
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("agentapi.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="api-schema"),
+    path("", include("console.urls")),
+]

@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class KeystoreConfig(AppConfig):
+    name = "keystore"

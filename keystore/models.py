@@ -1,0 +1,1 @@
+"""Key escrow records and the key-access audit log arrive with the keystore issue."""

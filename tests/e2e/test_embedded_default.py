@@ -1,0 +1,52 @@
+"""The embedded default of `make run`: SQLite, filesystem broker, web + worker + beat, no services.
+
+Runs the real `manage.py serve` in a fresh data directory with no DATABASE_URL or broker set,
+then enrolls an agent through its CLI and proves a worker consumes tasks sent by a producer and
+by beat.
+"""
+import os
+import sqlite3
+import subprocess
+
+import pytest
+
+from tests.conftest import PASSWORD
+from tests.support import REPO, PYTHON, agent, embedded_env, free_port, http_ready, manage, stop_process, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_embedded_default_serves_enrolls_and_runs_tasks(tmp_path):
+    env = embedded_env(tmp_path / "var", HAVEN_HEARTBEAT_SECONDS="1", HAVEN_PASSWORD=PASSWORD)
+    manage("migrate", "--noinput", env=env)
+    first = manage("bootstrap", env=env)
+    assert "admin@haven.local" in first.stdout
+    assert "first password is in" in manage("bootstrap", env=env).stdout
+    assert (tmp_path / "var" / "haven.sqlite3").exists()
+    assert oct((tmp_path / "var" / "initial-admin-password").stat().st_mode & 0o777) == "0o600"
+
+    port = free_port()
+    server = subprocess.Popen([PYTHON, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--web-workers", "1"],
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ready(f"{base}/login/"), timeout=60, what="the console")
+
+        config_dir = tmp_path / "agent"
+        enrolled = agent("--config", str(config_dir), "enroll", "--server", base, "--user", "admin@haven.local",
+                         "--device-name", "smoke-box", env={**os.environ, "HAVEN_PASSWORD": PASSWORD})
+        assert enrolled.returncode == 0, enrolled.stderr
+        status = agent("--config", str(config_dir), "status")
+        assert status.returncode == 0 and "authorized" in status.stdout and "smoke-box" in status.stdout
+        assert oct((config_dir / "agent.json").stat().st_mode & 0o777) == "0o600"
+
+        assert "worker: ok" in manage("pingworker", "--wait", "60", env=env).stdout
+
+        def beat_ran():
+            with sqlite3.connect(tmp_path / "var" / "haven.sqlite3") as db:
+                return db.execute("select count(*) from accounts_workerheartbeat where source='beat'").fetchone()[0]
+
+        wait_until(beat_ran, timeout=60, what="a heartbeat sent by beat")
+    finally:
+        stop_process(server)
+    assert server.returncode is not None

@@ -1,0 +1,170 @@
+"""Block ids and block encryption (docs/formats.md §3)."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import threading
+
+import blake3
+import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from formats.errors import IntegrityError
+from formats.keys import KEY_ID_SIZE, KeySet
+
+Buffer = bytes | bytearray | memoryview
+
+FORMAT_VERSION = 1
+BLOCK_ID_SIZE = 32
+NONCE_SIZE = 12
+TAG_SIZE = 16
+FLAG_ZSTD = 0x01
+_KNOWN_FLAGS = FLAG_ZSTD
+MAX_BLOCK_SIZE = 4 * 1024 * 1024  # == chunking.MAX_CHUNK
+DEFAULT_LEVEL = 3
+
+# version(1) | flags(1) | key_id(16) | nonce(12)
+BLOCK_HEADER_SIZE = 2 + KEY_ID_SIZE + NONCE_SIZE
+BLOCK_OVERHEAD = BLOCK_HEADER_SIZE + TAG_SIZE
+_NONCE_AT = 2 + KEY_ID_SIZE
+
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    """One compressor per (thread, level): zstd contexts are not thread-safe."""
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "cctx", None)
+    if cache is None:
+        cache = _local.cctx = {}
+    cctx = cache.get(level)
+    if cctx is None:
+        cctx = cache[level] = zstandard.ZstdCompressor(
+            level=level, write_content_size=True, write_checksum=False
+        )
+    return cctx
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dctx: zstandard.ZstdDecompressor | None = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor()
+    return dctx
+
+
+def zstd_compress(data: Buffer, level: int = DEFAULT_LEVEL) -> bytes:
+    """zstd with the content size in the frame (decoders bound it before inflating)."""
+    return _compressor(level).compress(data)
+
+
+def zstd_decompress_bounded(data: Buffer, limit: int) -> bytes:
+    """Inflate exactly one zstd frame whose declared size is at most ``limit``.
+
+    zstandard ignores ``max_output_size`` when the frame declares its size, so
+    the declared size is checked first.
+    """
+    try:
+        size = zstandard.frame_content_size(data)
+    except zstandard.ZstdError as e:
+        raise IntegrityError(f"bad zstd frame header: {e}") from None
+    if size < 0:
+        raise IntegrityError("zstd frame does not declare its content size")
+    if size > limit:
+        raise IntegrityError(f"zstd frame declares {size} bytes, limit is {limit}")
+    try:
+        out = _decompressor().decompress(data, allow_extra_data=False)
+    except zstandard.ZstdError as e:
+        raise IntegrityError(f"zstd decompression failed: {e}") from None
+    if len(out) != size:
+        raise IntegrityError(f"zstd frame declared {size} bytes but produced {len(out)}")
+    return out
+
+
+def block_id_for(keys: KeySet, plaintext: Buffer) -> bytes:
+    """Keyed BLAKE3 of the plaintext: dedup for the server, no known-file tests."""
+    return blake3.blake3(plaintext, key=keys.block_id_key, max_threads=1).digest()
+
+
+def _block_ad(flags: int, key_id: bytes, block_id: bytes) -> bytes:
+    return bytes((FORMAT_VERSION, flags)) + key_id + block_id
+
+
+def block_encrypt(
+    keys: KeySet,
+    block_id: bytes,
+    plaintext: Buffer,
+    *,
+    level: int = DEFAULT_LEVEL,
+    _nonce: bytes | None = None,
+) -> bytes:
+    """Compress (if it helps) then AES-256-GCM a block; the AD binds its id.
+
+    ``plaintext`` must not change during the call (pass bytes, not a live mmap).
+    ``_nonce`` exists only for test vectors: reusing a nonce breaks GCM.
+    """
+    if len(block_id) != BLOCK_ID_SIZE:
+        raise ValueError(f"block id must be {BLOCK_ID_SIZE} bytes")
+    plaintext = memoryview(plaintext).cast("B")  # count bytes, whatever the buffer
+    n = len(plaintext)
+    if n > MAX_BLOCK_SIZE:
+        raise ValueError(f"block plaintext is {n} bytes, max is {MAX_BLOCK_SIZE}")
+    payload: Buffer = plaintext
+    flags = 0
+    if n:
+        compressed = _compressor(level).compress(plaintext)
+        if len(compressed) < n:
+            payload, flags = compressed, FLAG_ZSTD
+    nonce = os.urandom(NONCE_SIZE) if _nonce is None else bytes(_nonce)
+    if len(nonce) != NONCE_SIZE:
+        raise ValueError("nonce must be 12 bytes")
+    key_id = keys.key_id_bytes
+    # Encrypt straight after the header: no ciphertext temp + concatenation.
+    out = bytearray(BLOCK_HEADER_SIZE + len(payload) + TAG_SIZE)
+    out[0] = FORMAT_VERSION
+    out[1] = flags
+    out[2:_NONCE_AT] = key_id
+    out[_NONCE_AT:BLOCK_HEADER_SIZE] = nonce
+    AESGCM(keys.block_key).encrypt_into(
+        nonce, payload, _block_ad(flags, key_id, block_id), memoryview(out)[BLOCK_HEADER_SIZE:]
+    )
+    return bytes(out)  # immutable result; the copy measured as noise next to zstd
+
+
+def block_decrypt(keys: KeySet, block_id: bytes, blob: Buffer) -> bytes:
+    """Return the plaintext of ``blob`` only if every check passes (§3.3)."""
+    mv = memoryview(blob).cast("B")
+    if len(block_id) != BLOCK_ID_SIZE:
+        raise IntegrityError(f"block id must be {BLOCK_ID_SIZE} bytes, got {len(block_id)}")
+    if len(mv) < BLOCK_OVERHEAD:
+        raise IntegrityError(f"block blob too short ({len(mv)} bytes)")
+    version, flags = mv[0], mv[1]
+    if version != FORMAT_VERSION:
+        raise IntegrityError(f"unsupported block format version {version}")
+    if flags & ~_KNOWN_FLAGS:
+        raise IntegrityError(f"unknown block flags 0x{flags:02x}")
+    key_id = bytes(mv[2:_NONCE_AT])
+    if key_id != keys.key_id_bytes:
+        raise IntegrityError(
+            f"block was encrypted with key {key_id.hex()}, not {keys.key_id}"
+        )
+    try:
+        payload = AESGCM(keys.block_key).decrypt(
+            bytes(mv[_NONCE_AT:BLOCK_HEADER_SIZE]),
+            mv[BLOCK_HEADER_SIZE:],
+            _block_ad(flags, key_id, bytes(block_id)),
+        )
+    except InvalidTag:
+        raise IntegrityError(
+            f"block {bytes(block_id).hex()}: authentication failed "
+            "(corrupted, tampered with, or not this block)"
+        ) from None
+    if flags & FLAG_ZSTD:
+        plaintext = zstd_decompress_bounded(payload, MAX_BLOCK_SIZE)
+    else:
+        if len(payload) > MAX_BLOCK_SIZE:
+            raise IntegrityError(f"raw block of {len(payload)} bytes exceeds {MAX_BLOCK_SIZE}")
+        plaintext = payload
+    if not hmac.compare_digest(block_id_for(keys, plaintext), bytes(block_id)):
+        raise IntegrityError(f"block {bytes(block_id).hex()}: content does not match its id")
+    return plaintext

@@ -1,0 +1,233 @@
+"""Path ids and encrypted file-version manifests (docs/formats.md §4, §5)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from formats.blocks import (
+    BLOCK_ID_SIZE,
+    DEFAULT_LEVEL,
+    FORMAT_VERSION,
+    MAX_BLOCK_SIZE,
+    NONCE_SIZE,
+    TAG_SIZE,
+    zstd_compress,
+    zstd_decompress_bounded,
+)
+from formats.errors import FormatError, IntegrityError
+from formats.frames import canonical_json, strict_json_object
+from formats.keys import KEY_ID_SIZE, KeySet
+
+Buffer = bytes | bytearray | memoryview
+
+MAX_MANIFEST_SIZE = 256 * 1024 * 1024  # decompressed JSON; ~3 TiB files at 1 MiB blocks
+# version(1) | key_id(16) | nonce(12)
+MANIFEST_HEADER_SIZE = 1 + KEY_ID_SIZE + NONCE_SIZE
+_NONCE_AT = 1 + KEY_ID_SIZE
+_PATH_ID_RE = re.compile(r"[0-9a-f]{64}")
+_MAX_MODE = 0xFFFFFFFF
+
+
+def _path_bytes(path: str) -> bytes:
+    """The exact bytes hashed and stored for a path (§4); rejects non-canonical paths."""
+    if not isinstance(path, str):
+        raise TypeError("path must be str (use os.fsdecode for bytes paths)")
+    if not path.startswith("/") or "\0" in path:
+        raise ValueError(f"path must be absolute and contain no NUL: {path!r}")
+    if path != "/":
+        parts = path[1:].split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"path is not normalized (empty, '.', '..' or trailing '/'): {path!r}")
+    try:
+        return path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise ValueError(f"path contains an unencodable lone surrogate: {path!r}") from None
+
+
+def path_id_for(keys: KeySet, path: str) -> str:
+    """Keyed id of a path: the server groups versions by it without learning the path.
+
+    ``path`` is the absolute POSIX path as the agent saw it (docs/formats.md §4).
+    """
+    mac = crypto_hmac.HMAC(keys.path_id_key, hashes.SHA256())
+    mac.update(_path_bytes(path))
+    return mac.finalize().hex()
+
+
+@dataclass
+class Manifest:
+    """One version of one file: metadata plus the ordered blocks of its content."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    mode: int
+    block_ids: list[bytes] = field(default_factory=list)
+    block_sizes: list[int] = field(default_factory=list)  # plaintext sizes
+    deleted: bool = False
+
+    def validate(self) -> None:
+        """Raise ValueError unless the fields are consistent (§5.1)."""
+        _path_bytes(self.path)
+        if not _is_int(self.size) or self.size < 0:
+            raise ValueError("size must be an integer >= 0")
+        if not _is_int(self.mtime_ns):
+            raise ValueError("mtime_ns must be an integer")
+        if not _is_int(self.mode) or not 0 <= self.mode <= _MAX_MODE:
+            raise ValueError("mode must be an integer in [0, 2**32)")
+        if not isinstance(self.deleted, bool):
+            raise ValueError("deleted must be a bool")
+        if len(self.block_ids) != len(self.block_sizes):
+            raise ValueError("block_ids and block_sizes differ in length")
+        for b in self.block_ids:
+            if not isinstance(b, bytes) or len(b) != BLOCK_ID_SIZE:
+                raise ValueError(f"block ids must be {BLOCK_ID_SIZE} bytes")
+        for s in self.block_sizes:
+            if not _is_int(s) or not 1 <= s <= MAX_BLOCK_SIZE:
+                raise ValueError(f"block sizes must be integers in [1, {MAX_BLOCK_SIZE}]")
+        if sum(self.block_sizes) != self.size:
+            raise ValueError("size differs from the sum of block_sizes")
+        if self.deleted and self.block_ids:
+            raise ValueError("a deleted (tombstone) manifest has no blocks")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _to_json(m: Manifest) -> bytes:
+    return canonical_json(
+        {
+            "path": base64.b64encode(_path_bytes(m.path)).decode("ascii"),
+            "size": m.size,
+            "mtime_ns": m.mtime_ns,
+            "mode": m.mode,
+            "block_ids": [b.hex() for b in m.block_ids],
+            "block_sizes": list(m.block_sizes),
+            "deleted": m.deleted,
+        }
+    )
+
+
+def _from_json(data: bytes) -> Manifest:
+    obj = strict_json_object(data)
+    try:
+        path_b = base64.b64decode(obj["path"], validate=True)
+        block_ids = obj["block_ids"]
+        if not isinstance(block_ids, list) or not all(
+            isinstance(h, str) and len(h) == 2 * BLOCK_ID_SIZE for h in block_ids
+        ):
+            raise ValueError("block_ids must be a list of 64-char hex strings")
+        block_sizes = obj["block_sizes"]
+        if not isinstance(block_sizes, list):
+            raise ValueError("block_sizes must be a list")
+        m = Manifest(
+            path=path_b.decode("utf-8", "surrogateescape"),
+            size=obj["size"],
+            mtime_ns=obj["mtime_ns"],
+            mode=obj["mode"],
+            block_ids=[bytes.fromhex(h) for h in block_ids],
+            block_sizes=block_sizes,
+            deleted=obj["deleted"],
+        )
+        m.validate()
+    except (KeyError, TypeError, ValueError, binascii.Error) as e:
+        raise FormatError(f"malformed manifest: {type(e).__name__}: {e}") from None
+    return m
+
+
+def _check_ids(archive_id: uuid.UUID, path_id: str, version_id: uuid.UUID) -> bytes:
+    if not isinstance(archive_id, uuid.UUID) or not isinstance(version_id, uuid.UUID):
+        raise TypeError("archive_id and version_id must be uuid.UUID")
+    if not isinstance(path_id, str) or not _PATH_ID_RE.fullmatch(path_id):
+        raise ValueError("path_id must be 64 lowercase hex chars")
+    return bytes.fromhex(path_id)
+
+
+def _manifest_ad(
+    key_id: bytes, archive_id: uuid.UUID, path_id_raw: bytes, version_id: uuid.UUID
+) -> bytes:
+    return bytes((FORMAT_VERSION,)) + key_id + archive_id.bytes + path_id_raw + version_id.bytes
+
+
+def manifest_encrypt(
+    keys: KeySet,
+    manifest: Manifest,
+    *,
+    archive_id: uuid.UUID,
+    path_id: str,
+    version_id: uuid.UUID,
+    _nonce: bytes | None = None,
+) -> bytes:
+    """Encrypt a manifest bound (by the AD) to its archive, path and version.
+
+    ``_nonce`` exists only for test vectors: reusing a nonce breaks GCM.
+    """
+    path_id_raw = _check_ids(archive_id, path_id, version_id)
+    manifest.validate()
+    if path_id != path_id_for(keys, manifest.path):
+        raise ValueError("path_id is not the path id of manifest.path")
+    nonce = os.urandom(NONCE_SIZE) if _nonce is None else bytes(_nonce)
+    if len(nonce) != NONCE_SIZE:
+        raise ValueError("nonce must be 12 bytes")
+    key_id = keys.key_id_bytes
+    ct = AESGCM(keys.manifest_key).encrypt(
+        nonce,
+        zstd_compress(_to_json(manifest), DEFAULT_LEVEL),
+        _manifest_ad(key_id, archive_id, path_id_raw, version_id),
+    )
+    return b"".join((bytes((FORMAT_VERSION,)), key_id, nonce, ct))
+
+
+def manifest_decrypt(
+    keys: KeySet,
+    blob: Buffer,
+    *,
+    archive_id: uuid.UUID,
+    path_id: str,
+    version_id: uuid.UUID,
+) -> Manifest:
+    """Decrypt and validate a manifest; IntegrityError unless everything checks out."""
+    path_id_raw = _check_ids(archive_id, path_id, version_id)
+    mv = memoryview(blob).cast("B")
+    if len(mv) < MANIFEST_HEADER_SIZE + TAG_SIZE:
+        raise IntegrityError(f"manifest blob too short ({len(mv)} bytes)")
+    if mv[0] != FORMAT_VERSION:
+        raise IntegrityError(f"unsupported manifest format version {mv[0]}")
+    key_id = bytes(mv[1:_NONCE_AT])
+    if key_id != keys.key_id_bytes:
+        raise IntegrityError(
+            f"manifest was encrypted with key {key_id.hex()}, not {keys.key_id}"
+        )
+    try:
+        compressed = AESGCM(keys.manifest_key).decrypt(
+            bytes(mv[_NONCE_AT:MANIFEST_HEADER_SIZE]),
+            mv[MANIFEST_HEADER_SIZE:],
+            _manifest_ad(key_id, archive_id, path_id_raw, version_id),
+        )
+    except InvalidTag:
+        raise IntegrityError(
+            f"manifest for path id {path_id} version {version_id}: authentication failed "
+            "(corrupted, tampered with, or for another archive/path/version)"
+        ) from None
+    try:
+        manifest = _from_json(zstd_decompress_bounded(compressed, MAX_MANIFEST_SIZE))
+    except IntegrityError:
+        raise
+    except FormatError as e:
+        raise IntegrityError(str(e)) from None
+    if not hmac.compare_digest(path_id_for(keys, manifest.path), path_id):
+        raise IntegrityError("manifest path does not match its path id")
+    return manifest

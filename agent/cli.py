@@ -1,14 +1,24 @@
 """`python -m agent --config DIR COMMAND`: the agent's command line (a thin layer over the library)."""
 import argparse
+import base64
 import getpass
 import os
 import platform
 import socket
 import sys
+import uuid
+from datetime import datetime
 from pathlib import Path
 
+from agent.backup import BackupEngine, scan
 from agent.client import ApiClient, ApiError, DeviceDeauthorized
 from agent.config import AgentConfig, ConfigError, config_load, config_load_optional, config_save
+from agent.keys import KeyMissing, user_key_ensure, user_key_load, user_key_wipe
+from agent.progress import progress_bar
+from agent.restore import RestoreError, manifests_at, restore
+from agent.state import LocalState
+from formats.keys import derive_keys
+from formats.manifests import manifest_decrypt, path_id_for
 
 
 def _password() -> str:
@@ -34,6 +44,7 @@ def cmd_enroll(args) -> int:
         organization_id=answer["organization_id"], token=answer["token"], ca_file=args.ca_file,
     )
     config_save(args.config, config)
+    user_key_ensure(args.config)
     print(f"Enrolled device {config.device_name} ({config.device_id}) for {config.user_email} at {config.server}")
     return 0
 
@@ -57,6 +68,98 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _human(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024 or unit == "TiB":
+            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{int(nbytes)} B"
+        nbytes /= 1024
+    return ""
+
+
+def _session(args):
+    config = config_load(args.config)
+    client = ApiClient(config.server, token=config.token, ca_file=config.ca_file)
+    return config, client, derive_keys(user_key_load(args.config))
+
+
+def cmd_backup(args) -> int:
+    config, client, keys = _session(args)
+    state = LocalState(args.config, config.archive_id)
+    try:
+        engine = BackupEngine(client=client, keys=keys, archive_id=config.archive_id, state=state)
+        roots = [os.path.abspath(path) for path in args.paths]
+        preview = scan(roots, state.lookup_all())
+        with progress_bar("Backing up", total_files=len(preview.changed),
+                          total_bytes=sum(e.size for e in preview.changed)) as advance:
+            engine.on_progress = advance
+            summary = engine.run(roots, preview)
+    finally:
+        state.close()
+    rate = summary.bytes_read / summary.seconds / 1e6 if summary.seconds else 0.0
+    print(f"backup {'completed' if not summary.errors else 'completed with errors'}: "
+          f"{summary.files_scanned} files ({_human(summary.bytes_scanned)}) scanned, "
+          f"{summary.files_changed} changed, {summary.files_deleted} deleted, {summary.skipped} skipped; "
+          f"{_human(summary.bytes_read)} read, {summary.blocks_sent} blocks ({_human(summary.bytes_sent)}) sent, "
+          f"{summary.versions_committed} versions committed in {summary.seconds:.1f}s ({rate:.0f} MB/s)")
+    for error in summary.errors[:20]:
+        print(f"  warning: {error}", file=sys.stderr)
+    return 1 if summary.errors else 0
+
+
+def _archive_for(client: ApiClient, config: AgentConfig, from_device: str | None) -> str:
+    if not from_device:
+        return config.archive_id
+    matches = [a for a in client.archives() if from_device in (a["device_name"], a["device_id"])]
+    if not matches:
+        raise SystemExit(f"error: no archive of a device named {from_device!r} for {config.user_email}")
+    if len(matches) > 1:
+        raise SystemExit(f"error: several devices are named {from_device!r}; give the device id instead")
+    return matches[0]["archive_id"]
+
+
+def _at(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise SystemExit(f"error: --at {value!r} is not an ISO 8601 time (e.g. 2026-11-23T14:00)") from None
+    return (moment.astimezone() if moment.tzinfo is None else moment).isoformat()
+
+
+def cmd_restore(args) -> int:
+    config, client, keys = _session(args)
+    archive_id = _archive_for(client, config, args.from_device)
+    at = _at(args.at)
+    manifests = manifests_at(client, keys, archive_id, at)
+    chosen = [m for m in manifests if not args.paths or any(
+        m.path == p or m.path.startswith(p.rstrip("/") + "/") for p in map(os.path.abspath, args.paths))]
+    with progress_bar("Restoring", total_files=len(chosen), total_bytes=sum(m.size for m in chosen)) as advance:
+        summary = restore(client=client, keys=keys, archive_id=archive_id, dest=Path(args.to), at=at,
+                          paths=args.paths, on_progress=advance, manifests=manifests)
+    rate = summary.bytes / summary.seconds / 1e6 if summary.seconds else 0.0
+    print(f"restore completed: {summary.files} files ({_human(summary.bytes)}) to {args.to} "
+          f"in {summary.seconds:.1f}s ({rate:.0f} MB/s)")
+    return 0
+
+
+def cmd_versions(args) -> int:
+    config, client, keys = _session(args)
+    archive_id = _archive_for(client, config, args.from_device)
+    path = os.path.abspath(args.path)
+    path_id = path_id_for(keys, path)
+    versions = client.versions_of_path(archive_id, path_id)
+    if not versions:
+        print(f"no versions of {path}")
+        return 1
+    for version in versions:
+        manifest = manifest_decrypt(keys, base64.b64decode(version["manifest"]), archive_id=uuid.UUID(archive_id),
+                                    path_id=path_id, version_id=uuid.UUID(version["version_id"]))
+        what = "deleted" if manifest.deleted else f"{_human(manifest.size):>10}  mode {manifest.mode:o}"
+        print(f"{version['committed_at']}  {what}  {version['version_id']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agent", description="Haven endpoint backup agent")
     parser.add_argument("--config", type=Path, required=True, metavar="DIR", help="the agent's private configuration directory")
@@ -71,6 +174,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="show this agent's enrollment and what the server says of it")
     status.set_defaults(handler=cmd_status)
+
+    backup = commands.add_parser("backup", help="back up files and directories (symlinks are skipped)")
+    backup.add_argument("paths", nargs="+", metavar="PATH")
+    backup.set_defaults(handler=cmd_backup)
+
+    restore_cmd = commands.add_parser("restore", help="restore files as they were at a point in time")
+    restore_cmd.add_argument("--to", required=True, metavar="DEST", help="files land at DEST/<their absolute path>")
+    restore_cmd.add_argument("--at", metavar="TIME", help="ISO 8601 time (default: now; local time if no zone)")
+    restore_cmd.add_argument("--from-device", metavar="NAME", help="restore another device's archive of yours")
+    restore_cmd.add_argument("paths", nargs="*", metavar="PATH", help="only these files or directories")
+    restore_cmd.set_defaults(handler=cmd_restore)
+
+    versions = commands.add_parser("versions", help="list the versions of one file")
+    versions.add_argument("path", metavar="PATH")
+    versions.add_argument("--from-device", metavar="NAME")
+    versions.set_defaults(handler=cmd_versions)
     return parser
 
 
@@ -79,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except DeviceDeauthorized as error:
-        print(f"error: {error.detail}", file=sys.stderr)
+        user_key_wipe(args.config)
+        print(f"error: {error.detail} The local key was removed.", file=sys.stderr)
         return 3
-    except (ApiError, ConfigError) as error:
+    except (ApiError, ConfigError, KeyMissing, RestoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

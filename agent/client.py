@@ -44,8 +44,10 @@ class ApiClient:
         try:
             body = response.json()
             code, detail = body.get("code", "error"), body.get("detail", response.text)
+            if body.get("errors"):
+                detail = f"{detail}: {str(body['errors'])[:500]}"
         except ValueError:
-            code, detail = "error", response.text[:200] or response.reason_phrase
+            code, detail = "error", f"the server answered {response.status_code} {response.reason_phrase}"
         error_class = DeviceDeauthorized if code == "device_deauthorized" else ApiError
         raise error_class(response.status_code, code, detail)
 
@@ -64,3 +66,50 @@ class ApiClient:
 
     def device(self) -> dict:
         return self.request("GET", "device").json()
+
+    # --- backup and restore (docs/protocol.md) ---------------------------------------------
+
+    def archives(self) -> list[dict]:
+        return self.request("GET", "archives").json()["archives"]
+
+    def run_start(self, archive_id: str) -> str:
+        return self.request("POST", f"archives/{archive_id}/runs").json()["run_id"]
+
+    def run_finish(self, archive_id: str, run_id: str, *, status: str, counters: dict, errors: list[str]) -> None:
+        self.request("POST", f"archives/{archive_id}/runs/{run_id}/finish",
+                     json={"status": status, "errors": errors[:1000], **counters})
+
+    def blocks_missing(self, archive_id: str, block_ids: list[bytes]) -> set[bytes]:
+        missing: set[bytes] = set()
+        for start in range(0, len(block_ids), 10_000):
+            answer = self.request("POST", f"archives/{archive_id}/blocks/missing",
+                                  json={"block_ids": [b.hex() for b in block_ids[start:start + 10_000]]}).json()
+            missing.update(bytes.fromhex(b) for b in answer["missing"])
+        return missing
+
+    def blocks_upload(self, archive_id: str, run_id: str | None, batch: bytes) -> dict:
+        params = {"run": run_id} if run_id else {}
+        return self.request("POST", f"archives/{archive_id}/blocks", params=params, content=batch,
+                            headers={"Content-Type": "application/octet-stream"}).json()
+
+    def versions_commit(self, archive_id: str, run_id: str | None, versions: list[dict]) -> dict:
+        return self.request("POST", f"archives/{archive_id}/versions", json={"run_id": run_id, "versions": versions}).json()
+
+    def versions_at(self, archive_id: str, at: str | None) -> list[dict]:
+        versions, after = [], 0
+        while True:
+            params = {"after": after, "limit": 1000}
+            if at:
+                params["at"] = at
+            page = self.request("GET", f"archives/{archive_id}/versions", params=params).json()
+            versions.extend(page["versions"])
+            if not page["next"]:
+                return versions
+            after = page["next"]
+
+    def versions_of_path(self, archive_id: str, path_id: str) -> list[dict]:
+        return self.request("GET", f"archives/{archive_id}/versions", params={"path_id": path_id}).json()["versions"]
+
+    def blocks_fetch(self, archive_id: str, block_ids: list[bytes]) -> bytes:
+        return self.request("POST", f"archives/{archive_id}/blocks/fetch",
+                            json={"block_ids": [b.hex() for b in block_ids]}).content

@@ -1,14 +1,46 @@
 """Agent endpoints: validate input, check access, call one service, serialize output."""
+import base64
+import binascii
+from datetime import datetime
+
+from django.conf import settings
 from django.db import transaction
+from django.http import HttpResponse
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.selectors import parse_uuid_or_404
 from accounts.services import AuthenticationRefused, AuthenticationThrottled, credentials_check
-from archives.selectors import archive_for_device
-from archives.services import DeviceDeauthorized, archive_for_device_ensure, device_enroll
+from archives.models import BackupRun
+from archives.selectors import (
+    BlocksNotFound,
+    FetchTooLarge,
+    archive_for_device,
+    archives_readable_by_device,
+    blocks_read,
+    manifests_read,
+    versions_at,
+    versions_of_path,
+)
+from archives.services import (
+    BatchInvalid,
+    DeviceDeauthorized,
+    MissingBlocks,
+    VersionIn,
+    VersionsInvalid,
+    archive_for_device_ensure,
+    backup_run_finish,
+    backup_run_start,
+    block_id_parse,
+    blocks_ingest,
+    blocks_missing,
+    device_enroll,
+    versions_commit,
+)
 
 
 class EnrollApi(APIView):
@@ -99,3 +131,230 @@ class ArchiveApi(APIView):
     def get(self, request, archive_id):
         archive = archive_for_device(request.user.device, archive_id)
         return Response(self.OutputSerializer(archive).data)
+
+
+# --- backup and restore ----------------------------------------------------------------------
+
+def _body_limit(request, limit: int) -> int:
+    """Refuse a body over `limit` before reading it (413), and one without a length (411)."""
+    raw = request.META.get("CONTENT_LENGTH") or ""
+    try:
+        length = int(raw)
+    except ValueError:
+        raise LengthRequired() from None
+    if length > limit:
+        raise PayloadTooLarge(f"The request body is {length} bytes; the limit is {limit}")
+    return length
+
+
+class LengthRequired(exceptions.APIException):
+    status_code = 411
+    default_detail = "A Content-Length header is required"
+    default_code = "length_required"
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = "The request body is too large"
+    default_code = "batch_too_large"
+
+
+class HexBlockIdField(serializers.Field):
+    """A 32-byte block id written as 64 hexadecimal characters."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or len(data) != 64:
+            raise serializers.ValidationError("a block id is 64 hexadecimal characters")
+        try:
+            return block_id_parse(data)
+        except ValueError:
+            raise serializers.ValidationError("a block id is 64 hexadecimal characters") from None
+
+    def to_representation(self, value):
+        return bytes(value).hex()
+
+
+def _run_for(archive, run_id):
+    if run_id in (None, ""):
+        return None
+    run = BackupRun.objects.filter(archive=archive, uuid=parse_uuid_or_404(run_id)).first()
+    if run is None:
+        raise exceptions.NotFound("No such backup run", code="not_found")
+    return run
+
+
+class ArchiveListApi(APIView):
+    """The archives this device may read: every archive of its user (computer replacement)."""
+
+    @extend_schema(responses={200: ArchiveApi.OutputSerializer(many=True)})
+    def get(self, request):
+        archives = archives_readable_by_device(request.user.device).order_by("created_at")
+        return Response({"archives": ArchiveApi.OutputSerializer(archives, many=True).data})
+
+
+class RunStartApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        run_id = serializers.UUIDField(source="uuid")
+        started_at = serializers.DateTimeField()
+
+    @extend_schema(request=None, responses={201: OutputSerializer})
+    def post(self, request, archive_id):
+        archive = archive_for_device(request.user.device, archive_id, write=True)
+        run = backup_run_start(archive=archive)
+        return Response(self.OutputSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class RunFinishApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=["completed", "failed", "interrupted"])
+        files_scanned = serializers.IntegerField(min_value=0, default=0)
+        bytes_scanned = serializers.IntegerField(min_value=0, default=0)
+        files_changed = serializers.IntegerField(min_value=0, default=0)
+        bytes_sent = serializers.IntegerField(min_value=0, default=0)
+        errors = serializers.ListField(child=serializers.CharField(max_length=2000), max_length=1000, default=list)
+
+    @extend_schema(request=InputSerializer, responses={200: None})
+    def post(self, request, archive_id, run_id):
+        _body_limit(request, 1024 * 1024)
+        archive = archive_for_device(request.user.device, archive_id, write=True)
+        run = _run_for(archive, run_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        try:
+            backup_run_finish(run=run, status=fields.pop("status"), errors=fields.pop("errors"), counters=fields)
+        except ValueError as error:
+            raise exceptions.ValidationError({"status": [str(error)]}) from None
+        return Response({"run_id": str(run.uuid), "status": run.status})
+
+
+class BlocksMissingApi(APIView):
+    """Which of these block ids does the archive lack? Only those need to be sent."""
+
+    class InputSerializer(serializers.Serializer):
+        block_ids = serializers.ListField(child=HexBlockIdField(), max_length=10_000)
+
+    @extend_schema(request=InputSerializer, responses={200: None})
+    def post(self, request, archive_id):
+        _body_limit(request, 2 * 1024 * 1024)
+        archive = archive_for_device(request.user.device, archive_id, write=True)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        missing = blocks_missing(archive=archive, block_ids=data.validated_data["block_ids"])
+        return Response({"missing": [block_id.hex() for block_id in missing]})
+
+
+class BlocksUploadApi(APIView):
+    """An upload batch (frames back to back) → one new immutable pack. Idempotent."""
+
+    @extend_schema(request={"application/octet-stream": bytes}, responses={201: None})
+    def post(self, request, archive_id):
+        length = _body_limit(request, settings.HAVEN_MAX_BATCH_BYTES)
+        archive = archive_for_device(request.user.device, archive_id, write=True)
+        run = _run_for(archive, request.query_params.get("run"))
+        body = request._request.read(length)
+        if len(body) != length:
+            raise exceptions.ParseError("The request body ended early", code="invalid_batch")
+        try:
+            result = blocks_ingest(archive=archive, body=body, run=run)
+        except BatchInvalid as invalid:
+            raise exceptions.ParseError(f"Invalid upload batch: {invalid}", code="invalid_batch") from None
+        return Response({"stored": result.stored, "duplicates": result.duplicates,
+                         "pack_id": str(result.pack.uuid) if result.pack else None}, status=status.HTTP_201_CREATED)
+
+
+class BlocksFetchApi(APIView):
+    """The stored frames of the blocks asked for, in that order (any archive of the user)."""
+
+    class InputSerializer(serializers.Serializer):
+        block_ids = serializers.ListField(child=HexBlockIdField(), min_length=1, max_length=10_000)
+
+    @extend_schema(request=InputSerializer, responses={(200, "application/octet-stream"): bytes})
+    def post(self, request, archive_id):
+        _body_limit(request, 2 * 1024 * 1024)
+        archive = archive_for_device(request.user.device, archive_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            frames = blocks_read(archive, data.validated_data["block_ids"], max_bytes=settings.HAVEN_MAX_BATCH_BYTES)
+        except BlocksNotFound as absent:
+            return Response({"detail": str(absent), "code": "blocks_not_found",
+                             "block_ids": [b.hex() for b in absent.block_ids[:100]]}, status=404)
+        except FetchTooLarge as too_large:
+            raise PayloadTooLarge(str(too_large)) from None
+        return HttpResponse(b"".join(frames), content_type="application/octet-stream")
+
+
+class VersionsApi(APIView):
+    """List versions (a point in time, or one path's history) and commit new ones."""
+
+    class VersionInSerializer(serializers.Serializer):
+        version_id = serializers.UUIDField()
+        path_id = serializers.RegexField(r"^[0-9a-f]{64}$")
+        deleted = serializers.BooleanField(default=False)
+        block_ids = serializers.ListField(child=HexBlockIdField(), max_length=5_000_000, default=list)
+        manifest = serializers.CharField(max_length=64 * 1024 * 1024)
+
+        def validate_manifest(self, value):
+            try:
+                return base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise serializers.ValidationError("manifest must be base64") from None
+
+    class CommitSerializer(serializers.Serializer):
+        run_id = serializers.UUIDField(required=False, allow_null=True, default=None)
+        versions = serializers.ListField(min_length=1, max_length=2000)
+
+    class VersionOutSerializer(serializers.Serializer):
+        version_id = serializers.UUIDField(source="uuid")
+        path_id = serializers.CharField()
+        committed_at = serializers.DateTimeField()
+        deleted = serializers.BooleanField()
+        stored_size = serializers.IntegerField()
+
+    @extend_schema(responses={200: None})
+    def get(self, request, archive_id):
+        archive = archive_for_device(request.user.device, archive_id)
+        params = request.query_params
+        try:
+            limit = min(int(params.get("limit", 1000)), 1000)
+            after = int(params.get("after", 0))
+            at = datetime.fromisoformat(params["at"]) if params.get("at") else timezone.now()
+        except ValueError:
+            raise exceptions.ValidationError({"query": ["limit/after must be integers, at an ISO 8601 time"]}) from None
+        if timezone.is_naive(at):
+            raise exceptions.ValidationError({"at": ["give a time zone, e.g. 2026-01-31T12:00:00+00:00"]})
+        if params.get("path_id"):
+            versions = versions_of_path(archive, path_id=params["path_id"], limit=limit)
+            next_cursor = None
+        else:
+            versions = versions_at(archive, at=at, after=after, limit=limit)
+            next_cursor = str(versions[-1].pk) if len(versions) == limit else None
+        blobs = manifests_read(versions)
+        body = []
+        for version in versions:
+            item = dict(self.VersionOutSerializer(version).data)
+            item["manifest"] = base64.b64encode(blobs[version.pk]).decode()
+            body.append(item)
+        return Response({"versions": body, "next": next_cursor})
+
+    @extend_schema(request=CommitSerializer, responses={201: None})
+    def post(self, request, archive_id):
+        _body_limit(request, settings.HAVEN_MAX_COMMIT_BYTES)
+        archive = archive_for_device(request.user.device, archive_id, write=True)
+        commit = self.CommitSerializer(data=request.data)
+        commit.is_valid(raise_exception=True)
+        items = self.VersionInSerializer(data=commit.validated_data["versions"], many=True)
+        items.is_valid(raise_exception=True)
+        run = _run_for(archive, commit.validated_data["run_id"])
+        versions = [VersionIn(version_id=item["version_id"], path_id=item["path_id"], deleted=item["deleted"],
+                              block_ids=item["block_ids"], manifest=item["manifest"]) for item in items.validated_data]
+        try:
+            result = versions_commit(archive=archive, versions=versions, run=run)
+        except MissingBlocks as missing:
+            return Response({"detail": str(missing), "code": "missing_blocks",
+                             "block_ids": [b.hex() for b in missing.block_ids[:1000]]}, status=409)
+        except VersionsInvalid as invalid:
+            raise exceptions.ValidationError({"versions": [str(invalid)]}) from None
+        return Response({"committed": result.committed, "existing": result.existing,
+                         "committed_at": result.committed_at.isoformat()}, status=status.HTTP_201_CREATED)

@@ -6,5 +6,12 @@ app_name = "agentapi"
 urlpatterns = [
     path("enroll", apis.EnrollApi.as_view(), name="enroll"),
     path("device", apis.DeviceApi.as_view(), name="device"),
+    path("archives", apis.ArchiveListApi.as_view(), name="archives"),
     path("archives/<str:archive_id>", apis.ArchiveApi.as_view(), name="archive"),
+    path("archives/<str:archive_id>/runs", apis.RunStartApi.as_view(), name="run-start"),
+    path("archives/<str:archive_id>/runs/<str:run_id>/finish", apis.RunFinishApi.as_view(), name="run-finish"),
+    path("archives/<str:archive_id>/blocks", apis.BlocksUploadApi.as_view(), name="blocks-upload"),
+    path("archives/<str:archive_id>/blocks/missing", apis.BlocksMissingApi.as_view(), name="blocks-missing"),
+    path("archives/<str:archive_id>/blocks/fetch", apis.BlocksFetchApi.as_view(), name="blocks-fetch"),
+    path("archives/<str:archive_id>/versions", apis.VersionsApi.as_view(), name="versions"),
 ]

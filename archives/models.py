@@ -18,3 +18,90 @@ class Archive(models.Model):
 
     def __str__(self) -> str:
         return f"archive {self.uuid} of {self.device.name}"
+
+
+class Pack(models.Model):
+    """One immutable pack file: the blocks (or manifests) of one upload batch.
+
+    The row is committed in the same transaction as the index rows that point into the pack,
+    after the file is durable; a pack file without a row is an orphan of a crash.
+    """
+
+    class Kind(models.TextChoices):
+        BLOCKS = "blocks", "Blocks"
+        MANIFESTS = "manifests", "Manifests"
+
+    uuid = models.UUIDField(unique=True, editable=False)
+    archive = models.ForeignKey(Archive, on_delete=models.PROTECT, related_name="packs")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    storage_key = models.CharField(max_length=255, unique=True)
+    size = models.BigIntegerField()
+    frame_count = models.IntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Block(models.Model):
+    """Index row: where an archive's encrypted block lives (pack, offset, frame size)."""
+
+    archive = models.ForeignKey(Archive, on_delete=models.PROTECT, related_name="blocks")
+    block_id = models.BinaryField(max_length=32)
+    pack = models.ForeignKey(Pack, on_delete=models.PROTECT, related_name="blocks")
+    offset = models.BigIntegerField()
+    frame_size = models.IntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["archive", "block_id"], name="block_unique_per_archive")]
+
+
+class BackupRun(models.Model):
+    """One backup of a device: what it scanned and sent, and how it ended."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        INTERRUPTED = "interrupted", "Interrupted"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    archive = models.ForeignKey(Archive, on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    files_scanned = models.BigIntegerField(default=0)
+    bytes_scanned = models.BigIntegerField(default=0)
+    files_changed = models.BigIntegerField(default=0)
+    bytes_sent = models.BigIntegerField(default=0)
+    blocks_received = models.BigIntegerField(default=0, help_text="Counted by the server.")
+    bytes_received = models.BigIntegerField(default=0, help_text="Counted by the server.")
+    versions_committed = models.BigIntegerField(default=0, help_text="Counted by the server.")
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["archive", "status", "-finished_at"])]
+
+
+class FileVersion(models.Model):
+    """One committed version of one file (or its deletion marker).
+
+    The server knows only the keyed path id, its own commit time, the block ids (for reference
+    counting) and sizes of ciphertext; the encrypted manifest lives in a manifest pack.
+    """
+
+    uuid = models.UUIDField(unique=True, editable=False, help_text="Chosen by the agent; bound into the manifest.")
+    archive = models.ForeignKey(Archive, on_delete=models.PROTECT, related_name="versions")
+    path_id = models.CharField(max_length=64)
+    committed_at = models.DateTimeField()
+    deleted = models.BooleanField(default=False)
+    block_ids = models.BinaryField(help_text="Concatenated 32-byte block ids, in file order.")
+    stored_size = models.BigIntegerField(default=0, help_text="Bytes of encrypted blocks the version references.")
+    manifest_pack = models.ForeignKey(Pack, on_delete=models.PROTECT, related_name="manifests")
+    manifest_offset = models.BigIntegerField()
+    manifest_frame_size = models.IntegerField()
+    run = models.ForeignKey(BackupRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="versions")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["archive", "path_id", "committed_at"]),
+            models.Index(fields=["archive", "committed_at"]),
+        ]

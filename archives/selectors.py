@@ -1,10 +1,15 @@
 """Reads of the archives app and the archive access helpers (org-scoped; 404 for not-yours)."""
-from django.db.models import QuerySet
+from collections import defaultdict
+from datetime import datetime
+
+from django.db.models import Max, QuerySet
 from django.http import Http404
 
 from accounts.models import Device, Role, User
 from accounts.selectors import parse_uuid_or_404
-from archives.models import Archive
+from archives.models import Archive, BackupRun, Block, FileVersion
+from archives.storage import pack_storage
+from formats.frames import frame_decode, manifest_frame_parse
 
 # Roles that may see (and later restore) every archive of their organization.
 ARCHIVE_WIDE_ROLES = {Role.ORG_ADMIN, Role.RESTORE_OPERATOR}
@@ -38,3 +43,77 @@ def archive_for_device(device: Device, archive_uuid, *, write: bool = False) -> 
     if found is None:
         raise Http404("No such archive")
     return found
+
+
+# --- versions and blocks ----------------------------------------------------------------------
+
+MAX_MANIFEST_FRAME = 512 * 1024 * 1024
+
+
+class BlocksNotFound(Exception):
+    def __init__(self, block_ids: list[bytes]):
+        super().__init__(f"{len(block_ids)} block(s) are not stored in this archive")
+        self.block_ids = block_ids
+
+
+class FetchTooLarge(Exception):
+    pass
+
+
+def versions_at(archive: Archive, *, at: datetime, after: int = 0, limit: int = 1000) -> list[FileVersion]:
+    """The newest version of each path committed at or before `at`, deleted paths left out."""
+    newest = (FileVersion.objects.filter(archive=archive, committed_at__lte=at)
+              .values("path_id").annotate(newest=Max("id")).values("newest"))
+    return list(FileVersion.objects.filter(id__in=newest, deleted=False, id__gt=after)
+                .select_related("manifest_pack").order_by("id")[:limit])
+
+
+def versions_of_path(archive: Archive, *, path_id: str, limit: int = 1000) -> list[FileVersion]:
+    return list(FileVersion.objects.filter(archive=archive, path_id=path_id)
+                .select_related("manifest_pack").order_by("committed_at", "id")[:limit])
+
+
+def manifests_read(versions: list[FileVersion]) -> dict[int, bytes]:
+    """Encrypted manifest blobs of the given versions, read from their manifest packs."""
+    storage = pack_storage()
+    by_pack: dict[str, list[FileVersion]] = defaultdict(list)
+    for version in versions:
+        by_pack[version.manifest_pack.storage_key].append(version)
+    blobs: dict[int, bytes] = {}
+    for key, members in by_pack.items():
+        with storage.open_reader(key) as reader:
+            for version in sorted(members, key=lambda v: v.manifest_offset):
+                frame = frame_decode(reader.read_at(version.manifest_offset, version.manifest_frame_size),
+                                     max_payload=MAX_MANIFEST_FRAME)
+                blobs[version.pk] = manifest_frame_parse(frame.payload)[1]
+    return blobs
+
+
+def blocks_read(archive: Archive, block_ids: list[bytes], *, max_bytes: int) -> list[bytes]:
+    """The stored frames of the given blocks, in the order asked (checked against the index)."""
+    unique = list(dict.fromkeys(block_ids))
+    rows: dict[bytes, Block] = {}
+    for start in range(0, len(unique), 2000):
+        for block in (Block.objects.filter(archive=archive, block_id__in=unique[start:start + 2000])
+                      .select_related("pack")):
+            rows[bytes(block.block_id)] = block
+    absent = [block_id for block_id in unique if block_id not in rows]
+    if absent:
+        raise BlocksNotFound(absent)
+    if sum(rows[b].frame_size for b in unique) > max_bytes:
+        raise FetchTooLarge(f"the blocks asked for exceed {max_bytes} bytes; ask for fewer at once")
+    storage = pack_storage()
+    data: dict[bytes, bytes] = {}
+    by_pack: dict[str, list[Block]] = defaultdict(list)
+    for block in rows.values():
+        by_pack[block.pack.storage_key].append(block)
+    for key, members in by_pack.items():
+        with storage.open_reader(key) as reader:
+            for block in sorted(members, key=lambda b: b.offset):
+                data[bytes(block.block_id)] = reader.read_at(block.offset, block.frame_size)
+    return [data[block_id] for block_id in block_ids]
+
+
+def last_completed_run(archive: Archive) -> BackupRun | None:
+    return (BackupRun.objects.filter(archive=archive, status=BackupRun.Status.COMPLETED)
+            .order_by("-finished_at").first())

@@ -1,14 +1,66 @@
-"""Writes of the archives app."""
-from django.db import transaction
+"""Writes of the archives app: enrollment, backup runs, block ingestion, version commits, rebuild.
+
+The crash rule (DESIGN §4) shapes every write here: a pack file is durable (fsynced, renamed,
+directory fsynced) *before* the rows that point into it are committed, and a version is committed
+only when every block it names has a committed index row. A crash between the two steps leaves
+an orphan pack that no row references — harmless, and collected later.
+"""
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 
 from accounts.models import Device, User
 from accounts.services import device_create, device_token_issue, device_touch
-from archives.models import Archive
+from archives.faults import fault_point
+from archives.models import Archive, BackupRun, Block, FileVersion, Pack
+from archives.storage import pack_storage
+from formats.blocks import BLOCK_ID_SIZE, BLOCK_OVERHEAD, FORMAT_VERSION, MAX_BLOCK_SIZE
+from formats.errors import FormatError
+from formats.frames import (
+    FRAME_BLOCK,
+    FRAME_MANIFEST,
+    PACK_MAGIC,
+    Frame,
+    frames_decode,
+    frames_encode,
+    manifest_frame_id,
+    manifest_frame_parse,
+    manifest_frame_payload,
+    pack_decode,
+)
+
+MAX_BLOCK_FRAME_PAYLOAD = MAX_BLOCK_SIZE + BLOCK_OVERHEAD
+MAX_MANIFEST_FRAME_PAYLOAD = 512 * 1024 * 1024
+_QUERY_CHUNK = 2000
+_shuffle = random.SystemRandom().shuffle
 
 
 class DeviceDeauthorized(Exception):
     """The device was deauthorized; only an administrator can bring it back."""
 
+
+class BatchInvalid(Exception):
+    """An upload batch broke the format or the rules; nothing of it was stored."""
+
+
+class VersionsInvalid(Exception):
+    """A version commit was malformed; nothing was committed."""
+
+
+class MissingBlocks(Exception):
+    """Versions named blocks the archive does not hold; nothing was committed."""
+
+    def __init__(self, block_ids: list[bytes]):
+        super().__init__(f"{len(block_ids)} referenced block(s) are not stored in this archive")
+        self.block_ids = block_ids
+
+
+# --- enrollment -----------------------------------------------------------------------------
 
 def archive_for_device_ensure(*, device: Device) -> Archive:
     archive, _ = Archive.objects.get_or_create(
@@ -36,3 +88,281 @@ def device_enroll(*, user: User, device_name: str, os_name: str, agent_version: 
         device_touch(device=device, agent_version=agent_version)
     archive = archive_for_device_ensure(device=device)
     return device, archive, device_token_issue(device=device)
+
+
+# --- backup runs ----------------------------------------------------------------------------
+
+def backup_run_start(*, archive: Archive) -> BackupRun:
+    return BackupRun.objects.create(archive=archive)
+
+
+RUN_COUNTERS = ("files_scanned", "bytes_scanned", "files_changed", "bytes_sent")
+
+
+def backup_run_finish(*, run: BackupRun, status: str, counters: dict[str, int], errors: list[str]) -> BackupRun:
+    if status not in {BackupRun.Status.COMPLETED, BackupRun.Status.FAILED, BackupRun.Status.INTERRUPTED}:
+        raise ValueError(f"unknown final status {status!r}")
+    updated = BackupRun.objects.filter(pk=run.pk, status=BackupRun.Status.RUNNING).update(
+        status=status, finished_at=timezone.now(), errors=[str(e)[:1000] for e in errors[:100]],
+        **{name: max(0, int(counters.get(name, 0))) for name in RUN_COUNTERS},
+    )
+    if not updated:
+        raise ValueError("this backup run has already finished")
+    run.refresh_from_db()
+    return run
+
+
+# --- blocks ---------------------------------------------------------------------------------
+
+def _pack_key(archive: Archive, pack_uuid: uuid.UUID) -> str:
+    return f"{archive.organization.uuid}/{archive.uuid}/{pack_uuid.hex[:2]}/{pack_uuid}.pack"
+
+
+def blocks_present(*, archive: Archive, block_ids: list[bytes]) -> dict[bytes, int]:
+    """The given ids that the archive's index holds, with their stored frame sizes."""
+    found: dict[bytes, int] = {}
+    unique = list(dict.fromkeys(block_ids))
+    for start in range(0, len(unique), _QUERY_CHUNK):
+        rows = Block.objects.filter(archive=archive, block_id__in=unique[start:start + _QUERY_CHUNK])
+        found.update((bytes(block_id), size) for block_id, size in rows.values_list("block_id", "frame_size"))
+    return found
+
+
+def blocks_missing(*, archive: Archive, block_ids: list[bytes]) -> list[bytes]:
+    present = blocks_present(archive=archive, block_ids=block_ids)
+    return [block_id for block_id in dict.fromkeys(block_ids) if block_id not in present]
+
+
+@dataclass
+class IngestResult:
+    stored: int
+    duplicates: int
+    pack: Pack | None
+
+
+def _batch_frames(archive: Archive, body: bytes) -> list[Frame]:
+    frames: list[Frame] = []
+    try:
+        for index, (offset, frame) in enumerate(frames_decode(body, max_payload=MAX_BLOCK_FRAME_PAYLOAD)):
+            where = f"frame {index} at byte offset {offset}"
+            if frame.kind != FRAME_BLOCK:
+                raise BatchInvalid(f"{where}: only block frames may be uploaded (kind {frame.kind})")
+            if frame.archive_id != archive.uuid:
+                raise BatchInvalid(f"{where}: the frame names archive {frame.archive_id}, not this archive")
+            if frame.length < BLOCK_OVERHEAD or frame.payload[0] != FORMAT_VERSION:
+                raise BatchInvalid(f"{where}: the payload is not a version-{FORMAT_VERSION} block")
+            frames.append(frame)
+    except FormatError as error:
+        raise BatchInvalid(str(error)) from None
+    return frames
+
+
+def blocks_ingest(*, archive: Archive, body: bytes, run: BackupRun | None = None) -> IngestResult:
+    """Store a batch of encrypted blocks as one new immutable pack, then index them.
+
+    Idempotent: blocks the archive already holds are skipped, so a retried or resumed batch
+    stores nothing twice. The pack's frames are shuffled so their order and sizes do not mirror
+    the files they came from.
+    """
+    frames = _batch_frames(archive, body)
+    unique = {bytes(frame.block_id): frame for frame in frames}
+    present = blocks_present(archive=archive, block_ids=list(unique))
+    new = [frame for block_id, frame in unique.items() if block_id not in present]
+    if not new:
+        return IngestResult(stored=0, duplicates=len(frames), pack=None)
+    _shuffle(new)
+
+    pack_uuid = uuid.uuid4()
+    key = _pack_key(archive, pack_uuid)
+    encoded = frames_encode(new)
+    positions, offset = [], len(PACK_MAGIC)
+    for frame in new:
+        positions.append((bytes(frame.block_id), offset, frame.size))
+        offset += frame.size
+    pack_storage().put(key, PACK_MAGIC + encoded)
+    fault_point("blocks.pack_durable")
+
+    with transaction.atomic():
+        pack = Pack.objects.create(uuid=pack_uuid, archive=archive, kind=Pack.Kind.BLOCKS, storage_key=key,
+                                   size=offset, frame_count=len(new))
+        Block.objects.bulk_create(
+            [Block(archive=archive, block_id=block_id, pack=pack, offset=at, frame_size=size)
+             for block_id, at, size in positions],
+            ignore_conflicts=True,  # a concurrent batch indexed the same block first: its copy wins
+        )
+        if run is not None:
+            BackupRun.objects.filter(pk=run.pk).update(
+                blocks_received=F("blocks_received") + len(new), bytes_received=F("bytes_received") + offset)
+        fault_point("blocks.before_commit")
+    return IngestResult(stored=len(new), duplicates=len(frames) - len(new), pack=pack)
+
+
+# --- versions -------------------------------------------------------------------------------
+
+@dataclass
+class VersionIn:
+    version_id: uuid.UUID
+    path_id: str
+    deleted: bool
+    block_ids: list[bytes]
+    manifest: bytes
+
+
+@dataclass
+class CommitResult:
+    committed: int
+    existing: int
+    committed_at: datetime
+    pack: Pack | None = None
+    version_ids: list[uuid.UUID] = field(default_factory=list)
+
+
+def _existing_versions(archive: Archive, versions: list[VersionIn]) -> set[uuid.UUID]:
+    ids = [version.version_id for version in versions]
+    rows = FileVersion.objects.filter(uuid__in=ids).values_list("uuid", "archive_id")
+    existing = set()
+    for version_uuid, archive_pk in rows:
+        if archive_pk != archive.pk:
+            raise VersionsInvalid(f"version id {version_uuid} is already used elsewhere")
+        existing.add(version_uuid)
+    return existing
+
+
+def versions_commit(*, archive: Archive, versions: list[VersionIn], run: BackupRun | None = None) -> CommitResult:
+    """Commit file versions whose blocks are all durable; one manifest pack per call.
+
+    The whole call is refused (MissingBlocks) if any version names a block the archive lacks:
+    nothing committed may ever point at data that is not stored.
+    """
+    seen: set[uuid.UUID] = set()
+    for version in versions:
+        if version.version_id in seen:
+            raise VersionsInvalid(f"version id {version.version_id} appears twice")
+        seen.add(version.version_id)
+        if version.deleted and version.block_ids:
+            raise VersionsInvalid(f"deleted version {version.version_id} cannot reference blocks")
+    existing = _existing_versions(archive, versions)
+    todo = [version for version in versions if version.version_id not in existing]
+    now = timezone.now()
+    if not todo:
+        return CommitResult(committed=0, existing=len(existing), committed_at=now)
+    sizes = blocks_present(archive=archive, block_ids=[b for version in todo for b in version.block_ids])
+    absent = list(dict.fromkeys(b for version in todo for b in version.block_ids if b not in sizes))
+    if absent:
+        raise MissingBlocks(absent)
+
+    pack_uuid = uuid.uuid4()
+    key = _pack_key(archive, pack_uuid)
+    rows, frames, offset = [], [], len(PACK_MAGIC)
+    for version in todo:
+        stored_size = sum(sizes[b] for b in version.block_ids)
+        server_fields = {
+            "archive_id": str(archive.uuid), "version_id": str(version.version_id), "path_id": version.path_id,
+            "committed_at": now.isoformat(), "deleted": version.deleted, "stored_size": stored_size,
+            "block_ids": [b.hex() for b in version.block_ids], "run_id": str(run.uuid) if run else None,
+        }
+        frame = Frame(FRAME_MANIFEST, archive.uuid, manifest_frame_id(version.version_id),
+                      manifest_frame_payload(server_fields, version.manifest))
+        frames.append(frame)
+        rows.append(FileVersion(
+            uuid=version.version_id, archive=archive, path_id=version.path_id, committed_at=now,
+            deleted=version.deleted, block_ids=b"".join(version.block_ids), stored_size=stored_size,
+            manifest_offset=offset, manifest_frame_size=frame.size, run=run,
+        ))
+        offset += frame.size
+    pack_storage().put(key, PACK_MAGIC + frames_encode(frames))
+    fault_point("versions.pack_durable")
+
+    try:
+        with transaction.atomic():
+            pack = Pack.objects.create(uuid=pack_uuid, archive=archive, kind=Pack.Kind.MANIFESTS, storage_key=key,
+                                       size=offset, frame_count=len(frames))
+            for row in rows:
+                row.manifest_pack = pack
+            FileVersion.objects.bulk_create(rows)
+            if run is not None:
+                BackupRun.objects.filter(pk=run.pk).update(versions_committed=F("versions_committed") + len(rows))
+            fault_point("versions.before_commit")
+    except IntegrityError:
+        raise VersionsInvalid("a concurrent request committed some of these versions; retry") from None
+    return CommitResult(committed=len(rows), existing=len(existing), committed_at=now, pack=pack,
+                        version_ids=[row.uuid for row in rows])
+
+
+# --- rebuilding the index from the packs alone --------------------------------------------------
+
+@dataclass
+class RebuildResult:
+    packs: int = 0
+    blocks: int = 0
+    versions: int = 0
+    skipped_packs: list[str] = field(default_factory=list)
+
+
+def archive_index_drop(*, archive: Archive) -> None:
+    """Forget the archive's index (blocks, versions, packs rows); the pack files stay."""
+    with transaction.atomic():
+        FileVersion.objects.filter(archive=archive).delete()
+        Block.objects.filter(archive=archive).delete()
+        Pack.objects.filter(archive=archive).delete()
+
+
+def archive_index_rebuild(*, archive: Archive) -> RebuildResult:
+    """Recreate pack, block and version rows by reading every pack file of the archive.
+
+    Packs already indexed are left alone, so the command can be run on a partial index. A pack
+    that fails to decode is reported and skipped, never modified.
+    """
+    storage = pack_storage()
+    result = RebuildResult()
+    indexed = set(Pack.objects.filter(archive=archive).values_list("storage_key", flat=True))
+    runs = {str(run_uuid): pk for run_uuid, pk in BackupRun.objects.filter(archive=archive).values_list("uuid", "pk")}
+    for key in storage.keys(f"{archive.organization.uuid}/{archive.uuid}"):
+        if key in indexed:
+            continue
+        try:
+            frames = list(pack_decode(storage.read_all(key), max_payload=MAX_MANIFEST_FRAME_PAYLOAD))
+            pack_uuid = uuid.UUID(key.rsplit("/", 1)[-1].removesuffix(".pack"))
+        except (FormatError, ValueError) as error:
+            result.skipped_packs.append(f"{key}: {error}")
+            continue
+        if any(frame.archive_id != archive.uuid for _, frame in frames):
+            result.skipped_packs.append(f"{key}: holds frames of another archive")
+            continue
+        kinds = {frame.kind for _, frame in frames}
+        with transaction.atomic():
+            pack = Pack.objects.create(
+                uuid=pack_uuid, archive=archive, storage_key=key, size=storage.size(key), frame_count=len(frames),
+                kind=Pack.Kind.MANIFESTS if kinds == {FRAME_MANIFEST} else Pack.Kind.BLOCKS,
+            )
+            blocks, versions = [], []
+            for offset, frame in frames:
+                if frame.kind == FRAME_BLOCK:
+                    blocks.append(Block(archive=archive, block_id=bytes(frame.block_id), pack=pack,
+                                        offset=offset, frame_size=frame.size))
+                    continue
+                fields, _blob = manifest_frame_parse(frame.payload)
+                version_uuid = uuid.UUID(fields["version_id"])
+                if manifest_frame_id(version_uuid) != bytes(frame.block_id):
+                    raise FormatError(f"{key}: manifest frame id does not match version {version_uuid}")
+                versions.append(FileVersion(
+                    uuid=version_uuid, archive=archive, path_id=fields["path_id"],
+                    committed_at=datetime.fromisoformat(fields["committed_at"]), deleted=fields["deleted"],
+                    block_ids=b"".join(bytes.fromhex(b) for b in fields["block_ids"]),
+                    stored_size=fields.get("stored_size", 0), manifest_pack=pack, manifest_offset=offset,
+                    manifest_frame_size=frame.size, run_id=runs.get(fields.get("run_id") or ""),
+                ))
+            Block.objects.bulk_create(blocks, ignore_conflicts=True)
+            FileVersion.objects.bulk_create(versions, ignore_conflicts=True)
+        result.packs += 1
+        result.blocks += len(blocks)
+        result.versions += len(versions)
+    return result
+
+
+def block_id_parse(value: str) -> bytes:
+    """Hex block id from the API → 32 bytes (ValueError otherwise)."""
+    raw = bytes.fromhex(value)
+    if len(raw) != BLOCK_ID_SIZE:
+        raise ValueError(f"a block id is {BLOCK_ID_SIZE} bytes")
+    return raw

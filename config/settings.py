@@ -245,3 +245,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("HAVEN_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Upload limits (DESIGN §9: size limits on every upload).
+HAVEN_MAX_BATCH_BYTES = env_int("HAVEN_MAX_BATCH_BYTES", 64 * 1024 * 1024)
+HAVEN_MAX_COMMIT_BYTES = env_int("HAVEN_MAX_COMMIT_BYTES", 32 * 1024 * 1024)

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.support import REPO, PYTHON, agent, embedded_env, free_port, http_ready, manage, stop_process, wait_until
+from tests.support import PYTHON, REPO, agent, embedded_env, free_port, http_ready, manage, stop_process, wait_until
 
 pytestmark = pytest.mark.slow
 

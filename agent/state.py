@@ -1,0 +1,69 @@
+"""The agent's local cache of committed files (SQLite in the config directory).
+
+A row is written only after the server confirmed the version, so an interrupted backup leaves
+the cache describing exactly what is committed; the next run re-reads everything else.
+Paths are stored as the bytes the file system gave (os.fsencode), so any name round-trips.
+"""
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    archive_id TEXT NOT NULL,
+    path BLOB NOT NULL,
+    parent BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    version_id TEXT NOT NULL,
+    PRIMARY KEY (archive_id, path)
+);
+CREATE INDEX IF NOT EXISTS files_parent ON files (archive_id, parent);
+"""
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+    version_id: str
+
+
+class LocalState:
+    def __init__(self, config_dir: Path, archive_id: str):
+        path = config_dir / "state.sqlite3"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.executescript(SCHEMA)
+        self.archive_id = archive_id
+
+    def close(self) -> None:
+        self._db.close()
+
+    def lookup_all(self) -> dict[str, CachedFile]:
+        rows = self._db.execute(
+            "SELECT path, size, mtime_ns, inode, version_id FROM files WHERE archive_id = ?", (self.archive_id,))
+        return {os.fsdecode(path): CachedFile(os.fsdecode(path), size, mtime, inode, version)
+                for path, size, mtime, inode, version in rows}
+
+    def record_committed(self, entries: Iterable[CachedFile]) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO files (archive_id, path, parent, size, mtime_ns, inode, version_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(self.archive_id, os.fsencode(e.path), os.fsencode(os.path.dirname(e.path)), e.size, e.mtime_ns,
+                  e.inode, e.version_id) for e in entries])
+
+    def forget(self, paths: Iterable[str]) -> None:
+        with self._db:
+            self._db.executemany("DELETE FROM files WHERE archive_id = ? AND path = ?",
+                                 [(self.archive_id, os.fsencode(p)) for p in paths])
+
+    def __iter__(self) -> Iterator[CachedFile]:
+        return iter(self.lookup_all().values())

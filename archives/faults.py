@@ -1,0 +1,20 @@
+"""Named crash points for the crash-safety tests (kill -9 at a precise moment).
+
+Inactive unless HAVEN_FAULT_POINTS names the point (`name=pause`): the process then writes
+`<HAVEN_FAULT_DIR>/<name>` and sleeps, so a test can kill it exactly there. Production never
+sets these variables; the cost is one dict lookup.
+"""
+import os
+import time
+from pathlib import Path
+
+_ACTIVE = {item.split("=")[0]: (item.split("=") + ["pause"])[1]
+           for item in os.environ.get("HAVEN_FAULT_POINTS", "").split(",") if item}
+
+
+def fault_point(name: str) -> None:
+    if name not in _ACTIVE:
+        return
+    marker_dir = Path(os.environ.get("HAVEN_FAULT_DIR", "."))
+    (marker_dir / name).write_text(str(os.getpid()))
+    time.sleep(3600)

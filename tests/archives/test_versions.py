@@ -1,0 +1,152 @@
+"""Version commits: only over durable blocks, server-stamped, idempotent; listing and fetching."""
+import base64
+import uuid
+
+from archives.models import FileVersion, Pack
+from formats.frames import frames_decode
+from formats.manifests import manifest_decrypt
+from tests.archives.conftest import KEYS, block, commit, upload, version
+
+
+def _stored(client, archive, data: bytes) -> bytes:
+    block_id, frame = block(archive, data)
+    assert upload(client, archive, frame).status_code == 201
+    return block_id
+
+
+def test_a_version_over_stored_blocks_commits_with_server_time(enrolled, alice):
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    block_id = _stored(client, archive, b"hello")
+    response = commit(client, archive, [version(archive, "/home/alice/a.txt", [block_id], [5])])
+    assert response.status_code == 201 and response.json()["committed"] == 1
+    row = FileVersion.objects.get()
+    assert row.committed_at.isoformat() == response.json()["committed_at"]
+    assert bytes(row.block_ids) == block_id and row.stored_size > 5
+    assert row.manifest_pack.kind == Pack.Kind.MANIFESTS
+
+
+def test_a_version_naming_an_absent_block_is_409_and_nothing_commits(enrolled, alice):
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    good = _stored(client, archive, b"good")
+    absent, _ = block(archive, b"never uploaded")
+    response = commit(client, archive, [version(archive, "/a", [good], [4]), version(archive, "/b", [absent], [14])])
+    assert response.status_code == 409
+    assert response.json()["code"] == "missing_blocks" and response.json()["block_ids"] == [absent.hex()]
+    assert not FileVersion.objects.exists()
+    assert not Pack.objects.filter(kind=Pack.Kind.MANIFESTS).exists()
+
+
+def test_a_version_cannot_reference_another_archives_block(enrolled, alice):
+    first = enrolled(alice, "one")
+    second = enrolled(alice, "two")
+    foreign = _stored(second, second.enrollment["archive_id"], b"belongs to two")
+    archive = first.enrollment["archive_id"]
+    response = commit(first, archive, [version(archive, "/x", [foreign], [14])])
+    assert response.status_code == 409 and not FileVersion.objects.exists()
+
+
+def test_retrying_a_commit_is_idempotent(enrolled, alice):
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    block_id = _stored(client, archive, b"once")
+    versions = [version(archive, "/once", [block_id], [4])]
+    assert commit(client, archive, versions).json()["committed"] == 1
+    again = commit(client, archive, versions)
+    assert again.status_code == 201 and again.json() == {**again.json(), "committed": 0, "existing": 1}
+    assert FileVersion.objects.count() == 1
+
+
+def test_malformed_versions_are_400(enrolled, alice):
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    good = version(archive, "/f", [], [])
+    for broken in ({**good, "path_id": "../etc"}, {**good, "manifest": "%%%"}, {**good, "block_ids": ["xyz"]},
+                   {**good, "version_id": "nope"}):
+        response = commit(client, archive, [broken])
+        assert response.status_code == 400, broken
+        assert response.json()["code"] == "invalid"
+    deleted_with_blocks = {**version(archive, "/g", [], [], deleted=True), "block_ids": ["00" * 32]}
+    assert commit(client, archive, [deleted_with_blocks]).status_code == 400
+    assert not FileVersion.objects.exists()
+
+
+def test_listing_at_a_time_gives_the_newest_version_of_each_path(enrolled, alice):
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    one, two = _stored(client, archive, b"one"), _stored(client, archive, b"two")
+    first = commit(client, archive, [version(archive, "/f", [one], [3]), version(archive, "/gone", [one], [3])])
+    commit(client, archive, [version(archive, "/f", [two], [3]), version(archive, "/gone", [], [], deleted=True)])
+
+    def listed(at=None):
+        params = {"at": at} if at else {}
+        body = client.get(f"/api/v1/archives/{archive}/versions", params).json()
+        out = {}
+        for item in body["versions"]:
+            manifest = manifest_decrypt(KEYS, base64.b64decode(item["manifest"]), archive_id=uuid.UUID(archive),
+                                        path_id=item["path_id"], version_id=uuid.UUID(item["version_id"]))
+            out[manifest.path] = manifest.block_ids
+        return out
+
+    assert listed() == {"/f": [two]}
+    assert listed(first.json()["committed_at"]) == {"/f": [one], "/gone": [one]}
+    history = client.get(f"/api/v1/archives/{archive}/versions", {"path_id": FileVersion.objects.filter(
+        deleted=True).get().path_id}).json()["versions"]
+    assert [item["deleted"] for item in history] == [False, True]
+
+
+def test_a_naive_time_is_refused(enrolled, alice):
+    client = enrolled(alice)
+    response = client.get(f"/api/v1/archives/{client.enrollment['archive_id']}/versions", {"at": "2026-01-01T00:00"})
+    assert response.status_code == 400
+
+
+def test_blocks_are_fetched_in_the_order_asked(enrolled, alice):
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    ids = [_stored(client, archive, f"fetch {i}".encode()) for i in range(3)]
+    response = client.post(f"/api/v1/archives/{archive}/blocks/fetch", {"block_ids": [b.hex() for b in ids[::-1]]},
+                           format="json")
+    assert response.status_code == 200
+    assert [bytes(f.block_id) for _, f in frames_decode(response.content)] == ids[::-1]
+
+
+def test_a_device_reads_its_users_other_archive_but_not_another_users(enrolled, alice, bob):
+    old = enrolled(alice, "old")
+    archive = old.enrollment["archive_id"]
+    block_id = _stored(old, archive, b"shared by alice's devices")
+    new = enrolled(alice, "new")
+    fetch = {"block_ids": [block_id.hex()]}
+    assert new.post(f"/api/v1/archives/{archive}/blocks/fetch", fetch, format="json").status_code == 200
+    bobs = enrolled(bob)
+    assert bobs.post(f"/api/v1/archives/{archive}/blocks/fetch", fetch, format="json").status_code == 404
+    assert bobs.get(f"/api/v1/archives/{archive}/versions").status_code == 404
+
+
+def test_fetching_an_absent_block_is_404_with_its_id(enrolled, alice):
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    absent, _ = block(archive, b"absent")
+    response = client.post(f"/api/v1/archives/{archive}/blocks/fetch", {"block_ids": [absent.hex()]}, format="json")
+    assert response.status_code == 404 and response.json()["block_ids"] == [absent.hex()]
+
+
+def test_backup_runs_record_what_happened(enrolled, alice):
+    from archives.models import BackupRun
+    from archives.selectors import last_completed_run
+
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    run_id = client.post(f"/api/v1/archives/{archive}/runs").json()["run_id"]
+    block_id, frame = block(archive, b"run data")
+    upload(client, archive, frame, QUERY_STRING=f"run={run_id}")
+    commit(client, archive, [version(archive, "/r", [block_id], [8])], run_id=run_id)
+    finished = client.post(f"/api/v1/archives/{archive}/runs/{run_id}/finish",
+                           {"status": "completed", "files_scanned": 3, "bytes_scanned": 99}, format="json")
+    assert finished.status_code == 200
+    run = BackupRun.objects.get(uuid=run_id)
+    assert (run.status, run.files_scanned, run.blocks_received, run.versions_committed) == ("completed", 3, 1, 1)
+    assert last_completed_run(run.archive) == run
+    again = client.post(f"/api/v1/archives/{archive}/runs/{run_id}/finish", {"status": "failed"}, format="json")
+    assert again.status_code == 400

@@ -30,7 +30,6 @@ from formats.manifests import Manifest, manifest_encrypt, path_id_for
 SEGMENT_BYTES = 32 * 1024 * 1024
 BATCH_BYTES = 24 * 1024 * 1024
 COMMIT_VERSIONS = 1000
-UPLOAD_RETRIES = 5
 
 
 @dataclass
@@ -38,6 +37,7 @@ class FileEntry:
     path: str
     size: int
     mtime_ns: int
+    ctime_ns: int
     inode: int
     mode: int
 
@@ -73,9 +73,12 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile]) -> ScanResult:
         result.files_scanned += 1
         result.bytes_scanned += st.st_size
         cached = cache.get(path)
-        if cached and (cached.size, cached.mtime_ns, cached.inode) == (st.st_size, st.st_mtime_ns, st.st_ino):
+        # ctime too: a chmod or a content change that restored the old mtime still counts.
+        if cached and (cached.size, cached.mtime_ns, cached.ctime_ns, cached.inode) == (
+                st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino):
             return
-        result.changed.append(FileEntry(path, st.st_size, st.st_mtime_ns, st.st_ino, stat.S_IMODE(st.st_mode)))
+        result.changed.append(FileEntry(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+                                        stat.S_IMODE(st.st_mode)))
 
     for root in absolute_roots:
         try:
@@ -171,22 +174,11 @@ class _Uploader:
             seq, batch = item
             if self.error is None:
                 try:
-                    self._send(batch)
+                    self.client.blocks_upload(self.archive_id, self.run_id, batch)
                     self.bytes_sent += len(batch)
                     self.acknowledged = seq
                 except BaseException as error:  # noqa: BLE001 - handed to the main thread
                     self.error = error
-
-    def _send(self, batch: bytes) -> None:
-        for attempt in range(UPLOAD_RETRIES):
-            try:
-                self.client.blocks_upload(self.archive_id, self.run_id, batch)
-                return
-            except ApiError as error:
-                transient = error.status == 0 or error.status >= 500
-                if not transient or attempt == UPLOAD_RETRIES - 1:
-                    raise
-                time.sleep(min(2 ** attempt, 10))
 
     def submit(self, seq: int, batch: bytes) -> None:
         while True:
@@ -284,7 +276,7 @@ class BackupEngine:
                 body, version_id = self._version(entry.path, manifest)
                 versions.append(body)
                 cached.append(CachedFile(entry.path, entry.size, -1 if pending.unstable else entry.mtime_ns,
-                                         entry.inode, version_id))
+                                         entry.ctime_ns, entry.inode, version_id))
             self.client.versions_commit(self.archive_id, run_id, versions)
             self.state.record_committed(cached)
             self.summary.versions_committed += len(versions)
@@ -347,8 +339,8 @@ class BackupEngine:
                             segment, segment_bytes = [], 0
                             ready = self._commit_ready(run_id, ready, uploader)
                     after = os.stat(entry.path, follow_symlinks=False)
-                    pending.unstable = (after.st_size, after.st_mtime_ns) != (entry.size, entry.mtime_ns) \
-                        or pending.read_bytes != entry.size
+                    pending.unstable = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+                        entry.size, entry.mtime_ns, entry.ctime_ns) or pending.read_bytes != entry.size
                 except OSError as error:
                     self.summary.errors.append(f"{entry.path}: {error.strerror or error}")
                     segment = [(p, d) for p, d in segment if p is not pending]

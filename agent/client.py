@@ -1,4 +1,5 @@
 """HTTP client of the agent API. TLS is verified (system CAs, or --ca-file for a private CA)."""
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -25,7 +26,9 @@ class ApiClient:
     server: str
     token: str | None = None
     ca_file: str | None = None
-    timeout: float = 60.0
+    timeout: float = 300.0
+    retries: int = 3
+    backoff: float = 1.0
 
     def __post_init__(self) -> None:
         verify = self.ca_file if self.ca_file else True
@@ -52,11 +55,22 @@ class ApiClient:
         raise error_class(response.status_code, code, detail)
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as error:
-            raise ApiError(0, "unreachable", f"cannot reach {self.server}: {error}") from None
-        return self._check(response)
+        """Send a request; retry a few times when the server is unreachable or overloaded.
+
+        Every call of the protocol is idempotent (docs/protocol.md), so a retry after a dropped
+        connection cannot store anything twice.
+        """
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as error:
+                if attempt == self.retries:
+                    raise ApiError(0, "unreachable", f"cannot reach {self.server}: {error}") from None
+            else:
+                if response.status_code not in (502, 503, 504) or attempt == self.retries:
+                    return self._check(response)
+            time.sleep(self.backoff * 2 ** attempt)
+        raise AssertionError("unreachable")
 
     def enroll(self, *, email: str, password: str, device_name: str, os_name: str, device_id: str | None) -> dict:
         return self.request("POST", "enroll", json={

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     archive_id TEXT NOT NULL,
@@ -17,6 +18,7 @@ CREATE TABLE IF NOT EXISTS files (
     parent BLOB NOT NULL,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL,
     version_id TEXT NOT NULL,
     PRIMARY KEY (archive_id, path)
@@ -30,6 +32,7 @@ class CachedFile:
     path: str
     size: int
     mtime_ns: int
+    ctime_ns: int
     inode: int
     version_id: str
 
@@ -40,6 +43,9 @@ class LocalState:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         self._db = sqlite3.connect(path, check_same_thread=False)
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            # Only a cache: an older layout is dropped, and the next backup simply reads every file.
+            self._db.executescript(f"DROP TABLE IF EXISTS files; PRAGMA user_version = {SCHEMA_VERSION};")
         self._db.executescript(SCHEMA)
         self.archive_id = archive_id
 
@@ -48,17 +54,18 @@ class LocalState:
 
     def lookup_all(self) -> dict[str, CachedFile]:
         rows = self._db.execute(
-            "SELECT path, size, mtime_ns, inode, version_id FROM files WHERE archive_id = ?", (self.archive_id,))
-        return {os.fsdecode(path): CachedFile(os.fsdecode(path), size, mtime, inode, version)
-                for path, size, mtime, inode, version in rows}
+            "SELECT path, size, mtime_ns, ctime_ns, inode, version_id FROM files WHERE archive_id = ?",
+            (self.archive_id,))
+        return {os.fsdecode(path): CachedFile(os.fsdecode(path), size, mtime, ctime, inode, version)
+                for path, size, mtime, ctime, inode, version in rows}
 
     def record_committed(self, entries: Iterable[CachedFile]) -> None:
         with self._db:
             self._db.executemany(
-                "INSERT OR REPLACE INTO files (archive_id, path, parent, size, mtime_ns, inode, version_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO files (archive_id, path, parent, size, mtime_ns, ctime_ns, inode, version_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(self.archive_id, os.fsencode(e.path), os.fsencode(os.path.dirname(e.path)), e.size, e.mtime_ns,
-                  e.inode, e.version_id) for e in entries])
+                  e.ctime_ns, e.inode, e.version_id) for e in entries])
 
     def forget(self, paths: Iterable[str]) -> None:
         with self._db:

@@ -227,6 +227,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("HAVEN_HEARTBEAT_SECONDS", 60)),
         "kwargs": {"source": "beat"},
     },
+    "orphan-packs-collect": {
+        "task": "haven.archives.orphan_packs_collect",
+        "schedule": 24 * 3600.0,
+    },
 }
 
 # Vault (keystore): Vault's own variable names, as hvac and the vault CLI read them.
@@ -249,3 +253,8 @@ LOGGING = {
 # Upload limits (DESIGN §9: size limits on every upload).
 HAVEN_MAX_BATCH_BYTES = env_int("HAVEN_MAX_BATCH_BYTES", 64 * 1024 * 1024)
 HAVEN_MAX_COMMIT_BYTES = env_int("HAVEN_MAX_COMMIT_BYTES", 32 * 1024 * 1024)
+
+# Orphan packs (a crash between a pack's fsync and its index commit): quarantined after the grace
+# period, deleted after the retention period (docs/decisions.md).
+HAVEN_ORPHAN_GRACE_HOURS = env_int("HAVEN_ORPHAN_GRACE_HOURS", 24)
+HAVEN_ORPHAN_RETENTION_DAYS = env_int("HAVEN_ORPHAN_RETENTION_DAYS", 30)

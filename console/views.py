@@ -3,6 +3,7 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Max, Q
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -31,7 +32,9 @@ def dashboard(request):
 
 @login_required
 def device_list(request):
-    devices = devices_visible_to(request.user).order_by("owner__email", "name")
+    devices = devices_visible_to(request.user).annotate(
+        last_backup=Max("archives__runs__finished_at", filter=Q(archives__runs__status="completed")),
+    ).order_by("owner__email", "name")
     return render(request, "console/devices.html", {"devices": devices})
 
 

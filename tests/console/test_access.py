@@ -98,3 +98,16 @@ def test_roles_decide_what_is_visible_inside_the_org(enrolled, alice, org_a, rol
     carol = user_ensure(organization=org_a, email=f"carol-{role}@a.example", role=role, password=PASSWORD).user
     assert devices_visible_to(carol).filter(owner=alice).exists() is sees_all_devices
     assert archives_visible_to(carol).filter(user=alice).exists() is sees_all_archives
+
+
+def test_the_device_list_shows_the_last_complete_backup(browser_for, enrolled, alice):
+    from archives.models import Archive, BackupRun
+    from archives.services import backup_run_finish, backup_run_start
+
+    enrolled(alice, "backed-up-box")
+    archive = Archive.objects.get(device__name="backed-up-box")
+    assert b"none yet" in browser_for(alice).get("/devices/").content
+    backup_run_finish(run=backup_run_start(archive=archive), status=BackupRun.Status.FAILED, counters={}, errors=["x"])
+    assert b"none yet" in browser_for(alice).get("/devices/").content
+    backup_run_finish(run=backup_run_start(archive=archive), status=BackupRun.Status.COMPLETED, counters={}, errors=[])
+    assert b"none yet" not in browser_for(alice).get("/devices/").content

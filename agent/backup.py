@@ -1,12 +1,15 @@
 """Backup: find changed files, chunk, ask which blocks the server lacks, encrypt and send only
 those in batches, then commit one version per changed or deleted file.
 
-Pipeline (both cores): the main thread reads and cuts files into segments of ~32 MiB; a thread
-pool computes keyed block ids, then compresses and encrypts the blocks the server lacks; an
-uploader thread sends batches while the next segment is prepared. A file's version is committed
-only after every batch holding its new blocks was acknowledged, and the local cache is updated
-only after the commit — so an interrupted backup resumes where it stopped, re-sending nothing
-the server has.
+Pipeline (both cores, nothing waits on what it does not need):
+1. a thread pool reads, cuts and hashes files (a big file is cut by the main thread and hashed
+   in pieces by the pool), several files ahead of the rest;
+2. the main thread gathers the block ids, asks the server which it lacks, and hands those
+   blocks back to the pool to compress, encrypt and frame;
+3. an uploader thread sends full batches and then the version commits, in order, so a version
+   is committed only after every batch holding its new blocks was acknowledged; the local cache
+   is updated only after the commit. An interrupted backup therefore resumes where it stopped,
+   re-sending nothing the server has.
 """
 import base64
 import os
@@ -15,6 +18,7 @@ import stat
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +31,6 @@ from formats.frames import FRAME_BLOCK, frame_encode
 from formats.keys import KeySet
 from formats.manifests import Manifest, manifest_encrypt, path_id_for
 
-SEGMENT_BYTES = 32 * 1024 * 1024
 BATCH_BYTES = 24 * 1024 * 1024
 COMMIT_VERSIONS = 1000
 
@@ -133,9 +136,9 @@ class _PendingFile:
     entry: FileEntry
     block_ids: list[bytes] = field(default_factory=list)
     block_sizes: list[int] = field(default_factory=list)
-    required_batch: int = 0
     read_bytes: int = 0
     done: bool = False
+    failed: bool = False
     unstable: bool = False  # changed while it was read: commit what was read, re-read next time
 
 
@@ -155,36 +158,48 @@ class BackupSummary:
 
 
 class _Uploader:
-    """Sends batches in order on its own thread; remembers the last acknowledged batch."""
+    """One thread sends block batches and version commits in the order they were queued.
 
-    def __init__(self, client: ApiClient, archive_id: str, run_id: str):
-        self.client, self.archive_id, self.run_id = client, archive_id, run_id
-        self.queue: queue.Queue = queue.Queue(maxsize=2)
-        self.acknowledged = 0
+    Order is the crash rule on the agent's side: a commit queued after batch N is sent only once
+    batch N (and every batch before it) was acknowledged.
+    """
+
+    def __init__(self, engine: "BackupEngine", run_id: str):
+        self.engine, self.run_id = engine, run_id
+        self.queue: queue.Queue = queue.Queue(maxsize=3)
         self.error: BaseException | None = None
         self.bytes_sent = 0
         self._thread = threading.Thread(target=self._run, name="haven-uploader", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        engine = self.engine
         while True:
             item = self.queue.get()
             if item is None:
                 return
-            seq, batch = item
-            if self.error is None:
-                try:
-                    self.client.blocks_upload(self.archive_id, self.run_id, batch)
-                    self.bytes_sent += len(batch)
-                    self.acknowledged = seq
-                except BaseException as error:  # noqa: BLE001 - handed to the main thread
-                    self.error = error
+            if self.error is not None:
+                continue
+            try:
+                if item[0] == "batch":
+                    engine.client.blocks_upload(engine.archive_id, self.run_id, item[1])
+                    self.bytes_sent += len(item[1])
+                else:
+                    _, versions, cached, deleted_paths = item
+                    engine.client.versions_commit(engine.archive_id, self.run_id, versions)
+                    if cached:
+                        engine.state.record_committed(cached)
+                    if deleted_paths:
+                        engine.state.forget(deleted_paths)
+                    engine.summary.versions_committed += len(versions)
+            except BaseException as error:  # noqa: BLE001 - handed to the main thread
+                self.error = error
 
-    def submit(self, seq: int, batch: bytes) -> None:
+    def put(self, item) -> None:
         while True:
             self.check()
             try:
-                self.queue.put((seq, batch), timeout=0.5)
+                self.queue.put(item, timeout=0.5)
                 return
             except queue.Full:
                 continue
@@ -193,13 +208,25 @@ class _Uploader:
         if self.error is not None:
             raise self.error
 
-    def drain(self) -> None:
-        self.queue.put(None)
+    def finish(self) -> None:
+        self.put(None)
         self._thread.join()
         self.check()
 
+    def abandon(self) -> None:
+        self.error = self.error or RuntimeError("abandoned")
+        try:
+            self.queue.put_nowait(None)
+        except queue.Full:
+            pass
+
 
 class BackupEngine:
+    WHOLE_FILE_LIMIT = 32 * 1024 * 1024  # larger files are cut by the main thread, hashed in pieces
+    READ_AHEAD_BYTES = 96 * 1024 * 1024  # plaintext read but not yet resolved
+    STAGING_BYTES = 16 * 1024 * 1024  # blocks gathered per "which do you lack" question
+    STAGING_IDS = 4000
+
     def __init__(self, *, client: ApiClient, keys: KeySet, archive_id: str, state: LocalState,
                  workers: int = 2, on_progress: Callable[[int, int], None] | None = None):
         self.client, self.keys, self.state = client, keys, state
@@ -207,52 +234,121 @@ class BackupEngine:
         self.archive_uuid = uuid.UUID(archive_id)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="haven-crypto")
         self.on_progress = on_progress or (lambda files, nbytes: None)
-        self.known_present: set[bytes] = set()
-        self.batch_of: dict[bytes, int] = {}  # block id -> batch number that carries it
-        self.batch_seq = 1
-        self.batch_parts: list[bytes] = []
-        self.batch_bytes = 0
+        self.known_present: set[bytes] = set()  # on the server: asked, or acknowledged earlier
+        self.batch_of: dict[bytes, int] = {}  # block id -> number of the batch that carries it
+        self.queued_ids: set[bytes] = set()  # missing, handed to the pool, not yet in a batch
         self.summary = BackupSummary()
+        self._units: deque = deque()  # (pending file, future of [(id, data)], nbytes, last piece?)
+        self._units_bytes = 0
+        self._staging: list[tuple[bytes, memoryview]] = []
+        self._staging_bytes = 0
+        self._encrypting: deque = deque()  # (block id, future of frame)
+        self._batch_parts: list[bytes] = []
+        self._batch_bytes = 0
+        self._batch_seq = 1
+        self._files: deque[_PendingFile] = deque()  # read, waiting for their blocks to be batched
+        self._uploader: _Uploader | None = None
 
-    # -- blocks --
+    # -- work done in the pool --
 
-    def _encrypt_frame(self, item: tuple[bytes, memoryview]) -> bytes:
-        block_id, data = item
+    def _hash_pieces(self, pieces: list[memoryview]) -> list[tuple[bytes, memoryview]]:
+        return [(block_id_for(self.keys, data), data) for data in pieces]
+
+    def _read_whole(self, pending: _PendingFile) -> list[tuple[bytes, memoryview]]:
+        entry = pending.entry
+        pieces = self._hash_pieces(list(iter_chunks(self.keys, entry.path)))
+        after = os.stat(entry.path, follow_symlinks=False)
+        pending.read_bytes = sum(len(data) for _, data in pieces)
+        pending.unstable = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+            entry.size, entry.mtime_ns, entry.ctime_ns) or pending.read_bytes != entry.size
+        return pieces
+
+    def _encrypt_frame(self, block_id: bytes, data: memoryview) -> bytes:
         return frame_encode(FRAME_BLOCK, self.archive_uuid, block_id, block_encrypt(self.keys, block_id, data))
 
-    def _flush_segment(self, segment: list[tuple[_PendingFile, memoryview]], uploader: _Uploader) -> None:
-        if not segment:
-            return
-        ids = list(self.pool.map(lambda item: block_id_for(self.keys, item[1]), segment))
-        fresh: dict[bytes, memoryview] = {}
-        for (pending, data), block_id in zip(segment, ids):
+    # -- the main thread's loop --
+
+    def _add_unit(self, pending: _PendingFile, future, nbytes: int, last: bool) -> None:
+        self._units.append((pending, future, nbytes, last))
+        self._units_bytes += nbytes
+        while self._units_bytes > self.READ_AHEAD_BYTES and len(self._units) > 1:
+            self._resolve_unit()
+
+    def _resolve_unit(self) -> None:
+        pending, future, nbytes, last = self._units.popleft()
+        self._units_bytes -= nbytes
+        try:
+            pieces = future.result()
+        except OSError as error:
+            pending.failed = True
+            self.summary.errors.append(f"{pending.entry.path}: {error.strerror or error}")
+            pieces = []
+        for block_id, data in pieces:
             pending.block_ids.append(block_id)
             pending.block_sizes.append(len(data))
-            if block_id not in self.known_present and block_id not in self.batch_of:
-                fresh.setdefault(block_id, data)
-        if fresh:
-            missing = self.client.blocks_missing(self.archive_id, list(fresh))
-            self.known_present.update(block_id for block_id in fresh if block_id not in missing)
-            to_send = [(block_id, fresh[block_id]) for block_id in fresh if block_id in missing]
-            for (block_id, _), frame in zip(to_send, self.pool.map(self._encrypt_frame, to_send)):
-                self.batch_of[block_id] = self.batch_seq
-                self.batch_parts.append(frame)
-                self.batch_bytes += len(frame)
-                self.summary.blocks_sent += 1
-                if self.batch_bytes >= BATCH_BYTES:
-                    self._submit_batch(uploader)
-        for (pending, _), block_id in zip(segment, ids):
-            pending.required_batch = max(pending.required_batch, self.batch_of.get(block_id, 0))
-        segment_bytes = sum(len(data) for _, data in segment)
-        self.summary.bytes_read += segment_bytes
-        self.on_progress(0, segment_bytes)
+            if block_id not in self.known_present and block_id not in self.batch_of \
+                    and block_id not in self.queued_ids:
+                self.queued_ids.add(block_id)
+                self._staging.append((block_id, data))
+                self._staging_bytes += len(data)
+        read = sum(len(data) for _, data in pieces)
+        self.summary.bytes_read += read
+        self.on_progress(1 if last else 0, read)
+        if last:
+            pending.done = True
+            self._files.append(pending)
+        if self._staging_bytes >= self.STAGING_BYTES or len(self._staging) >= self.STAGING_IDS:
+            self._resolve_staging()
+        self._collect_encrypted(wait=False)
 
-    def _submit_batch(self, uploader: _Uploader) -> None:
-        if not self.batch_parts:
+    def _resolve_staging(self) -> None:
+        if not self._staging:
             return
-        uploader.submit(self.batch_seq, b"".join(self.batch_parts))
-        self.batch_parts, self.batch_bytes = [], 0
-        self.batch_seq += 1
+        staged, self._staging, self._staging_bytes = self._staging, [], 0
+        missing = self.client.blocks_missing(self.archive_id, [block_id for block_id, _ in staged])
+        for block_id, data in staged:
+            if block_id in missing:
+                self._encrypting.append((block_id, self.pool.submit(self._encrypt_frame, block_id, data)))
+            else:
+                self.queued_ids.discard(block_id)
+                self.known_present.add(block_id)
+        self._queue_commits()
+
+    def _collect_encrypted(self, wait: bool) -> None:
+        while self._encrypting and (wait or self._encrypting[0][1].done()):
+            block_id, future = self._encrypting.popleft()
+            frame = future.result()
+            self.queued_ids.discard(block_id)
+            self.batch_of[block_id] = self._batch_seq
+            self._batch_parts.append(frame)
+            self._batch_bytes += len(frame)
+            self.summary.blocks_sent += 1
+            if self._batch_bytes >= BATCH_BYTES:
+                self._send_batch()
+
+    def _send_batch(self) -> None:
+        if self._batch_parts:
+            self._uploader.put(("batch", b"".join(self._batch_parts)))
+            self._batch_parts, self._batch_bytes = [], 0
+            self._batch_seq += 1
+            self._queue_commits()
+
+    def _queue_commits(self, final: bool = False) -> None:
+        """Queue commits for files whose every block is on the server or in a batch already sent."""
+        sent = self._batch_seq - 1
+        ready, waiting = [], deque()
+        for pending in self._files:
+            if pending.failed:
+                continue
+            if all(b in self.known_present or self.batch_of.get(b, sent + 1) <= sent for b in pending.block_ids):
+                ready.append(pending)
+            else:
+                waiting.append(pending)
+        self._files = waiting
+        if ready and (final or len(ready) >= COMMIT_VERSIONS):
+            self._commit_files(ready)
+        else:
+            self._files.extendleft(reversed(ready))
 
     # -- versions --
 
@@ -265,11 +361,10 @@ class BackupEngine:
                  "block_ids": [b.hex() for b in manifest.block_ids], "manifest": base64.b64encode(blob).decode()},
                 str(version_id))
 
-    def _commit_files(self, run_id: str, files: list[_PendingFile]) -> None:
+    def _commit_files(self, files: list[_PendingFile]) -> None:
         for start in range(0, len(files), COMMIT_VERSIONS):
-            group = files[start:start + COMMIT_VERSIONS]
             versions, cached = [], []
-            for pending in group:
+            for pending in files[start:start + COMMIT_VERSIONS]:
                 entry = pending.entry
                 manifest = Manifest(path=entry.path, size=pending.read_bytes, mtime_ns=entry.mtime_ns,
                                     mode=entry.mode, block_ids=pending.block_ids, block_sizes=pending.block_sizes)
@@ -277,18 +372,14 @@ class BackupEngine:
                 versions.append(body)
                 cached.append(CachedFile(entry.path, entry.size, -1 if pending.unstable else entry.mtime_ns,
                                          entry.ctime_ns, entry.inode, version_id))
-            self.client.versions_commit(self.archive_id, run_id, versions)
-            self.state.record_committed(cached)
-            self.summary.versions_committed += len(versions)
+            self._uploader.put(("commit", versions, cached, []))
 
-    def _commit_deleted(self, run_id: str, paths: list[str]) -> None:
+    def _commit_deleted(self, paths: list[str]) -> None:
         for start in range(0, len(paths), COMMIT_VERSIONS):
             group = paths[start:start + COMMIT_VERSIONS]
             versions = [self._version(path, Manifest(path=path, size=0, mtime_ns=0, mode=0, block_ids=[],
                                                      block_sizes=[], deleted=True))[0] for path in group]
-            self.client.versions_commit(self.archive_id, run_id, versions)
-            self.state.forget(group)
-            self.summary.versions_committed += len(versions)
+            self._uploader.put(("commit", versions, [], group))
 
     # -- the run --
 
@@ -300,18 +391,21 @@ class BackupEngine:
         s.files_scanned, s.bytes_scanned, s.skipped = scanned.files_scanned, scanned.bytes_scanned, scanned.skipped
         s.files_changed, s.files_deleted = len(scanned.changed), len(scanned.deleted)
         s.errors.extend(scanned.errors)
-        self.total_bytes = sum(entry.size for entry in scanned.changed)
         run_id = self.client.run_start(self.archive_id)
+        self._uploader = _Uploader(self, run_id)
         status = "failed"
         try:
-            self._backup_changed(run_id, scanned.changed)
-            self._commit_deleted(run_id, scanned.deleted)
+            self._backup_changed(scanned.changed)
+            self._commit_deleted(scanned.deleted)
+            self._uploader.finish()
             status = "completed"
         except KeyboardInterrupt:
             status = "interrupted"
             raise
         finally:
+            self._uploader.abandon()
             self.pool.shutdown(wait=True, cancel_futures=True)
+            s.bytes_sent = self._uploader.bytes_sent
             s.seconds = time.monotonic() - started
             try:
                 self.client.run_finish(self.archive_id, run_id, status=status, errors=s.errors, counters={
@@ -321,51 +415,37 @@ class BackupEngine:
                 pass  # the server may be what failed; the run stays "running" there
         return s
 
-    def _backup_changed(self, run_id: str, changed: list[FileEntry]) -> None:
-        uploader = _Uploader(self.client, self.archive_id, run_id)
-        segment: list[tuple[_PendingFile, memoryview]] = []
-        segment_bytes = 0
-        ready: list[_PendingFile] = []
-        try:
-            for entry in changed:
-                pending = _PendingFile(entry)
-                try:
-                    for chunk in iter_chunks(self.keys, entry.path):
-                        segment.append((pending, chunk))
-                        segment_bytes += len(chunk)
-                        pending.read_bytes += len(chunk)
-                        if segment_bytes >= SEGMENT_BYTES:
-                            self._flush_segment(segment, uploader)
-                            segment, segment_bytes = [], 0
-                            ready = self._commit_ready(run_id, ready, uploader)
-                    after = os.stat(entry.path, follow_symlinks=False)
-                    pending.unstable = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
-                        entry.size, entry.mtime_ns, entry.ctime_ns) or pending.read_bytes != entry.size
-                except OSError as error:
-                    self.summary.errors.append(f"{entry.path}: {error.strerror or error}")
-                    segment = [(p, d) for p, d in segment if p is not pending]
-                    segment_bytes = sum(len(d) for _, d in segment)
-                    continue
-                pending.done = True
-                ready.append(pending)
-                self.on_progress(1, 0)
-            self._flush_segment(segment, uploader)
-            self._submit_batch(uploader)
-            uploader.drain()
-            self.summary.bytes_sent = uploader.bytes_sent
-            self._commit_ready(run_id, ready, uploader, final=True)
-        finally:
-            if uploader._thread.is_alive():
-                uploader.queue.put(None)
-            self.summary.bytes_sent = uploader.bytes_sent
+    def _backup_changed(self, changed: list[FileEntry]) -> None:
+        for entry in changed:
+            pending = _PendingFile(entry)
+            if entry.size <= self.WHOLE_FILE_LIMIT:
+                self._add_unit(pending, self.pool.submit(self._read_whole, pending), entry.size, last=True)
+                continue
+            self._stream_file(pending)
+        while self._units:
+            self._resolve_unit()
+        self._resolve_staging()
+        self._collect_encrypted(wait=True)
+        self._send_batch()
+        self._queue_commits(final=True)
 
-    def _commit_ready(self, run_id: str, ready: list[_PendingFile], uploader: _Uploader,
-                      final: bool = False) -> list[_PendingFile]:
-        uploader.check()
-        acknowledged = uploader.acknowledged
-        committable = [p for p in ready if p.done and p.required_batch <= acknowledged]
-        if not final and len(committable) < COMMIT_VERSIONS:
-            return ready
-        self._commit_files(run_id, committable)
-        committed = {id(p) for p in committable}
-        return [p for p in ready if id(p) not in committed]
+    def _stream_file(self, pending: _PendingFile) -> None:
+        """A big file: cut here, hashed by the pool in pieces of ~16 MiB as they come."""
+        entry = pending.entry
+        pieces: list[memoryview] = []
+        piece_bytes = 0
+        try:
+            for chunk in iter_chunks(self.keys, entry.path):
+                pieces.append(chunk)
+                piece_bytes += len(chunk)
+                pending.read_bytes += len(chunk)
+                if piece_bytes >= 16 * 1024 * 1024:
+                    self._add_unit(pending, self.pool.submit(self._hash_pieces, pieces), piece_bytes, last=False)
+                    pieces, piece_bytes = [], 0
+            after = os.stat(entry.path, follow_symlinks=False)
+            pending.unstable = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+                entry.size, entry.mtime_ns, entry.ctime_ns) or pending.read_bytes != entry.size
+        except OSError as error:
+            pending.failed = True
+            self.summary.errors.append(f"{entry.path}: {error.strerror or error}")
+        self._add_unit(pending, self.pool.submit(self._hash_pieces, pieces), piece_bytes, last=True)

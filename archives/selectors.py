@@ -2,7 +2,7 @@
 from collections import defaultdict
 from datetime import datetime
 
-from django.db.models import Max, QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404
 
 from accounts.models import Device, Role, User
@@ -61,11 +61,15 @@ class FetchTooLarge(Exception):
 
 
 def versions_at(archive: Archive, *, at: datetime, after: int = 0, limit: int = 1000) -> list[FileVersion]:
-    """The newest version of each path committed at or before `at`, deleted paths left out."""
-    newest = (FileVersion.objects.filter(archive=archive, committed_at__lte=at)
-              .values("path_id").annotate(newest=Max("id")).values("newest"))
-    return list(FileVersion.objects.filter(id__in=newest, deleted=False, id__gt=after)
-                .select_related("manifest_pack").order_by("id")[:limit])
+    """The newest version of each path committed at or before `at`, deleted paths left out.
+
+    "Newest" is by the server's commit time, never by row id: an index rebuilt from the packs
+    inserts rows in whatever order it reads the packs.
+    """
+    newest = (FileVersion.objects.filter(archive=archive, path_id=OuterRef("path_id"), committed_at__lte=at)
+              .order_by("-committed_at", "-id").values("id")[:1])
+    return list(FileVersion.objects.filter(archive=archive, committed_at__lte=at, deleted=False, id__gt=after)
+                .filter(id=Subquery(newest)).select_related("manifest_pack").order_by("id")[:limit])
 
 
 def versions_of_path(archive: Archive, *, path_id: str, limit: int = 1000) -> list[FileVersion]:

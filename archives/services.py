@@ -141,8 +141,10 @@ class IngestResult:
     pack: Pack | None
 
 
-def _batch_frames(archive: Archive, body: bytes) -> list[Frame]:
-    frames: list[Frame] = []
+def _batch_frames(archive: Archive, body: bytes) -> list[tuple[Frame, memoryview]]:
+    """Decode and check an upload batch: (frame, its exact bytes in the body) for each frame."""
+    frames: list[tuple[Frame, memoryview]] = []
+    view = memoryview(body)
     try:
         for index, (offset, frame) in enumerate(frames_decode(body, max_payload=MAX_BLOCK_FRAME_PAYLOAD)):
             where = f"frame {index} at byte offset {offset}"
@@ -152,7 +154,7 @@ def _batch_frames(archive: Archive, body: bytes) -> list[Frame]:
                 raise BatchInvalid(f"{where}: the frame names archive {frame.archive_id}, not this archive")
             if frame.length < BLOCK_OVERHEAD or frame.payload[0] != FORMAT_VERSION:
                 raise BatchInvalid(f"{where}: the payload is not a version-{FORMAT_VERSION} block")
-            frames.append(frame)
+            frames.append((frame, view[offset:offset + frame.size]))
     except FormatError as error:
         raise BatchInvalid(str(error)) from None
     return frames
@@ -166,21 +168,20 @@ def blocks_ingest(*, archive: Archive, body: bytes, run: BackupRun | None = None
     the files they came from.
     """
     frames = _batch_frames(archive, body)
-    unique = {bytes(frame.block_id): frame for frame in frames}
+    unique = {bytes(frame.block_id): raw for frame, raw in frames}
     present = blocks_present(archive=archive, block_ids=list(unique))
-    new = [frame for block_id, frame in unique.items() if block_id not in present]
+    new = [(block_id, raw) for block_id, raw in unique.items() if block_id not in present]
     if not new:
         return IngestResult(stored=0, duplicates=len(frames), pack=None)
     _shuffle(new)
 
     pack_uuid = uuid.uuid4()
     key = _pack_key(archive, pack_uuid)
-    encoded = frames_encode(new)
     positions, offset = [], len(PACK_MAGIC)
-    for frame in new:
-        positions.append((bytes(frame.block_id), offset, frame.size))
-        offset += frame.size
-    pack_storage().put(key, PACK_MAGIC + encoded)
+    for block_id, raw in new:  # verified frames go into the pack byte for byte, never re-encoded
+        positions.append((block_id, offset, len(raw)))
+        offset += len(raw)
+    pack_storage().put(key, [PACK_MAGIC, *(raw for _, raw in new)])
     fault_point("blocks.pack_durable")
 
     with transaction.atomic():
@@ -271,7 +272,7 @@ def versions_commit(*, archive: Archive, versions: list[VersionIn], run: BackupR
             manifest_offset=offset, manifest_frame_size=frame.size, run=run,
         ))
         offset += frame.size
-    pack_storage().put(key, PACK_MAGIC + frames_encode(frames))
+    pack_storage().put(key, [PACK_MAGIC, frames_encode(frames)])
     fault_point("versions.pack_durable")
 
     try:

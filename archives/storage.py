@@ -11,9 +11,11 @@ from typing import Protocol
 
 from django.conf import settings
 
+Buffers = list[bytes | memoryview]
+
 
 class PackStorage(Protocol):
-    def put(self, key: str, data: bytes | memoryview) -> None: ...
+    def put(self, key: str, parts: Buffers) -> None: ...
 
     def read_at(self, key: str, offset: int, length: int) -> bytes: ...
 
@@ -26,6 +28,24 @@ class PackStorage(Protocol):
 
 class PackExists(Exception):
     """A pack key is written once; a second write is a bug, never an overwrite."""
+
+
+_IOV_MAX = 512
+
+
+def _write_all(fd: int, views: list[memoryview]) -> None:
+    while views:
+        group = views[:_IOV_MAX]
+        written = os.writev(fd, group)
+        done = 0
+        for view in group:  # drop what was written; keep the rest of a partly written view
+            if written >= len(view):
+                written -= len(view)
+                done += 1
+            else:
+                views[done] = view[written:]
+                break
+        views = views[done:]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -48,17 +68,18 @@ class LocalPackStorage:
             raise ValueError(f"pack key {key!r} escapes the storage root")
         return path
 
-    def put(self, key: str, data: bytes | memoryview) -> None:
-        """Temporary name, fsync, link into place (fails if it exists), fsync the directory."""
+    def put(self, key: str, parts: Buffers) -> None:
+        """Temporary name, fsync, link into place (fails if it exists), fsync the directory.
+
+        `parts` are written back to back with writev, so a pack assembled from slices of an
+        upload is never copied into one buffer first.
+        """
         final = self._path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, [memoryview(part).cast("B") for part in parts if len(part)])
             os.fsync(fd)
         finally:
             os.close(fd)

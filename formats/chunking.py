@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 
 import pyfastcdc
@@ -38,17 +39,58 @@ def chunker_for(keys: KeySet) -> pyfastcdc.FastCDC:
     )
 
 
+_WHOLE_READ = 8 * MiB
+_local = threading.local()
+
+
+def _cached_chunker(keys: KeySet) -> pyfastcdc.FastCDC:
+    """One chunker per thread and seed: building one per small file costs more than chunking it."""
+    cache = getattr(_local, "chunkers", None)
+    if cache is None:
+        cache = _local.chunkers = {}
+    chunker = cache.get(keys.chunker_seed)
+    if chunker is None:
+        chunker = cache[keys.chunker_seed] = chunker_for(keys)
+    return chunker
+
+
+def _read_all(f, size_hint: int) -> bytes:
+    parts, total = [], 0
+    while True:
+        part = f.read(max(size_hint - total, 0) + 1)  # +1 so growth since the stat is noticed
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+        total += len(part)
+
+
 def iter_chunks(keys: KeySet, path: str | bytes | os.PathLike[str]) -> Iterator[memoryview]:
     """Yield the chunks of a file as read-only views of private copies.
 
-    Streams the file instead of using ``cut_file`` (mmap): a live file truncated
+    Reads the file instead of using ``cut_file`` (mmap): a live file truncated
     under an mmap kills the process with SIGBUS, and one rewritten under it
     could make the bytes hashed for the block id differ from the bytes then
     encrypted, storing a block that does not match its id. Each yielded chunk
-    is an immutable copy, valid for as long as the caller keeps it.
+    is a view of immutable bytes, valid for as long as the caller keeps it.
+
+    Files up to 8 MiB are read whole and cut in memory (a file under MIN_CHUNK is
+    one chunk by definition): most files are small, and a streaming chunker's
+    set-up costs far more than chunking them. Boundaries are the same either way.
     """
-    chunker = chunker_for(keys)
     with open(path, "rb", buffering=0) as f:
-        for chunk in chunker.cut_stream(f):
+        size = os.fstat(f.fileno()).st_size
+        if size <= _WHOLE_READ:
+            data = _read_all(f, size)
+            if len(data) <= _WHOLE_READ:
+                if not data:
+                    return
+                if len(data) < MIN_CHUNK:
+                    yield memoryview(data)
+                    return
+                for chunk in _cached_chunker(keys).cut_buf(data):
+                    yield chunk.data  # a view of `data`, which nothing can change
+                return
+            f.seek(0)  # it grew past the limit while we read it: stream it instead
+        for chunk in _cached_chunker(keys).cut_stream(f):
             # cut_stream reuses its buffer: copy before the next chunk overwrites it.
             yield memoryview(bytes(chunk.data))

@@ -150,3 +150,19 @@ def test_backup_runs_record_what_happened(enrolled, alice):
     assert last_completed_run(run.archive) == run
     again = client.post(f"/api/v1/archives/{archive}/runs/{run_id}/finish", {"status": "failed"}, format="json")
     assert again.status_code == 400
+
+
+def test_the_newest_version_is_chosen_by_commit_time_not_row_order(enrolled, alice):
+    """After rebuild-index, rows come back in pack order; the listing must still pick the newest."""
+    from datetime import timedelta
+
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    old, new = _stored(client, archive, b"old"), _stored(client, archive, b"new")
+    commit(client, archive, [version(archive, "/f", [new], [3])])
+    commit(client, archive, [version(archive, "/f", [old], [3])])
+    first, second = FileVersion.objects.order_by("id")
+    second.committed_at = first.committed_at - timedelta(hours=1)  # as if its pack was read first
+    second.save(update_fields=["committed_at"])
+    listed = client.get(f"/api/v1/archives/{archive}/versions").json()["versions"]
+    assert [item["version_id"] for item in listed] == [str(first.uuid)]

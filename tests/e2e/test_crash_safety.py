@@ -69,16 +69,17 @@ def test_killing_the_server_mid_write_loses_nothing_committed(live_servers, have
 def test_a_killed_agent_resumes_without_resending_what_arrived(live_server_haven, alice, tmp_path):
     source = tmp_path / "data"
     source.mkdir()
-    for index in range(6):
-        (source / f"part-{index}.bin").write_bytes(os.urandom(20 * MiB))
+    for index in range(16):  # 384 MiB: many batches, so the kill lands mid-backup
+        (source / f"part-{index}.bin").write_bytes(os.urandom(24 * MiB))
     config = enroll_agent(live_server_haven, tmp_path / "agent", alice, "laptop")
     agent = start_agent(config, "backup", str(source))
-    wait_until(lambda: Pack.objects.filter(kind=Pack.Kind.BLOCKS).count() >= 2, timeout=120, interval=0.05,
-               what="two block packs")
+    wait_until(lambda: Pack.objects.filter(kind=Pack.Kind.BLOCKS).exists(), timeout=120, interval=0.02,
+               what="a first block pack")
     agent.send_signal(signal.SIGKILL)
     agent.wait()
     received_before = Block.objects.count()
     assert 0 < received_before
+    assert not BackupRun.objects.filter(status="completed").exists(), "the agent finished before it was killed"
 
     run_agent(config, "backup", str(source))
     resumed = BackupRun.objects.filter(status="completed").get()

@@ -107,7 +107,7 @@ def frames_encode(frames: Iterable[Frame]) -> bytes:
 
 
 def _decode(
-    mv: memoryview, start: int, max_payload: int, *, first_index: int = 0
+    mv: memoryview, start: int, max_payload: int, *, first_index: int = 0, verify: bool = True
 ) -> Iterator[tuple[int, Frame]]:
     end = len(mv)
     pos = start
@@ -134,7 +134,7 @@ def _decode(
                 f"({end - body} bytes left)"
             )
         payload = mv[body : body + length]
-        if frame_checksum(kind, archive_id, block_id, payload) != checksum:
+        if verify and frame_checksum(kind, archive_id, block_id, payload) != checksum:
             raise FormatError(f"{where}: checksum mismatch (header or payload damaged)")
         yield pos, Frame(kind, uuid.UUID(bytes=archive_id), block_id, payload, checksum)
         pos = body + length
@@ -142,15 +142,17 @@ def _decode(
 
 
 def frames_decode(
-    buf: Buffer, *, max_payload: int = MAX_FRAME_PAYLOAD
+    buf: Buffer, *, max_payload: int = MAX_FRAME_PAYLOAD, verify_checksums: bool = True
 ) -> Iterator[tuple[int, Frame]]:
     """Strictly decode back-to-back frames, yielding (offset of frame start, frame).
 
     Payloads are memoryview slices of ``buf`` (no copies). Raises FormatError
     naming the frame index and byte offset at the first problem; frames
-    yielded before it were fully verified.
+    yielded before it were fully verified. A reader that authenticates every
+    payload itself (the agent restoring: GCM tag and keyed block id) may skip
+    the checksums with ``verify_checksums=False``; the structure is still checked.
     """
-    return _decode(memoryview(buf).cast("B"), 0, max_payload)
+    return _decode(memoryview(buf).cast("B"), 0, max_payload, verify=verify_checksums)
 
 
 def frame_decode(buf: Buffer, *, max_payload: int = MAX_FRAME_PAYLOAD) -> Frame:

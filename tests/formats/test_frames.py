@@ -228,3 +228,12 @@ def test_manifest_frame_parse_errors(payload, message):
 def test_manifest_frame_payload_rejects_nan():
     with pytest.raises(ValueError):
         manifest_frame_payload({"x": float("nan")}, b"")
+
+
+def test_skipping_checksums_still_checks_structure():
+    f0, f1 = _two()
+    bad = bytearray(f0 + f1)
+    bad[-1] ^= 1  # payload damage: only a checksum (or the reader's own MAC) notices
+    assert len(list(frames_decode(bytes(bad), verify_checksums=False))) == 2
+    with pytest.raises(FormatError, match="runs past the end"):
+        list(frames_decode((f0 + f1)[:-3], verify_checksums=False))

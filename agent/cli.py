@@ -13,10 +13,11 @@ from pathlib import Path
 from agent.backup import BackupEngine, scan
 from agent.client import ApiClient, ApiError, DeviceDeauthorized
 from agent.config import AgentConfig, ConfigError, config_load, config_load_optional, config_save
-from agent.keys import KeyMissing, user_key_ensure, user_key_load, user_key_wipe
+from agent.keys import KeyMissing, user_key_load, user_key_setup, user_key_wipe
 from agent.progress import progress_bar
 from agent.restore import RestoreError, manifests_at, restore
 from agent.state import LocalState
+from agent.storage import StorageError
 from formats.keys import derive_keys
 from formats.manifests import manifest_decrypt, path_id_for
 
@@ -44,9 +45,25 @@ def cmd_enroll(args) -> int:
         organization_id=answer["organization_id"], token=answer["token"], ca_file=args.ca_file,
     )
     config_save(args.config, config)
-    user_key_ensure(args.config)
     print(f"Enrolled device {config.device_name} ({config.device_id}) for {config.user_email} at {config.server}")
+    return _key_setup(args.config, config)
+
+
+def _key_setup(config_dir: Path, config: AgentConfig) -> int:
+    client = ApiClient(config.server, token=config.token, ca_file=config.ca_file)
+    try:
+        print(f"Key: {user_key_setup(client, config_dir)}.")
+    except ApiError as error:
+        if error.code != "keystore_unavailable":
+            raise
+        print(f"warning: {error.detail}. Backups wait until the key is escrowed; run "
+              f"`python -m agent --config {config_dir} key-setup` later.", file=sys.stderr)
+        return 4
     return 0
+
+
+def cmd_key_setup(args) -> int:
+    return _key_setup(args.config, config_load(args.config))
 
 
 def cmd_status(args) -> int:
@@ -175,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show this agent's enrollment and what the server says of it")
     status.set_defaults(handler=cmd_status)
 
+    key_setup = commands.add_parser("key-setup", help="obtain or escrow the user key (done by enroll)")
+    key_setup.set_defaults(handler=cmd_key_setup)
+
     backup = commands.add_parser("backup", help="back up files and directories (symlinks are skipped)")
     backup.add_argument("paths", nargs="+", metavar="PATH")
     backup.set_defaults(handler=cmd_backup)
@@ -201,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         user_key_wipe(args.config)
         print(f"error: {error.detail} The local key was removed.", file=sys.stderr)
         return 3
-    except (ApiError, ConfigError, KeyMissing, RestoreError) as error:
+    except (ApiError, ConfigError, KeyMissing, RestoreError, StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

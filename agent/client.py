@@ -1,10 +1,12 @@
 """HTTP client of the agent API. TLS is verified (system CAs, or --ca-file for a private CA)."""
+import base64
 import time
 from dataclasses import dataclass
 
 import httpx
 
 from agent import __version__
+from formats.keys import key_id_for
 
 
 class ApiError(Exception):
@@ -127,3 +129,15 @@ class ApiClient:
     def blocks_fetch(self, archive_id: str, block_ids: list[bytes]) -> bytes:
         return self.request("POST", f"archives/{archive_id}/blocks/fetch",
                             json={"block_ids": [b.hex() for b in block_ids]}).content
+
+    # --- the user key (escrow and computer replacement) ---------------------------------
+
+    def key_status(self) -> dict:
+        return self.request("GET", "keys/mine").json()
+
+    def key_escrow(self, key: bytes) -> dict:
+        return self.request("POST", "keys/escrow",
+                            json={"key": base64.b64encode(key).decode(), "key_id": key_id_for(key)}).json()
+
+    def key_retrieve(self) -> dict:
+        return self.request("POST", "keys/retrieve").json()

@@ -43,6 +43,11 @@ from archives.services import (
     device_enroll,
     versions_commit,
 )
+from formats.keys import key_id_for
+from keystore.models import UserKey
+from keystore.selectors import escrowed_key_of
+from keystore.services import KeyConflict, KeyInvalid, KeyNotEscrowed, key_deliver_to_device, key_escrow
+from keystore.vault import KeystoreUnavailable
 
 
 class EnrollApi(APIView):
@@ -254,15 +259,24 @@ class BlocksUploadApi(APIView):
         length = _body_limit(request, settings.HAVEN_MAX_BATCH_BYTES)
         archive = archive_for_device(request.user.device, archive_id, write=True)
         run = _run_for(archive, request.query_params.get("run"))
+        escrowed = escrowed_key_of(archive.user)
+        if escrowed is None or escrowed.state != UserKey.State.ESCROWED:
+            raise KeyNotEscrowedError()
         body = request._request.read(length)
         if len(body) != length:
             raise exceptions.ParseError("The request body ended early", code="invalid_batch")
         try:
-            result = blocks_ingest(archive=archive, body=body, run=run)
+            result = blocks_ingest(archive=archive, body=body, run=run, key_id=bytes.fromhex(escrowed.key_id))
         except BatchInvalid as invalid:
             raise exceptions.ParseError(f"Invalid upload batch: {invalid}", code="invalid_batch") from None
         return Response({"stored": result.stored, "duplicates": result.duplicates,
                          "pack_id": str(result.pack.uuid) if result.pack else None}, status=status.HTTP_201_CREATED)
+
+
+class KeyNotEscrowedError(exceptions.APIException):
+    status_code = 409
+    default_detail = "The user's key is not escrowed yet: no block is accepted before it is"
+    default_code = "key_not_escrowed"
 
 
 class BlocksFetchApi(APIView):
@@ -394,3 +408,69 @@ class VersionsApi(APIView):
             raise exceptions.ValidationError({"versions": [str(invalid)]}) from None
         return Response({"committed": result.committed, "existing": result.existing,
                          "committed_at": result.committed_at.isoformat()}, status=status.HTTP_201_CREATED)
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+class KeystoreUnavailableError(exceptions.APIException):
+    status_code = 503
+    default_detail = "The keystore is unavailable; try again later"
+    default_code = "keystore_unavailable"
+
+
+def _keystore_call(call):
+    try:
+        return call()
+    except KeystoreUnavailable as error:
+        raise KeystoreUnavailableError(f"The keystore is unavailable ({error.reason}); try again later") from None
+
+
+class KeyStatusApi(APIView):
+    """Does the calling device's user have an escrowed key, and which (by key_id)?"""
+
+    @extend_schema(responses={200: None})
+    def get(self, request):
+        row = escrowed_key_of(request.user.user)
+        return Response({"key_id": row.key_id if row else None,
+                         "escrowed": bool(row and row.state == UserKey.State.ESCROWED)})
+
+
+class KeyEscrowApi(APIView):
+    """The first device of a user escrows the key it generated. Idempotent for the same key."""
+
+    class InputSerializer(serializers.Serializer):
+        key = serializers.CharField(max_length=64, write_only=True)
+        key_id = serializers.RegexField(r"^[0-9a-f]{32}$")
+
+    @extend_schema(request=InputSerializer, responses={201: None})
+    def post(self, request):
+        _body_limit(request, 4096)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            key = base64.b64decode(data.validated_data["key"], validate=True)
+        except (binascii.Error, ValueError):
+            raise exceptions.ValidationError({"key": ["must be base64"]}) from None
+        device = request.user.device
+        try:
+            row = _keystore_call(lambda: key_escrow(user=device.owner, key=key, key_id=data.validated_data["key_id"],
+                                                    device=device))
+        except KeyInvalid as invalid:
+            raise exceptions.ValidationError({"key": [str(invalid)]}) from None
+        except KeyConflict:
+            return Response({"detail": "A different key is already escrowed for this user. This device will not "
+                                       "back up; contact your administrator.", "code": "key_conflict"}, status=409)
+        return Response({"key_id": row.key_id, "escrowed": True}, status=status.HTTP_201_CREATED)
+
+
+class KeyRetrieveApi(APIView):
+    """Computer replacement: a new device of the user receives the escrowed key (audited, notified)."""
+
+    @extend_schema(request=None, responses={200: None})
+    def post(self, request):
+        device = request.user.device
+        try:
+            key = _keystore_call(lambda: key_deliver_to_device(device=device))
+        except KeyNotEscrowed:
+            return Response({"detail": "No key is escrowed for this user", "code": "key_not_escrowed"}, status=404)
+        return Response({"key": base64.b64encode(key).decode(), "key_id": key_id_for(key)})

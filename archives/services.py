@@ -141,7 +141,7 @@ class IngestResult:
     pack: Pack | None
 
 
-def _batch_frames(archive: Archive, body: bytes) -> list[tuple[Frame, memoryview]]:
+def _batch_frames(archive: Archive, body: bytes, key_id: bytes | None) -> list[tuple[Frame, memoryview]]:
     """Decode and check an upload batch: (frame, its exact bytes in the body) for each frame."""
     frames: list[tuple[Frame, memoryview]] = []
     view = memoryview(body)
@@ -154,20 +154,23 @@ def _batch_frames(archive: Archive, body: bytes) -> list[tuple[Frame, memoryview
                 raise BatchInvalid(f"{where}: the frame names archive {frame.archive_id}, not this archive")
             if frame.length < BLOCK_OVERHEAD or frame.payload[0] != FORMAT_VERSION:
                 raise BatchInvalid(f"{where}: the payload is not a version-{FORMAT_VERSION} block")
+            if key_id is not None and frame.payload[2:18] != key_id:
+                raise BatchInvalid(f"{where}: the block is encrypted with a key that is not the user's escrowed key")
             frames.append((frame, view[offset:offset + frame.size]))
     except FormatError as error:
         raise BatchInvalid(str(error)) from None
     return frames
 
 
-def blocks_ingest(*, archive: Archive, body: bytes, run: BackupRun | None = None) -> IngestResult:
+def blocks_ingest(*, archive: Archive, body: bytes, key_id: bytes | None, run: BackupRun | None = None) -> IngestResult:
     """Store a batch of encrypted blocks as one new immutable pack, then index them.
 
     Idempotent: blocks the archive already holds are skipped, so a retried or resumed batch
     stores nothing twice. The pack's frames are shuffled so their order and sizes do not mirror
-    the files they came from.
+    the files they came from. With `key_id`, every block must carry it (the user's escrowed key):
+    no block is stored that the keystore could not help decrypt.
     """
-    frames = _batch_frames(archive, body)
+    frames = _batch_frames(archive, body, key_id)
     unique = {bytes(frame.block_id): raw for frame, raw in frames}
     present = blocks_present(archive=archive, block_ids=list(unique))
     new = [(block_id, raw) for block_id, raw in unique.items() if block_id not in present]

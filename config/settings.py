@@ -234,9 +234,18 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # Vault (keystore): Vault's own variable names, as hvac and the vault CLI read them.
+# Without VAULT_ADDR, Haven runs its embedded OpenBao (raft storage under var/keystore).
 VAULT_ADDR = env_str("VAULT_ADDR")
 VAULT_CACERT = env_str("VAULT_CACERT")
 VAULT_TOKEN = env_str("VAULT_TOKEN")
+VAULT_ROLE_ID = env_str("VAULT_ROLE_ID")
+VAULT_SECRET_ID = env_str("VAULT_SECRET_ID")
+VAULT_CLIENT_CERT = env_str("VAULT_CLIENT_CERT")
+VAULT_CLIENT_KEY = env_str("VAULT_CLIENT_KEY")
+HAVEN_KEYSTORE_DIR = DATA_DIR / "keystore"
+HAVEN_KEYSTORE_PORT = env_int("HAVEN_KEYSTORE_PORT", 8200)
+# Where each key-access record's hash is anchored in the keystore (create-only, listable).
+HAVEN_AUDIT_ANCHOR_PREFIX = env_str("HAVEN_AUDIT_ANCHOR_PREFIX", "haven-audit")
 
 EMAIL_BACKEND = env_str("HAVEN_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("HAVEN_FROM_EMAIL", "haven@localhost")

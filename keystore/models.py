@@ -1,1 +1,76 @@
-"""Key escrow records and the key-access audit log arrive with the keystore issue."""
+"""Key escrow records and the hash-chained key-access audit log.
+
+The key itself never touches the database: a `UserKey` row says which key (by its public
+key_id) a user escrowed and where; the key lives in the Vault-API keystore only.
+"""
+import uuid
+
+from django.db import models
+
+from accounts.models import Organization, User
+
+
+class UserKey(models.Model):
+    """One escrowed key per user. The unique row is written *before* the keystore write, so two
+    devices racing to escrow different keys get a conflict instead of a silent overwrite."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Escrow started"
+        ESCROWED = "escrowed", "Escrowed"
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="user_keys")
+    user = models.OneToOneField(User, on_delete=models.PROTECT, related_name="escrowed_key")
+    key_id = models.CharField(max_length=32)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    escrowed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"key {self.key_id} of {self.user.email} ({self.state})"
+
+
+class KeyAccess(models.Model):
+    """One line of the key-access audit log, chained by hash to the line before.
+
+    Written before the keystore is called ("started") and again with the outcome, so an access
+    that crashed half-way still left a trace. Rows are never updated or deleted; the chain head
+    is also written to the keystore, where a database-only attacker cannot reach it.
+    """
+
+    class Purpose(models.TextChoices):
+        ESCROW = "escrow", "Escrow from the user's device"
+        DEVICE_RETRIEVAL = "device_retrieval", "Sent to the user's new device"
+        WEB_RESTORE = "web_restore", "Web restore"
+        PUSH_RESTORE = "push_restore", "Push restore"
+        MIGRATION = "migration", "Keystore migration"
+        DELETION = "deletion", "Deletion"
+
+    class Outcome(models.TextChoices):
+        STARTED = "started", "Started"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        REFUSED = "refused", "Refused"
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="key_accesses")
+    subject = models.ForeignKey(User, on_delete=models.PROTECT, related_name="key_accesses")
+    actor = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    actor_label = models.CharField(max_length=254)
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    job = models.CharField(max_length=100, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    detail = models.CharField(max_length=500, blank=True)
+    occurred_at = models.DateTimeField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["-seq"]
+
+
+class AuditChainHead(models.Model):
+    """A single row: locking it serializes appends to the chain (SELECT ... FOR UPDATE)."""
+
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="0" * 64)

@@ -99,9 +99,14 @@ def openbao(tmp_path_factory):
     client = hvac.Client(url=f"http://127.0.0.1:{port}", token=token)
     try:
         wait_until(lambda: _initialized(client), timeout=20, what="OpenBao to answer")
-        client.sys.disable_secrets_engine("secret")
-        client.sys.enable_secrets_engine("kv", path="secret", options={"version": "1"})
-        yield {"url": f"http://127.0.0.1:{port}", "token": token, "client": client}
+        # Haven's own set-up of a Vault it manages: KV v1 at secret/, its policies, no audit file.
+        from keystore.embedded import configure_vault
+
+        configure_vault(client)
+        app_token = client.auth.token.create(policies=["haven-escrow"], no_default_policy=True,
+                                             ttl="24h")["auth"]["client_token"]
+        yield {"url": f"http://127.0.0.1:{port}", "token": token, "client": client, "app_token": app_token,
+               "process": process}
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -112,3 +117,18 @@ def _initialized(client) -> bool:
         return client.sys.is_initialized() and not client.sys.is_sealed()
     except Exception:  # noqa: BLE001 - not listening yet
         return False
+
+
+@pytest.fixture
+def vault(openbao, settings):
+    """Point Haven at the suite's OpenBao with the escrow-only token, and a fresh anchor prefix."""
+    import uuid
+
+    from keystore.vault import vault_client_reset
+
+    settings.VAULT_ADDR = openbao["url"]
+    settings.VAULT_TOKEN = openbao["app_token"]
+    settings.HAVEN_AUDIT_ANCHOR_PREFIX = f"haven-audit/test-{uuid.uuid4().hex[:12]}"
+    vault_client_reset()
+    yield openbao
+    vault_client_reset()

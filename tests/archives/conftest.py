@@ -18,6 +18,25 @@ def pack_dir(settings, tmp_path):
     return settings.PACK_DIR
 
 
+@pytest.fixture(autouse=True)
+def escrowed(db, monkeypatch):
+    """These tests encrypt with KEYS; mark every user's key as escrowed under its key_id
+    (the escrow itself, through the keystore, is tested in tests/keystore)."""
+    from django.db.models.signals import post_save
+
+    from accounts.models import User
+    from keystore.models import UserKey
+
+    def escrow(sender, instance, created, **kwargs):
+        if created:
+            UserKey.objects.create(organization=instance.organization, user=instance, key_id=KEYS.key_id,
+                                   state=UserKey.State.ESCROWED)
+
+    post_save.connect(escrow, sender=User, dispatch_uid="test-escrow")
+    yield
+    post_save.disconnect(sender=User, dispatch_uid="test-escrow")
+
+
 def block(archive_id: str, data: bytes) -> tuple[bytes, bytes]:
     """(block id, upload frame) of one plaintext block for the archive."""
     block_id = block_id_for(KEYS, data)

@@ -53,11 +53,15 @@ class LiveServer:
 
 
 @pytest.fixture
-def haven_env(transactional_db, tmp_path):
-    """Environment for server processes: this test's database, shared pack storage."""
+def haven_env(transactional_db, tmp_path, vault, settings):
+    """Environment for server processes: this test's database, shared pack storage, the suite's
+    OpenBao with Haven's escrow-only token."""
     url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
     return {**os.environ, "DATABASE_URL": url, "HAVEN_TEST_DATABASE_NAME": "", "HAVEN_DATA_DIR": str(tmp_path / "var"),
-            "HAVEN_PACK_DIR": str(tmp_path / "packs"), "HAVEN_SECRET_KEY": "test-secret"}
+            "HAVEN_PACK_DIR": str(tmp_path / "packs"), "HAVEN_SECRET_KEY": "test-secret",
+            "VAULT_ADDR": vault["url"], "VAULT_TOKEN": vault["app_token"],
+            "HAVEN_AUDIT_ANCHOR_PREFIX": settings.HAVEN_AUDIT_ANCHOR_PREFIX,
+            "HAVEN_EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
 
 
 @pytest.fixture

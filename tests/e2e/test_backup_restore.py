@@ -174,4 +174,5 @@ def test_a_deauthorized_agent_stops_and_wipes_its_local_key(live_server_haven, a
     device_deauthorize(device=Device.objects.get(name="stolen-laptop"), actor=alice)
     result = run_agent(config, "backup", str(source), check=False)
     assert result.returncode == 3 and "deauthorized" in result.stderr
-    assert not (config / "user.key").exists()
+    assert not (config / "authorized-storage.json").exists()
+    assert not (config / "authorized-storage.secret").exists()

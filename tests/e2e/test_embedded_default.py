@@ -1,4 +1,5 @@
-"""The embedded default of `make run`: SQLite, filesystem broker, web + worker + beat, no services.
+"""The embedded default of `make run`: SQLite, filesystem broker, web + worker + beat and a local
+OpenBao keystore, no services.
 
 Runs the real `manage.py serve` in a fresh data directory with no DATABASE_URL or broker set,
 then enrolls an agent through its CLI and proves a worker consumes tasks sent by a producer and
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_embedded_default_serves_enrolls_and_runs_tasks(tmp_path):
-    env = embedded_env(tmp_path / "var", HAVEN_HEARTBEAT_SECONDS="1", HAVEN_PASSWORD=PASSWORD)
+    env = embedded_env(tmp_path / "var", HAVEN_HEARTBEAT_SECONDS="1", HAVEN_PASSWORD=PASSWORD,
+                       HAVEN_KEYSTORE_PORT=str(free_port()))
     manage("migrate", "--noinput", env=env)
     first = manage("bootstrap", env=env)
     assert "admin@haven.local" in first.stdout
@@ -36,6 +38,7 @@ def test_the_embedded_default_serves_enrolls_and_runs_tasks(tmp_path):
         enrolled = agent("--config", str(config_dir), "enroll", "--server", base, "--user", "admin@haven.local",
                          "--device-name", "smoke-box", env={**os.environ, "HAVEN_PASSWORD": PASSWORD})
         assert enrolled.returncode == 0, enrolled.stderr
+        assert "escrowed" in enrolled.stdout  # the embedded keystore holds the new user's key
         status = agent("--config", str(config_dir), "status")
         assert status.returncode == 0 and "authorized" in status.stdout and "smoke-box" in status.stdout
         assert oct((config_dir / "agent.json").stat().st_mode & 0o777) == "0o600"

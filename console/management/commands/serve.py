@@ -1,7 +1,8 @@
-"""manage.py serve — run the web console and a Celery worker with beat, until interrupted.
+"""manage.py serve — run the web console, a Celery worker with beat and (without VAULT_ADDR)
+the embedded keystore, until interrupted.
 
 The embedded default of `make run`: one command, loopback only. Production runs gunicorn,
-`celery worker` and `celery beat` as separate services instead.
+`celery worker`, `celery beat` and a real Vault/OpenBao as separate services instead.
 """
 import os
 import signal
@@ -12,6 +13,8 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from keystore.embedded import embedded_keystore_run
+
 
 class Command(BaseCommand):
     help = "Serve Haven on 127.0.0.1 (web + Celery worker with beat) until Ctrl-C."
@@ -21,6 +24,12 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=2)
 
     def handle(self, *args, bind: str, web_workers: int, **options):
+        keystore = None
+        if not settings.VAULT_ADDR:
+            keystore = embedded_keystore_run(settings.HAVEN_KEYSTORE_DIR, settings.HAVEN_KEYSTORE_PORT)
+            self.stdout.write(self.style.WARNING(
+                f"Embedded keystore (OpenBao) on 127.0.0.1:{settings.HAVEN_KEYSTORE_PORT}. DEV MODE: its unseal "
+                f"shares are stored in {settings.HAVEN_KEYSTORE_DIR / 'dev-unseal.json'}; production sets VAULT_ADDR."))
         bin_dir = os.path.dirname(sys.executable)
         web = [os.path.join(bin_dir, "gunicorn"), "config.wsgi", "--bind", bind, "--workers", str(web_workers),
                "--timeout", "300", "--access-logfile", "-"]
@@ -48,6 +57,9 @@ class Command(BaseCommand):
                     child.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     child.kill()
+        if keystore is not None:
+            keystore.terminate()
+            keystore.wait(timeout=20)
         failed = [child.args[0] for child in children if child.returncode not in (0, -signal.SIGTERM, None)]
         if failed and not stopping:
             sys.exit(f"stopped because {', '.join(os.path.basename(f) for f in failed)} exited")

@@ -11,6 +11,7 @@ from accounts.selectors import audit_events_visible_to, device_for_user, devices
 from accounts.services import PermissionRefused, device_deauthorize, device_reauthorize
 from archives.selectors import archives_visible_to
 from console.forms import EmailLoginForm
+from keystore.selectors import key_accesses_visible_to
 
 
 class LoginView(auth_views.LoginView):
@@ -51,3 +52,10 @@ def device_authorization(request, device_id, action):
         raise PermissionDenied(str(refused)) from None
     messages.success(request, f"Device {device.name} {action}d.")
     return redirect("console:devices")
+
+
+@login_required
+def key_access_history(request):
+    """Users see who touched their own key and why; administrators see their organization's."""
+    accesses = key_accesses_visible_to(request.user).select_related("subject")[:500]
+    return render(request, "console/key_access.html", {"accesses": accesses})

@@ -111,3 +111,16 @@ def test_the_device_list_shows_the_last_complete_backup(browser_for, enrolled, a
     assert b"none yet" in browser_for(alice).get("/devices/").content
     backup_run_finish(run=backup_run_start(archive=archive), status=BackupRun.Status.COMPLETED, counters={}, errors=[])
     assert b"none yet" not in browser_for(alice).get("/devices/").content
+
+
+def test_key_access_history_is_scoped(browser_for, alice, bob, mallory):
+    from keystore.services import key_access_record
+
+    for subject in (alice, bob, mallory):
+        key_access_record(subject=subject, purpose="escrow", outcome="succeeded", actor=subject,
+                          actor_label=f"device of {subject.email}")
+    admin_page = browser_for(alice).get("/keys/history/").content.decode()
+    assert "device of alice@a.example" in admin_page and "device of bob@a.example" in admin_page
+    assert "mallory" not in admin_page
+    own_page = browser_for(bob).get("/keys/history/").content.decode()
+    assert "device of bob@a.example" in own_page and "device of alice@a.example" not in own_page

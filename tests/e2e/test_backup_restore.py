@@ -176,3 +176,24 @@ def test_a_deauthorized_agent_stops_and_wipes_its_local_key(live_server_haven, a
     assert result.returncode == 3 and "deauthorized" in result.stderr
     assert not (config / "authorized-storage.json").exists()
     assert not (config / "authorized-storage.secret").exists()
+
+
+def test_computer_replacement_a_new_device_restores_the_old_devices_data(live_server_haven, alice, tmp_path):
+    from keystore.models import KeyAccess
+
+    source = tmp_path / "old-home"
+    _write(source / "thesis" / "chapter-1.tex", b"\\chapter{Introduction}\n" * 1000)
+    _write(source / "photo.jpg", os.urandom(3 * MiB))
+    old = enroll_agent(live_server_haven, tmp_path / "old-agent", alice, "old-laptop")
+    run_agent(old, "backup", str(source))
+
+    new = tmp_path / "new-agent"
+    enrolled = run_agent(new, "enroll", "--server", live_server_haven.url, "--user", alice.email,
+                         "--device-name", "new-laptop")
+    assert "received your escrowed key" in enrolled.stdout
+    out = tmp_path / "replacement"
+    run_agent(new, "restore", "--from-device", "old-laptop", "--to", str(out))
+    assert tree_state(restored(out, source)) == tree_state(source)
+    retrieval = KeyAccess.objects.filter(subject=alice, purpose="device_retrieval", outcome="succeeded").get()
+    assert "new-laptop" in retrieval.actor_label
+

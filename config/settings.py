@@ -220,12 +220,18 @@ CELERY_TASK_SOFT_TIME_LIMIT = 600
 CELERY_TASK_TIME_LIMIT = 900
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Key-handling tasks run on their own queue; its worker uses --max-tasks-per-child=1.
+CELERY_TASK_ROUTES = {"haven.keystore.*": {"queue": "keys"}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {
         "task": "haven.accounts.worker_heartbeat",
         "schedule": float(env_int("HAVEN_HEARTBEAT_SECONDS", 60)),
         "kwargs": {"source": "beat"},
+    },
+    "private-keystore-certificates": {
+        "task": "haven.keystore.renew_certificates",
+        "schedule": 24 * 3600.0,
     },
     "orphan-packs-collect": {
         "task": "haven.archives.orphan_packs_collect",
@@ -242,8 +248,14 @@ VAULT_ROLE_ID = env_str("VAULT_ROLE_ID")
 VAULT_SECRET_ID = env_str("VAULT_SECRET_ID")
 VAULT_CLIENT_CERT = env_str("VAULT_CLIENT_CERT")
 VAULT_CLIENT_KEY = env_str("VAULT_CLIENT_KEY")
+# A separate token for the audited privileged path (deleting keys after a migration).
+VAULT_PRIVILEGED_TOKEN = env_str("VAULT_PRIVILEGED_TOKEN")
 HAVEN_KEYSTORE_DIR = DATA_DIR / "keystore"
 HAVEN_KEYSTORE_PORT = env_int("HAVEN_KEYSTORE_PORT", 8200)
+# Seals secrets kept in the database (a private keystore's PKCS12); defaults to the secret key.
+HAVEN_STORAGE_KEY = env_str("HAVEN_STORAGE_KEY")
+# Lifetime asked for a renewed private-keystore client certificate (the customer's role may cap it).
+HAVEN_PRIVATE_CERT_TTL = env_str("HAVEN_PRIVATE_CERT_TTL", "2160h")
 # Where each key-access record's hash is anchored in the keystore (create-only, listable).
 HAVEN_AUDIT_ANCHOR_PREFIX = env_str("HAVEN_AUDIT_ANCHOR_PREFIX", "haven-audit")
 

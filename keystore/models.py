@@ -18,10 +18,15 @@ class UserKey(models.Model):
         PENDING = "pending", "Escrow started"
         ESCROWED = "escrowed", "Escrowed"
 
+    class Location(models.TextChoices):
+        HAVEN = "haven", "Haven-managed keystore"
+        PRIVATE = "private", "The organization's private keystore"
+
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="user_keys")
     user = models.OneToOneField(User, on_delete=models.PROTECT, related_name="escrowed_key")
     key_id = models.CharField(max_length=32)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    location = models.CharField(max_length=16, choices=Location.choices, default=Location.HAVEN)
     created_at = models.DateTimeField(auto_now_add=True)
     escrowed_at = models.DateTimeField(null=True, blank=True)
 
@@ -74,3 +79,52 @@ class AuditChainHead(models.Model):
 
     seq = models.PositiveBigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)
+
+
+class PrivateKeystore(models.Model):
+    """An organization's own Vault (seed 004): address, CA chain and the PKCS12 Haven logs in with.
+
+    The PKCS12 and its password are stored encrypted (keystore/sealing.py). `in_use` says whether
+    new escrows of the organization go there; where each user's key lives is `UserKey.location`.
+    """
+
+    organization = models.OneToOneField(Organization, on_delete=models.PROTECT, related_name="private_keystore")
+    address = models.URLField(max_length=300)
+    ca_pem = models.TextField()
+    pkcs12_sealed = models.BinaryField()
+    password_sealed = models.BinaryField()
+    cert_role = models.CharField(max_length=100, default="haven-initial",
+                                 help_text="The auth/cert/certs/<name> entry Haven logs in with.")
+    cert_subject = models.CharField(max_length=300, blank=True)
+    cert_not_after = models.DateTimeField()
+    in_use = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    renewed_at = models.DateTimeField(null=True, blank=True)
+    renewal_error = models.CharField(max_length=500, blank=True)
+
+
+class KeystoreMigration(models.Model):
+    """Moving an organization's keys between keystores, one key at a time, resumable."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="keystore_migrations")
+    source = models.CharField(max_length=16)
+    target = models.CharField(max_length=16)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    keys_total = models.IntegerField(default=0)
+    keys_verified = models.IntegerField(default=0)
+    started_by = models.CharField(max_length=254)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    source_deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization"], condition=models.Q(state="running"),
+                                               name="one_running_migration_per_org")]

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.models import Device, User
 from formats.keys import KEY_SIZE, key_id_for
+from keystore.engines import engine_for_new_keys, engine_named
 from keystore.models import AuditChainHead, KeyAccess, UserKey
 from keystore.vault import KeystorePathExists, KeystoreUnavailable, kv_create, kv_list, kv_read
 
@@ -152,11 +153,14 @@ def key_escrow(*, user: User, key: bytes, key_id: str, device: Device) -> UserKe
         return row
     key_access_record(subject=user, purpose=KeyAccess.Purpose.ESCROW, outcome=KeyAccess.Outcome.STARTED,
                       actor=user, actor_label=label, detail=f"key {key_id}")
+    engine = None
     try:
-        kv_create(key_path(user), {"key": base64.b64encode(key).decode(), "key_id": key_id})
+        engine = engine_for_new_keys(user.organization)
+        engine.create(key_path(user), {"key": base64.b64encode(key).decode(), "key_id": key_id})
     except KeystorePathExists:
         # A retry after a crash between the keystore write and the row update: same key is fine.
-        if _stored_key_id(user) != key_id:
+        stored = engine.read(key_path(user))
+        if (stored or {}).get("key_id") != key_id:
             key_access_record(subject=user, purpose=KeyAccess.Purpose.ESCROW, outcome=KeyAccess.Outcome.REFUSED,
                               actor=user, actor_label=label, detail="the keystore holds a different key")
             raise KeyConflict(f"the keystore holds a different key for {user.email}") from None
@@ -164,16 +168,12 @@ def key_escrow(*, user: User, key: bytes, key_id: str, device: Device) -> UserKe
         key_access_record(subject=user, purpose=KeyAccess.Purpose.ESCROW, outcome=KeyAccess.Outcome.FAILED,
                           actor=user, actor_label=label, detail=error.reason)
         raise
-    UserKey.objects.filter(pk=row.pk).update(state=UserKey.State.ESCROWED, escrowed_at=timezone.now())
+    UserKey.objects.filter(pk=row.pk).update(state=UserKey.State.ESCROWED, escrowed_at=timezone.now(),
+                                             location=engine.name)
     key_access_record(subject=user, purpose=KeyAccess.Purpose.ESCROW, outcome=KeyAccess.Outcome.SUCCEEDED,
                       actor=user, actor_label=label, detail=f"key {key_id}")
     row.refresh_from_db()
     return row
-
-
-def _stored_key_id(user: User) -> str | None:
-    stored = kv_read(key_path(user))
-    return stored.get("key_id") if stored else None
 
 
 def key_retrieve(*, user: User, purpose: str, actor: User | None, actor_label: str, job: str = "") -> bytes:
@@ -184,7 +184,7 @@ def key_retrieve(*, user: User, purpose: str, actor: User | None, actor_label: s
     key_access_record(subject=user, purpose=purpose, outcome=KeyAccess.Outcome.STARTED, actor=actor,
                       actor_label=actor_label, job=job)
     try:
-        stored = kv_read(key_path(user))
+        stored = engine_named(user.organization, row.location).read(key_path(user))
     except KeystoreUnavailable as error:
         key_access_record(subject=user, purpose=purpose, outcome=KeyAccess.Outcome.FAILED, actor=actor,
                           actor_label=actor_label, job=job, detail=error.reason)

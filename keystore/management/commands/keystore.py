@@ -1,17 +1,31 @@
-"""manage.py keystore status | verify-audit"""
+"""manage.py keystore status | verify-audit | migrate --org NAME --to haven|private [--delete-source]"""
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.models import Organization
+from keystore.migration import (
+    MigrationRefused,
+    keystore_migration_delete_source,
+    keystore_migration_run,
+    keystore_migration_start,
+)
 from keystore.services import key_access_verify
 from keystore.vault import KeystoreUnavailable, keystore_status, vault_address
 
 
 class Command(BaseCommand):
-    help = "Inspect the keystore: `status` (sealed/unsealed/unreachable) or `verify-audit` (the key-access chain)."
+    help = ("Inspect the keystore: `status` (sealed/unsealed/unreachable), `verify-audit` (the key-access "
+            "chain), or `migrate` an organization's keys between Haven's keystore and its private one.")
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["status", "verify-audit"])
+        parser.add_argument("action", choices=["status", "verify-audit", "migrate"])
+        parser.add_argument("--org", help="organization name or slug (migrate)")
+        parser.add_argument("--to", choices=["haven", "private"], help="target keystore (migrate)")
+        parser.add_argument("--delete-source", action="store_true",
+                            help="after a verified migration, delete the Haven-managed copies (privileged)")
 
     def handle(self, *args, action: str, **options):
+        if action == "migrate":
+            return self._migrate(options["org"], options["to"], options["delete_source"])
         if action == "status":
             state = keystore_status()
             self.stdout.write(f"keystore at {vault_address()}: {state}")
@@ -27,3 +41,21 @@ class Command(BaseCommand):
         if not result.ok:
             raise CommandError(f"the key-access log failed verification ({len(result.problems)} problem(s))")
         self.stdout.write(f"key-access log intact: {result.records} record(s), {result.anchors} anchor(s)")
+
+    def _migrate(self, org: str | None, target: str | None, delete_source: bool) -> None:
+        if not org or not target:
+            raise CommandError("migrate needs --org and --to")
+        organization = Organization.objects.filter(name=org).first() or Organization.objects.filter(slug=org).first()
+        if organization is None:
+            raise CommandError(f"no organization {org!r}")
+        try:
+            migration = keystore_migration_start(organization=organization, target=target,
+                                                 actor_label="manage.py keystore migrate")
+            migration = keystore_migration_run(migration=migration)
+            self.stdout.write(f"migration {migration.uuid}: {migration.keys_verified}/{migration.keys_total} "
+                              f"key(s) verified in the {target} keystore; the organization now uses it")
+            if delete_source:
+                deleted = keystore_migration_delete_source(migration=migration, actor_label="manage.py keystore")
+                self.stdout.write(f"deleted {deleted} key(s) from the source keystore")
+        except (MigrationRefused, KeystoreUnavailable) as error:
+            raise CommandError(f"migration stopped: {error}; run it again to resume") from None

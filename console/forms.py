@@ -4,3 +4,24 @@ from django.contrib.auth.forms import AuthenticationForm
 
 class EmailLoginForm(AuthenticationForm):
     username = forms.EmailField(label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}))
+
+
+class PrivateKeystoreForm(forms.Form):
+    """Seed 004: the organization's Vault address, its CA chain and Haven's client certificate."""
+
+    address = forms.URLField(label="Vault address", max_length=300, help_text="https://vault.example.com:8200")
+    ca_pem = forms.CharField(label="CA chain (PEM)", widget=forms.Textarea(attrs={"rows": 6}), max_length=200_000)
+    pkcs12 = forms.FileField(label="Client certificate (PKCS12, at most 5 MB)")
+    password = forms.CharField(label="PKCS12 password", widget=forms.PasswordInput, max_length=1000)
+    cert_role = forms.RegexField(label="Login entry (auth/cert/certs/…)", regex=r"^haven-[A-Za-z0-9_-]+$",
+                                 initial="haven-initial", max_length=100)
+
+    def clean_pkcs12(self):
+        upload = self.cleaned_data["pkcs12"]
+        if upload.size > 5 * 1024 * 1024:
+            raise forms.ValidationError("The PKCS12 file is larger than 5 MB.")
+        return upload.read()
+
+
+class MigrationForm(forms.Form):
+    target = forms.ChoiceField(choices=[("private", "the private keystore"), ("haven", "Haven's keystore")])

@@ -10,5 +10,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("devices/", views.device_list, name="devices"),
     path("keys/history/", views.key_access_history, name="key-access"),
+    path("keystore/", views.keystore_settings, name="keystore"),
     path("devices/<str:device_id>/<str:action>", views.device_authorization, name="device-authorization"),
 ]

@@ -2,7 +2,7 @@
 from django.db.models import QuerySet
 
 from accounts.models import Role, User
-from keystore.models import KeyAccess, UserKey
+from keystore.models import KeyAccess, KeystoreMigration, PrivateKeystore, UserKey
 
 
 def escrowed_key_of(user: User) -> UserKey | None:
@@ -15,3 +15,14 @@ def key_accesses_visible_to(actor: User) -> QuerySet[KeyAccess]:
     if actor.role == Role.ORG_ADMIN:
         return accesses
     return accesses.filter(subject=actor)
+
+
+def keystore_settings_of(organization) -> dict:
+    """What the console's keystore page shows about one organization."""
+    keys = UserKey.objects.filter(organization=organization, state=UserKey.State.ESCROWED)
+    return {
+        "private_keystore": PrivateKeystore.objects.filter(organization=organization).first(),
+        "migrations": KeystoreMigration.objects.filter(organization=organization).order_by("-started_at")[:10],
+        "keys_in_haven": keys.filter(location=UserKey.Location.HAVEN).count(),
+        "keys_in_private": keys.filter(location=UserKey.Location.PRIVATE).count(),
+    }

@@ -1,0 +1,48 @@
+"""The console's keystore page: an admin uploads a PKCS12; bad uploads get clear errors."""
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from keystore.models import PrivateKeystore
+from tests.conftest import PASSWORD
+from tests.keystore.private_vault_fixture import private_vault_fixture  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.slow
+
+
+def _browser(user):
+    client = Client()
+    assert client.login(username=user.email, password=PASSWORD)
+    return client
+
+
+def _post(browser, setup, **overrides):
+    data = {"action": "configure", "address": setup.address, "ca_pem": setup.ca_pem.decode(),
+            "password": setup.password, "cert_role": "haven-initial",
+            "pkcs12": SimpleUploadedFile("haven.p12", setup.pkcs12, content_type="application/x-pkcs12")}
+    data.update(overrides)
+    return browser.post("/keystore/", data)
+
+
+def test_an_admin_uploads_a_pkcs12_and_haven_logs_in(vault, private_vault, alice):
+    response = _post(_browser(alice), private_vault)
+    assert response.status_code == 302
+    page = _browser(alice).get("/keystore/").content.decode()
+    assert private_vault.address in page and "configured, not in use" in page
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"password": "not the password"}, "password"),
+    ({"pkcs12": SimpleUploadedFile("big.p12", b"x" * (5 * 1024 * 1024 + 1))}, "larger than 5 MB"),
+    ({"pkcs12": SimpleUploadedFile("notes.txt", b"hello")}, "PKCS12"),
+])
+def test_bad_uploads_are_clear_errors(vault, private_vault, alice, overrides, message):
+    response = _post(_browser(alice), private_vault, **overrides)
+    assert response.status_code == 400 and message in response.content.decode()
+    assert not PrivateKeystore.objects.exists()
+
+
+def test_only_admins_reach_the_keystore_page(vault, private_vault, bob):
+    assert _browser(bob).get("/keystore/").status_code == 403
+    assert _post(_browser(bob), private_vault).status_code == 403
+    assert not PrivateKeystore.objects.exists()

@@ -7,15 +7,22 @@ BIN := $(VENV)/bin
 DATABASE_URL_TEST ?= postgresql://postgres@127.0.0.1:5432/haven
 CELERY_BROKER_URL_TEST ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test install install-test
+.PHONY: run test install install-test system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: requirements.txt | $(BIN)/python
+$(VENV)/.installed: requirements.txt | $(BIN)/python system-deps
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
+
+# SAML signatures are checked by xmlsec1 (Debian's package); install it when we can (root), or say how.
+system-deps:
+	@command -v xmlsec1 >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -q xmlsec1 || (apt-get update -q && apt-get install -y -q xmlsec1)) >/dev/null; \
+	  else echo "make: xmlsec1 is missing: sudo apt-get install xmlsec1" >&2; exit 1; fi; }
 
 $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-test.txt

@@ -101,6 +101,8 @@ class Group(AbstractSCIMGroupMixin):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="groups")
     name = models.CharField(max_length=200)
     members = models.ManyToManyField(User, related_name="haven_groups", blank=True)
+    role = models.CharField(max_length=32, choices=Role.choices, blank=True,
+                            help_text="Members get this role while SCIM manages the organization (highest wins).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -143,6 +145,18 @@ class DeviceToken(models.Model):
 
     def __str__(self) -> str:
         return f"token of {self.device_id} ({'revoked' if self.revoked_at else 'active'})"
+
+
+class ScimToken(models.Model):
+    """A bearer token an organization's identity provider uses for SCIM; stored as its SHA-256."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="scim_tokens")
+    label = models.CharField(max_length=100, blank=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
 
 
 class AuditEvent(models.Model):

@@ -10,9 +10,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from accounts.models import AuditEvent, Device, DeviceToken, Organization, Role, User, WorkerHeartbeat
+from accounts.models import AuditEvent, Device, DeviceToken, Organization, Role, ScimToken, User, WorkerHeartbeat
 
 DEVICE_TOKEN_PREFIX = "hvd_"
+SCIM_TOKEN_PREFIX = "hvs_"
 
 
 class AuthenticationRefused(Exception):
@@ -193,3 +194,70 @@ def device_reauthorize(*, device: Device, actor: User | None, actor_label: str |
 
 def worker_heartbeat_record(*, source: str, nonce: str = "") -> None:
     WorkerHeartbeat.objects.update_or_create(source=source[:64], defaults={"nonce": nonce[:64], "seen_at": timezone.now()})
+
+
+# --- SCIM tokens and provisioning --------------------------------------------------------------
+
+def scim_token_issue(*, organization: Organization, label: str = "", actor: User | None = None,
+                     actor_label: str | None = None) -> str:
+    """A new SCIM bearer token for the organization; only its hash is kept."""
+    raw = SCIM_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ScimToken.objects.create(organization=organization, label=label[:100], token_hash=_token_hash(raw))
+    audit_record(organization=organization, actor=actor, actor_label=actor_label, action="scim.token.create",
+                 target_type="scim_token", target_uuid=token.uuid, detail={"label": label})
+    return raw
+
+
+def scim_token_lookup(raw: str) -> ScimToken | None:
+    """The live token (never a revoked one) for a bearer value, or None."""
+    if not raw.startswith(SCIM_TOKEN_PREFIX):
+        return None
+    token = (ScimToken.objects.select_related("organization")
+             .filter(token_hash=_token_hash(raw), revoked_at__isnull=True).first())
+    if token is not None and (token.last_used_at is None or (timezone.now() - token.last_used_at).total_seconds() > 60):
+        ScimToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token
+
+
+def scim_token_revoke(*, token: ScimToken, actor: User | None) -> None:
+    ScimToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    audit_record(organization=token.organization, actor=actor, action="scim.token.revoke", target_type="scim_token",
+                 target_uuid=token.uuid)
+
+
+@transaction.atomic
+def user_deactivate(*, user: User, actor_label: str) -> User:
+    """Deactivate a user (SCIM `active: false` or DELETE): every device is deauthorized at once.
+    Keys and archives are never deleted: an administrator can still restore the user's data."""
+    user = User.objects.select_for_update().get(pk=user.pk)
+    for device in Device.objects.filter(owner=user, authorized=True):
+        device_deauthorize(device=device, actor=None, actor_label=actor_label)
+    if user.is_active:
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+        audit_record(organization=user.organization, actor=None, actor_label=actor_label, action="user.deactivate",
+                     target_type="user", target_uuid=user.uuid)
+    return user
+
+
+def user_reactivate(*, user: User, actor_label: str) -> User:
+    """Reactivate a user; their devices stay deauthorized until an administrator reauthorizes them."""
+    if not user.is_active:
+        user.is_active = True
+        user.save(update_fields=["is_active"])
+        audit_record(organization=user.organization, actor=None, actor_label=actor_label, action="user.reactivate",
+                     target_type="user", target_uuid=user.uuid)
+    return user
+
+
+_ROLE_RANK = [Role.USER, Role.RESTORE_OPERATOR, Role.SECURITY_ANALYST, Role.ORG_ADMIN]
+
+
+def user_role_from_groups(*, user: User) -> User:
+    """While SCIM manages the organization, a user's role is the highest role mapped to their groups."""
+    roles = [role for role in user.haven_groups.exclude(role="").values_list("role", flat=True)]
+    role = max(roles, key=_ROLE_RANK.index) if roles else Role.USER
+    if role != user.role:
+        user.role = role
+        user.save(update_fields=["role"])
+    return user

@@ -182,3 +182,47 @@ class WorkerHeartbeat(models.Model):
     source = models.CharField(max_length=64, unique=True)
     nonce = models.CharField(max_length=64, blank=True)
     seen_at = models.DateTimeField()
+
+
+class SamlSettings(models.Model):
+    """One organization's identity provider: its own SP, its own IdP, nobody else's users."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="saml")
+    enabled = models.BooleanField(default=False)
+    idp_entity_id = models.CharField(max_length=500, blank=True)
+    idp_metadata_xml = models.TextField(blank=True)
+    idp_metadata_url = models.URLField(max_length=500, blank=True)
+    attribute_email = models.CharField(max_length=200, blank=True,
+                                       help_text="Attribute holding the email; empty: the NameID is the email.")
+    attribute_name = models.CharField(max_length=200, blank=True, default="displayName")
+    attribute_groups = models.CharField(max_length=200, blank=True, default="groups")
+    jit_enabled = models.BooleanField(default=False, help_text="Create unknown users at first sign-in.")
+    verified_domains = models.CharField(
+        max_length=1000, blank=True,
+        help_text="Email domains (comma-separated) whose users are sent to this IdP from the login page. "
+                  "Set by Haven operators after the organization proved it owns them.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def domains(self) -> list[str]:
+        return [d.strip().lower() for d in self.verified_domains.split(",") if d.strip()]
+
+
+class SamlAssertion(models.Model):
+    """Ids of accepted assertions, kept until they expire: a replayed response is refused."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    assertion_id = models.CharField(max_length=200)
+    not_on_or_after = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "assertion_id"], name="saml_assertion_once")]
+
+
+class EnrollmentCode(models.Model):
+    """A short-lived, single-use code a signed-in user gives an agent instead of a password (SSO)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="enrollment_codes")
+    code_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)

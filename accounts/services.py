@@ -2,6 +2,7 @@
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import authenticate
@@ -10,7 +11,17 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from accounts.models import AuditEvent, Device, DeviceToken, Organization, Role, ScimToken, User, WorkerHeartbeat
+from accounts.models import (
+    AuditEvent,
+    Device,
+    DeviceToken,
+    EnrollmentCode,
+    Organization,
+    Role,
+    ScimToken,
+    User,
+    WorkerHeartbeat,
+)
 
 DEVICE_TOKEN_PREFIX = "hvd_"
 SCIM_TOKEN_PREFIX = "hvs_"
@@ -260,4 +271,34 @@ def user_role_from_groups(*, user: User) -> User:
     if role != user.role:
         user.role = role
         user.save(update_fields=["role"])
+    return user
+
+
+# --- enrollment codes (agents of SSO users) -----------------------------------------------------
+
+ENROLLMENT_CODE_MINUTES = 10
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed by hand
+
+
+def enrollment_code_issue(*, user: User) -> str:
+    """A one-time code, valid for 10 minutes, shown to the signed-in user; only its hash is kept."""
+    code = "-".join("".join(secrets.choice(_CODE_ALPHABET) for _ in range(4)) for _ in range(3))
+    EnrollmentCode.objects.create(user=user, code_hash=_token_hash(code.replace("-", "")),
+                                  expires_at=timezone.now() + timedelta(minutes=ENROLLMENT_CODE_MINUTES))
+    return code
+
+
+def enrollment_code_redeem(*, code: str, address: str) -> User:
+    """The user behind a valid, unused, unexpired code; the code is spent. Rate-limited by address."""
+    window = int(settings.HAVEN_AUTH_WINDOW.total_seconds())
+    if _bump(f"auth-try:address:{address}", window) > settings.HAVEN_AUTH_MAX_ATTEMPTS_PER_ADDRESS:
+        raise AuthenticationThrottled(window)
+    normalized = code.replace("-", "").replace(" ", "").upper()
+    spent = EnrollmentCode.objects.filter(code_hash=_token_hash(normalized), used_at__isnull=True,
+                                          expires_at__gt=timezone.now()).update(used_at=timezone.now())
+    if spent != 1:
+        raise AuthenticationRefused("The code is wrong, used or expired; get a new one in the console")
+    user = EnrollmentCode.objects.select_related("user").get(code_hash=_token_hash(normalized)).user
+    if not user.is_active:
+        raise AuthenticationRefused("The account is deactivated")
     return user

@@ -74,10 +74,12 @@ class ApiClient:
             time.sleep(self.backoff * 2 ** attempt)
         raise AssertionError("unreachable")
 
-    def enroll(self, *, email: str, password: str, device_name: str, os_name: str, device_id: str | None) -> dict:
+    def enroll(self, *, device_name: str, os_name: str, device_id: str | None, email: str | None = None,
+               password: str | None = None, code: str | None = None) -> dict:
+        credentials = {"code": code} if code else {"email": email, "password": password}
         return self.request("POST", "enroll", json={
-            "email": email, "password": password, "device_name": device_name, "os": os_name,
-            "agent_version": __version__, "device_id": device_id,
+            **credentials, "device_name": device_name, "os": os_name, "agent_version": __version__,
+            "device_id": device_id,
         }).json()
 
     def device(self) -> dict:

@@ -16,7 +16,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import parse_uuid_or_404
-from accounts.services import AuthenticationRefused, AuthenticationThrottled, credentials_check
+from accounts.services import (
+    AuthenticationRefused,
+    AuthenticationThrottled,
+    credentials_check,
+    enrollment_code_redeem,
+)
 from archives.models import BackupRun
 from archives.selectors import (
     BlocksNotFound,
@@ -57,18 +62,28 @@ class EnrollApi(APIView):
     permission_classes = [AllowAny]
 
     class InputSerializer(serializers.Serializer):
-        email = serializers.EmailField(max_length=254)
-        password = serializers.CharField(max_length=1024, trim_whitespace=False)
+        email = serializers.EmailField(max_length=254, required=False)
+        password = serializers.CharField(max_length=1024, trim_whitespace=False, required=False)
+        code = serializers.CharField(max_length=40, required=False,
+                                     help_text="One-time code from the console (single sign-on users)")
         device_name = serializers.CharField(max_length=200)
         os = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
         agent_version = serializers.CharField(max_length=50, required=False, default="", allow_blank=True)
         device_id = serializers.UUIDField(required=False, allow_null=True, default=None,
                                           help_text="Set when an enrolled agent enrolls again")
 
+        def validate(self, attrs):
+            if attrs.get("code") and not attrs.get("email") and not attrs.get("password"):
+                return attrs
+            if attrs.get("email") and attrs.get("password") and not attrs.get("code"):
+                return attrs
+            raise serializers.ValidationError("give either email and password, or a one-time code")
+
     class OutputSerializer(serializers.Serializer):
         device_id = serializers.UUIDField()
         archive_id = serializers.UUIDField()
         user_id = serializers.UUIDField()
+        user_email = serializers.EmailField()
         organization_id = serializers.UUIDField()
         token = serializers.CharField()
 
@@ -77,14 +92,18 @@ class EnrollApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
+        address = request.META.get("REMOTE_ADDR", "")
         try:
-            user = credentials_check(email=fields["email"], password=fields["password"],
-                                     address=request.META.get("REMOTE_ADDR", ""))
+            if fields.get("code"):
+                user = enrollment_code_redeem(code=fields["code"], address=address)
+            else:
+                user = credentials_check(email=fields["email"], password=fields["password"], address=address)
         except AuthenticationThrottled as throttled:
             raise exceptions.Throttled(wait=throttled.retry_after, detail="Too many enrollment attempts",
                                        code="throttled") from None
-        except AuthenticationRefused:
-            raise exceptions.AuthenticationFailed("Wrong email or password", code="invalid_credentials") from None
+        except AuthenticationRefused as refused:
+            message = str(refused) if fields.get("code") else "Wrong email or password"
+            raise exceptions.AuthenticationFailed(message, code="invalid_credentials") from None
         try:
             device, archive, token = device_enroll(
                 user=user, device_name=fields["device_name"], os_name=fields["os"],
@@ -93,7 +112,7 @@ class EnrollApi(APIView):
         except DeviceDeauthorized as refused:
             raise exceptions.PermissionDenied(str(refused), code="device_deauthorized") from None
         output = self.OutputSerializer({
-            "device_id": device.uuid, "archive_id": archive.uuid, "user_id": user.uuid,
+            "device_id": device.uuid, "archive_id": archive.uuid, "user_id": user.uuid, "user_email": user.email,
             "organization_id": user.organization.uuid, "token": token,
         })
         return Response(output.data, status=status.HTTP_201_CREATED)

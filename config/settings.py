@@ -6,6 +6,7 @@ HAVEN_DEBUG=0 and the Vault variables (VAULT_ADDR, VAULT_CACERT, VAULT_TOKEN, ..
 """
 import os
 import secrets
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_scim",
+    "djangosaml2",
     # Haven's apps, lowest layer first (DESIGN §2); formats/ and agent/ are plain packages.
     "accounts",
     "archives",
@@ -72,6 +74,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "djangosaml2.middleware.SamlSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -131,6 +134,23 @@ CACHES = {
 }
 
 AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "console.saml.backends.OrganizationSamlBackend",
+]
+
+# SAML: one SP per organization, built per request (console/saml/sp.py).
+SAML_CONFIG_LOADER = "console.saml.sp.sp_config_for_request"
+SAML_SESSION_COOKIE_NAME = "haven_saml"
+SAML_DEFAULT_BINDING = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+SAML_CREATE_UNKNOWN_USER = False  # the backend decides, per organization
+SAML_IGNORE_LOGOUT_ERRORS = True
+SAML_CSP_HANDLER = ""  # Haven's own pages set no inline scripts; the ACS needs no CSP changes
+HAVEN_XMLSEC_BINARY = env_str("HAVEN_XMLSEC_BINARY", shutil.which("xmlsec1") or "/usr/bin/xmlsec1")
+# The address IdPs and agents reach Haven at (entity ids and ACS URLs derive from it).
+HAVEN_PUBLIC_URL = env_str("HAVEN_PUBLIC_URL")
+# Fetch IdP metadata from private/loopback addresses too (off: only public addresses).
+HAVEN_SAML_METADATA_ALLOW_PRIVATE = env_bool("HAVEN_SAML_METADATA_ALLOW_PRIVATE", False)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},

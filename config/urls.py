@@ -7,6 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("agentapi.urls")),
     path("scim/v2/", include("console.scim.urls")),
+    path("saml/", include("console.saml.urls")),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="api-schema"),
     path("", include("console.urls")),
 ]

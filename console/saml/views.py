@@ -1,0 +1,108 @@
+"""SAML endpoints of one organization (/saml/<org uuid>/...), on top of djangosaml2's views.
+
+djangosaml2 brings the protocol (pysaml2); Haven adds what multi-tenancy and security need:
+the per-organization SP (sp.py), the issuer check, replay protection for assertion ids, SHA-256
+only, and a clear 4xx page plus an audit record for every rejected response.
+"""
+import logging
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from djangosaml2 import views as saml_views
+from saml2.xmldsig import SIG_RSA_SHA1
+
+from accounts.models import Organization, SamlAssertion, SamlSettings
+from accounts.services import audit_record
+from console.saml.sp import organization_from_request, saml_settings_for
+
+logger = logging.getLogger(__name__)
+
+
+class SamlRejected(Exception):
+    """The response is well-formed but not acceptable here (issuer, replay, algorithm)."""
+
+
+class OrganizationMixin:
+    def dispatch(self, request, *args, **kwargs):
+        saml_settings_for(organization_from_request(request))  # 404 unless this org uses SSO
+        return super().dispatch(request, *args, **kwargs)
+
+
+class LoginView(OrganizationMixin, saml_views.LoginView):
+    pass
+
+
+class MetadataView(saml_views.MetadataView):
+    """The organization's SP metadata (available before SSO is switched on, for the IdP's admin)."""
+
+    def dispatch(self, request, *args, **kwargs):
+        organization_from_request(request)
+        return super().dispatch(request, *args, **kwargs)
+
+
+def _algorithms(element) -> set[str]:
+    signature = getattr(element, "signature", None)
+    if signature is None or signature.signed_info is None:
+        return set()
+    return {signature.signed_info.signature_method.algorithm}
+
+
+class AssertionConsumerView(OrganizationMixin, saml_views.AssertionConsumerServiceView):
+    def custom_validation(self, response):
+        organization = organization_from_request(self.request)
+        saml = SamlSettings.objects.get(organization=organization)
+        issuer = response.issuer()
+        if saml.idp_entity_id and issuer != saml.idp_entity_id:
+            raise SamlRejected(f"the response was issued by {issuer!r}, not this organization's IdP")
+        if SIG_RSA_SHA1 in _algorithms(response.response) | _algorithms(response.assertion):
+            raise SamlRejected("SHA-1 signatures are refused")
+        not_after = None
+        for confirmation in response.assertion.subject.subject_confirmation:
+            data = confirmation.subject_confirmation_data
+            if data is not None and data.not_on_or_after:
+                not_after = data.not_on_or_after
+        expires = (datetime.fromisoformat(not_after.replace("Z", "+00:00")) if not_after
+                   else timezone.now() + timedelta(hours=1))
+        SamlAssertion.objects.filter(not_on_or_after__lt=timezone.now()).delete()
+        try:
+            with transaction.atomic():
+                SamlAssertion.objects.create(organization=organization, assertion_id=response.assertion.id,
+                                             not_on_or_after=expires)
+        except IntegrityError:
+            raise SamlRejected("this assertion was already used (replay)") from None
+
+    def handle_acs_failure(self, request, exception=None, status=403, **kwargs):
+        organization = organization_from_request(request)
+        reason = str(exception) if isinstance(exception, SamlRejected) else type(exception).__name__
+        if status == 400 and exception is not None and exception.__class__.__name__ == "SuspiciousOperation":
+            reason = "the response failed Haven's checks"
+        audit_record(organization=organization, actor=None, actor_label="saml", action="saml.login.rejected",
+                     target_type="organization", target_uuid=organization.uuid, detail={"reason": reason[:300]})
+        return render(request, "console/saml/rejected.html", {"organization": organization, "reason": reason},
+                      status=status if 400 <= status < 500 else 403)
+
+    def post(self, request, *args, **kwargs):
+        try:
+            return super().post(request)
+        except SamlRejected as rejected:  # pragma: no cover - custom_validation errors are caught upstream
+            return self.handle_acs_failure(request, exception=rejected, status=400)
+
+
+def sso_start(request):
+    """The console's "sign in with single sign-on": by email domain (verified) or organization slug."""
+    value = (request.POST.get("identifier") or request.GET.get("identifier") or "").strip().lower()
+    organization = None
+    if "@" in value:
+        domain = value.rsplit("@", 1)[1]
+        for saml in SamlSettings.objects.filter(enabled=True).select_related("organization"):
+            if domain in saml.domains():
+                organization = saml.organization
+                break
+    elif value:
+        organization = Organization.objects.filter(slug=value, saml__enabled=True).first()
+    if organization is None:
+        return render(request, "console/login.html", {"sso_error": "No single sign-on is set up for that address or "
+                                                                   "organization.", "form": None}, status=404)
+    return redirect(f"/saml/{organization.uuid}/login/?next=/")

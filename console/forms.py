@@ -25,3 +25,20 @@ class PrivateKeystoreForm(forms.Form):
 
 class MigrationForm(forms.Form):
     target = forms.ChoiceField(choices=[("private", "the private keystore"), ("haven", "Haven's keystore")])
+
+
+class SamlSettingsForm(forms.Form):
+    enabled = forms.BooleanField(required=False, label="Single sign-on is on")
+    metadata_file = forms.FileField(required=False, label="IdP metadata (XML file)")
+    metadata_url = forms.URLField(required=False, label="…or IdP metadata URL", max_length=500)
+    attribute_email = forms.CharField(required=False, max_length=200, label="Email attribute",
+                                      help_text="Empty: the NameID is the email address.")
+    attribute_name = forms.CharField(required=False, max_length=200, label="Name attribute")
+    attribute_groups = forms.CharField(required=False, max_length=200, label="Groups attribute")
+    jit_enabled = forms.BooleanField(required=False, label="Create unknown users at first sign-in")
+
+    def clean_metadata_file(self):
+        upload = self.cleaned_data.get("metadata_file")
+        if upload and upload.size > 1024 * 1024:
+            raise forms.ValidationError("The metadata file is larger than 1 MB.")
+        return upload.read().decode("utf-8", errors="replace") if upload else ""

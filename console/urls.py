@@ -11,5 +11,7 @@ urlpatterns = [
     path("devices/", views.device_list, name="devices"),
     path("keys/history/", views.key_access_history, name="key-access"),
     path("keystore/", views.keystore_settings, name="keystore"),
+    path("sso/", views.saml_settings, name="sso"),
+    path("devices/enroll/", views.enrollment_code, name="enroll"),
     path("devices/<str:device_id>/<str:action>", views.device_authorization, name="device-authorization"),
 ]

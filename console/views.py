@@ -8,10 +8,19 @@ from django.db.models import Max, Q
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.models import SamlSettings
 from accounts.selectors import audit_events_visible_to, device_for_user, devices_visible_to, worker_last_seen
-from accounts.services import PermissionRefused, device_deauthorize, device_reauthorize
+from accounts.services import (
+    PermissionRefused,
+    audit_record,
+    device_deauthorize,
+    device_reauthorize,
+    enrollment_code_issue,
+)
 from archives.selectors import archives_visible_to
-from console.forms import EmailLoginForm, MigrationForm, PrivateKeystoreForm
+from console.forms import EmailLoginForm, MigrationForm, PrivateKeystoreForm, SamlSettingsForm
+from console.saml.metadata import MetadataError, idp_entity_id, metadata_fetch
+from console.saml.sp import public_base, sp_urls
 from keystore.migration import MigrationRefused, keystore_migration_start
 from keystore.private_keystores import PrivateKeystoreInvalid, private_keystore_configure
 from keystore.selectors import key_accesses_visible_to, keystore_settings_of
@@ -106,3 +115,48 @@ def keystore_settings(request):
         "form": form, "migration_form": migration_form, "haven_status": keystore_status(),
         **keystore_settings_of(organization),
     }, status=status_code)
+
+
+@login_required
+def enrollment_code(request):
+    """A one-time code for `python -m agent enroll --code` (single sign-on users have no password)."""
+    code = enrollment_code_issue(user=request.user) if request.method == "POST" else None
+    return render(request, "console/enroll.html", {"code": code, "server": public_base(request)})
+
+
+@login_required
+def saml_settings(request):
+    """The organization's identity provider, and what to tell that IdP about Haven's SP."""
+    _require_admin(request.user)
+    organization = request.user.organization
+    saml, _ = SamlSettings.objects.get_or_create(organization=organization)
+    form = SamlSettingsForm(initial={
+        "enabled": saml.enabled, "metadata_url": saml.idp_metadata_url, "attribute_email": saml.attribute_email,
+        "attribute_name": saml.attribute_name, "attribute_groups": saml.attribute_groups,
+        "jit_enabled": saml.jit_enabled})
+    if request.method == "POST":
+        form = SamlSettingsForm(request.POST, request.FILES)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                xml = data["metadata_file"] or (metadata_fetch(data["metadata_url"]) if data["metadata_url"]
+                                                else saml.idp_metadata_xml)
+                entity_id = idp_entity_id(xml) if xml else ""
+                if data["enabled"] and not xml:
+                    raise MetadataError("upload the identity provider's metadata before turning single sign-on on")
+            except MetadataError as error:
+                form.add_error(None, str(error))
+            else:
+                saml.idp_metadata_xml, saml.idp_entity_id = xml, entity_id
+                saml.idp_metadata_url = data["metadata_url"] or ""
+                for field in ("enabled", "attribute_email", "attribute_name", "attribute_groups", "jit_enabled"):
+                    setattr(saml, field, data[field])
+                saml.save()
+                audit_record(organization=organization, actor=request.user, action="saml.settings.update",
+                             target_type="organization", target_uuid=organization.uuid,
+                             detail={"idp": entity_id, "enabled": saml.enabled, "jit": saml.jit_enabled})
+                messages.success(request, "Single sign-on settings saved.")
+                return redirect("console:sso")
+    return render(request, "console/sso.html", {"form": form, "saml": saml,
+                                                "sp": sp_urls(public_base(request), organization)},
+                  status=400 if request.method == "POST" else 200)

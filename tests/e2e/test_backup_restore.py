@@ -197,3 +197,15 @@ def test_computer_replacement_a_new_device_restores_the_old_devices_data(live_se
     retrieval = KeyAccess.objects.filter(subject=alice, purpose="device_retrieval", outcome="succeeded").get()
     assert "new-laptop" in retrieval.actor_label
 
+
+
+def test_a_single_sign_on_user_enrolls_an_agent_with_a_one_time_code(live_server_haven, alice, tmp_path):
+    from accounts.services import enrollment_code_issue
+
+    code = enrollment_code_issue(user=alice)
+    config = tmp_path / "agent"
+    enrolled = run_agent(config, "enroll", "--server", live_server_haven.url, "--code", code, "--device-name", "sso")
+    assert "for alice@a.example" in enrolled.stdout and "escrowed" in enrolled.stdout
+    assert "alice@a.example" in run_agent(config, "status").stdout
+    reused = run_agent(tmp_path / "other", "enroll", "--server", live_server_haven.url, "--code", code, check=False)
+    assert reused.returncode == 2 and "used or expired" in reused.stderr

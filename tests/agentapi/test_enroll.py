@@ -33,7 +33,41 @@ def test_an_unknown_email_gets_the_same_answer(api, db):
 def test_malformed_input_is_400_with_field_errors(api, db):
     response = api.post("/api/v1/enroll", {"email": "not-an-email"}, format="json")
     assert response.status_code == 400
-    assert set(response.json()["errors"]) >= {"email", "password", "device_name"}
+    assert set(response.json()["errors"]) >= {"email", "device_name"}
+
+
+def test_an_email_without_password_or_code_is_400(api, alice):
+    response = api.post("/api/v1/enroll", {"email": alice.email, "device_name": "d"}, format="json")
+    assert response.status_code == 400
+    assert "one-time code" in str(response.json()["errors"])
+    assert not Device.objects.exists()
+
+
+def test_a_one_time_code_enrolls_once(api, alice):
+    from accounts.services import enrollment_code_issue
+
+    code = enrollment_code_issue(user=alice)
+    first = api.post("/api/v1/enroll", {"code": code.lower(), "device_name": "sso-laptop"}, format="json")
+    assert first.status_code == 201 and first.json()["user_email"] == alice.email
+    again = api.post("/api/v1/enroll", {"code": code, "device_name": "thief"}, format="json")
+    assert again.status_code == 401 and "used or expired" in again.json()["detail"]
+    assert list(Device.objects.values_list("name", flat=True)) == ["sso-laptop"]
+
+
+def test_an_expired_or_made_up_code_is_refused(api, alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.models import EnrollmentCode
+    from accounts.services import enrollment_code_issue
+
+    code = enrollment_code_issue(user=alice)
+    EnrollmentCode.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    for attempt in (code, "AAAA-BBBB-CCCC"):
+        response = api.post("/api/v1/enroll", {"code": attempt, "device_name": "d"}, format="json")
+        assert response.status_code == 401 and response.json()["code"] == "invalid_credentials"
+    assert not Device.objects.exists()
 
 
 @override_settings(HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT=3)

@@ -63,6 +63,9 @@ class User(AbstractSCIMUserMixin, AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False, help_text="Can log in to the Django admin (Haven operators).")
     date_joined = models.DateTimeField(auto_now_add=True)
+    scim_deleted_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Deleted through SCIM: gone for the IdP (404), kept for administrators, keys and restores.")
 
     objects = UserManager()
 

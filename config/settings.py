@@ -206,8 +206,23 @@ SPECTACULAR_SETTINGS = {
 }
 
 SCIM_SERVICE_PROVIDER = {
+    # SCIM 2.0 at /scim/v2/ (console/scim/): django-scim2, scoped to the organization of the bearer token.
     "NETLOC": env_str("HAVEN_PUBLIC_NETLOC", "127.0.0.1:8000"),
-    "AUTHENTICATION_SCHEMES": [],
+    "USER_ADAPTER": "console.scim.adapters.ScimUser",
+    "GROUP_MODEL": "accounts.models.Group",
+    "GROUP_ADAPTER": "console.scim.adapters.ScimGroup",
+    "USER_FILTER_PARSER": "console.scim.filters.UserFilterQuery",
+    "GROUP_FILTER_PARSER": "console.scim.filters.GroupFilterQuery",
+    "SERVICE_PROVIDER_CONFIG_MODEL": "console.scim.schemas.ServiceProviderConfig",
+    "SCHEMAS_GETTER": "console.scim.schemas.schemas_getter",
+    "BASE_LOCATION_GETTER": "console.scim.schemas.base_location",
+    "AUTH_CHECK_MIDDLEWARE": "console.scim.auth.ScimTokenAuth",
+    "AUTHENTICATION_SCHEMES": [{
+        "type": "oauthbearertoken",
+        "name": "Bearer token",
+        "description": "A per-organization token from the console or `manage.py scimtoken --org NAME`",
+        "primary": True,
+    }],
 }
 
 # Enrollment and login throttles: failures per account, attempts per client address.

@@ -5,17 +5,26 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Max, Q
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.models import SamlSettings
-from accounts.selectors import audit_events_visible_to, device_for_user, devices_visible_to, worker_last_seen
+from accounts.models import Role, SamlSettings, ScimToken
+from accounts.selectors import (
+    audit_events_visible_to,
+    device_for_user,
+    devices_visible_to,
+    parse_uuid_or_404,
+    worker_last_seen,
+)
 from accounts.services import (
     PermissionRefused,
     audit_record,
     device_deauthorize,
     device_reauthorize,
     enrollment_code_issue,
+    scim_token_issue,
+    scim_token_revoke,
+    user_role_from_groups,
 )
 from archives.selectors import archives_visible_to
 from console.forms import EmailLoginForm, MigrationForm, PrivateKeystoreForm, SamlSettingsForm
@@ -160,3 +169,42 @@ def saml_settings(request):
     return render(request, "console/sso.html", {"form": form, "saml": saml,
                                                 "sp": sp_urls(public_base(request), organization)},
                   status=400 if request.method == "POST" else 200)
+
+
+@login_required
+def scim_tokens(request):
+    """SCIM bearer tokens of the organization: created here (shown once) and revoked here."""
+    _require_admin(request.user)
+    organization = request.user.organization
+    new_token = None
+    if request.method == "POST" and request.POST.get("action") == "create":
+        new_token = scim_token_issue(organization=organization, label=request.POST.get("label", "")[:100],
+                                     actor=request.user)
+    elif request.method == "POST" and request.POST.get("action") == "revoke":
+        token = get_object_or_404(ScimToken, organization=organization, uuid=parse_uuid_or_404(request.POST.get("token")))
+        scim_token_revoke(token=token, actor=request.user)
+        messages.success(request, "The token was revoked.")
+        return redirect("console:scim-tokens")
+    groups = organization.groups.order_by("name")
+    return render(request, "console/scim.html", {
+        "tokens": organization.scim_tokens.order_by("-created_at"), "new_token": new_token, "groups": groups,
+        "roles": Role.choices, "scim_url": public_base(request) + "/scim/v2"})
+
+
+@login_required
+@require_POST
+def group_role(request, group_id):
+    """Map a (SCIM-provisioned) group to a Haven role; members' roles follow at once."""
+    _require_admin(request.user)
+    group = get_object_or_404(request.user.organization.groups, uuid=parse_uuid_or_404(group_id))
+    role = request.POST.get("role", "")
+    if role not in {"", *Role.values}:
+        raise PermissionDenied("Unknown role")
+    group.role = role
+    group.save(update_fields=["role"])
+    for member in group.members.all():
+        user_role_from_groups(user=member)
+    audit_record(organization=group.organization, actor=request.user, action="group.role", target_type="group",
+                 target_uuid=group.uuid, detail={"role": role})
+    messages.success(request, f"Members of {group.name} now get the role {role or '(none)'}.")
+    return redirect("console:scim-tokens")

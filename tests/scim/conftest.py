@@ -1,0 +1,84 @@
+"""SCIM peers: the identity provider of org A (and of org B) calling /scim/v2/ with its own token."""
+import json
+
+import pytest
+from django.test import Client
+
+SCIM_JSON = "application/scim+json"
+USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+class ScimClient:
+    """Django's test client speaking SCIM JSON with one organization's bearer token."""
+
+    def __init__(self, token: str | None):
+        self.token = token
+        self.http = Client(**({"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}))
+
+    def get(self, path: str, **params):
+        return self.http.get(f"/scim/v2/{path}", params)
+
+    def delete(self, path: str):
+        return self.http.delete(f"/scim/v2/{path}")
+
+    def post(self, path: str, body):
+        return self.http.post(f"/scim/v2/{path}", _raw(body), content_type=SCIM_JSON)
+
+    def put(self, path: str, body):
+        return self.http.put(f"/scim/v2/{path}", _raw(body), content_type=SCIM_JSON)
+
+    def patch(self, path: str, *operations: dict):
+        return self.http.patch(f"/scim/v2/{path}", _raw({"schemas": [PATCH_URN], "Operations": list(operations)}),
+                               content_type=SCIM_JSON)
+
+
+def _raw(body) -> str:
+    return body if isinstance(body, str | bytes) else json.dumps(body)
+
+
+def user_body(user_name: str, **attributes) -> dict:
+    return {"schemas": [USER_URN], "userName": user_name, "active": True, **attributes}
+
+
+def group_body(name: str, *member_ids: str, **attributes) -> dict:
+    return {"schemas": [GROUP_URN], "displayName": name, "members": [{"value": i} for i in member_ids], **attributes}
+
+
+def op(op: str, path: str | None = None, value=None) -> dict:
+    operation = {"op": op}
+    if path is not None:
+        operation["path"] = path
+    if value is not None:
+        operation["value"] = value
+    return operation
+
+
+@pytest.fixture
+def scim_token():
+    from accounts.services import scim_token_issue
+
+    return lambda org: scim_token_issue(organization=org, label="test IdP")
+
+
+@pytest.fixture
+def scim_a(org_a, scim_token):
+    return ScimClient(scim_token(org_a))
+
+
+@pytest.fixture
+def scim_b(org_b, scim_token):
+    return ScimClient(scim_token(org_b))
+
+
+@pytest.fixture
+def provisioned(scim_a):
+    """Create a user in org A through SCIM and return its SCIM document."""
+
+    def _provisioned(user_name: str, **attributes) -> dict:
+        response = scim_a.post("Users", user_body(user_name, **attributes))
+        assert response.status_code == 201, response.content
+        return response.json()
+
+    return _provisioned

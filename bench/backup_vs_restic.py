@@ -236,7 +236,18 @@ class Haven:
             raise BenchError(f"the database at --database-url already has {tables} tables: "
                              "give the benchmark an empty database (DROP DATABASE / CREATE DATABASE)")
 
+    def _start_keystore(self) -> None:
+        """The embedded OpenBao, as `make run` has it: agents escrow their key before any block."""
+        self.server_env["HAVEN_KEYSTORE_PORT"] = str(_free_port())
+        with open(self.workdir / "keystore.log", "wb") as keystore_log:
+            self.keystore = subprocess.Popen([self.python, "manage.py", "keystore", "embedded"], cwd=REPO,
+                                             env=self.server_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                             stderr=keystore_log, text=True, start_new_session=True)
+        if "ready" not in (self.keystore.stdout.readline() or ""):
+            raise BenchError(f"the embedded keystore did not start; see {self.workdir / 'keystore.log'}")
+
     def _start_server(self) -> None:
+        self._start_keystore()
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
         command = [str(VENV_BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
@@ -252,6 +263,10 @@ class Haven:
 
     def close(self) -> None:
         """Stop the server we started: SIGTERM (gunicorn's graceful stop), then SIGKILL its group."""
+        keystore = getattr(self, "keystore", None)
+        if keystore is not None and keystore.poll() is None:
+            keystore.terminate()
+            keystore.wait(timeout=30)
         if self.server is None or self.server.poll() is not None:
             return
         self.server.terminate()

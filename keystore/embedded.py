@@ -219,8 +219,14 @@ def embedded_keystore_run(directory: Path, port: int) -> subprocess.Popen | None
     keystore = EmbeddedKeystore(directory, port)
     process = keystore.start()
     process.haven_lock = lock  # released with the process object
-    secrets = keystore.initialize()
-    if not keystore.unseal(secrets["keys"][:KEY_THRESHOLD]):
-        raise RuntimeError("the embedded keystore did not unseal")
-    keystore.configure(secrets["root_token"])
+    try:
+        secrets = keystore.initialize()
+        if not keystore.unseal(secrets["keys"][:KEY_THRESHOLD]):
+            raise RuntimeError("the embedded keystore did not unseal")
+        keystore.configure(secrets["root_token"])
+    except BaseException:
+        process.terminate()  # never leave a half-set-up keystore running
+        process.wait(timeout=20)
+        lock.release()
+        raise
     return process

@@ -1,7 +1,11 @@
-"""manage.py keystore status | verify-audit | migrate --org NAME --to haven|private [--delete-source]"""
+"""manage.py keystore status | verify-audit | migrate --org NAME --to haven|private [--delete-source] | embedded"""
+import signal
+
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Organization
+from keystore.embedded import embedded_keystore_run
 from keystore.migration import (
     MigrationRefused,
     keystore_migration_delete_source,
@@ -17,7 +21,8 @@ class Command(BaseCommand):
             "chain), or `migrate` an organization's keys between Haven's keystore and its private one.")
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["status", "verify-audit", "migrate"])
+        parser.add_argument("action", choices=["status", "verify-audit", "migrate", "embedded"],
+                            help="embedded: run the embedded OpenBao in the foreground (when gunicorn runs alone)")
         parser.add_argument("--org", help="organization name or slug (migrate)")
         parser.add_argument("--to", choices=["haven", "private"], help="target keystore (migrate)")
         parser.add_argument("--delete-source", action="store_true",
@@ -26,6 +31,8 @@ class Command(BaseCommand):
     def handle(self, *args, action: str, **options):
         if action == "migrate":
             return self._migrate(options["org"], options["to"], options["delete_source"])
+        if action == "embedded":
+            return self._embedded()
         if action == "status":
             state = keystore_status()
             self.stdout.write(f"keystore at {vault_address()}: {state}")
@@ -59,3 +66,19 @@ class Command(BaseCommand):
                 self.stdout.write(f"deleted {deleted} key(s) from the source keystore")
         except (MigrationRefused, KeystoreUnavailable) as error:
             raise CommandError(f"migration stopped: {error}; run it again to resume") from None
+
+    def _embedded(self) -> None:
+        """What `manage.py serve` does for the keystore, alone: start, unseal (dev mode), wait."""
+        if settings.VAULT_ADDR:
+            raise CommandError("VAULT_ADDR is set: Haven uses that keystore, not the embedded one")
+        process = embedded_keystore_run(settings.HAVEN_KEYSTORE_DIR, settings.HAVEN_KEYSTORE_PORT)
+        if process is None:
+            raise CommandError("another process already runs the embedded keystore")
+        self.stdout.write(f"embedded keystore ready on 127.0.0.1:{settings.HAVEN_KEYSTORE_PORT}", ending="\n")
+        self.stdout.flush()
+        signal.signal(signal.SIGTERM, lambda *_: process.terminate())
+        try:
+            process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            process.wait(timeout=20)

@@ -2,6 +2,7 @@
 import base64
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 
@@ -114,11 +115,12 @@ class ApiClient:
         return self.request("POST", f"archives/{archive_id}/versions", json={"run_id": run_id, "versions": versions}).json()
 
     def versions_at(self, archive_id: str, at: str | None) -> list[dict]:
+        """Every page is read at the same point in time, so a backup committing meanwhile cannot
+        list one path twice (once per page)."""
+        at = at or datetime.now(UTC).isoformat()
         versions, after = [], 0
         while True:
-            params = {"after": after, "limit": 1000}
-            if at:
-                params["at"] = at
+            params = {"after": after, "limit": 1000, "at": at}
             page = self.request("GET", f"archives/{archive_id}/versions", params=params).json()
             versions.extend(page["versions"])
             if not page["next"]:

@@ -82,6 +82,9 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
     if manifests is None:
         manifests = manifests_at(client, keys, archive_id, at)
     manifests = sorted((m for m in manifests if not m.deleted and _selected(m.path, prefixes)), key=lambda m: m.path)
+    duplicated = {a.path for a, b in zip(manifests, manifests[1:]) if a.path == b.path}
+    if duplicated:  # two versions of one path would share a destination and its temporary file
+        raise RestoreError(f"the server listed {len(duplicated)} path(s) twice, e.g. {sorted(duplicated)[0]!r}")
     summary = RestoreSummary()
     dest.mkdir(parents=True, exist_ok=True)
 

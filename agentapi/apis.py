@@ -388,11 +388,14 @@ class VersionsApi(APIView):
         archive = archive_for_device(request.user.device, archive_id)
         params = request.query_params
         try:
-            limit = min(int(params.get("limit", 1000)), 1000)
+            limit = int(params.get("limit", 1000))
             after = int(params.get("after", 0))
             at = datetime.fromisoformat(params["at"]) if params.get("at") else timezone.now()
+            if not 1 <= limit <= 1000 or after < 0:
+                raise ValueError
         except ValueError:
-            raise exceptions.ValidationError({"query": ["limit/after must be integers, at an ISO 8601 time"]}) from None
+            raise exceptions.ValidationError(
+                {"query": ["limit is 1 to 1000, after a non-negative integer, at an ISO 8601 time"]}) from None
         if timezone.is_naive(at):
             raise exceptions.ValidationError({"at": ["give a time zone, e.g. 2026-01-31T12:00:00+00:00"]})
         if params.get("path_id"):

@@ -66,3 +66,14 @@ def test_a_failed_escrow_is_retried_with_the_same_key(tmp_path):
     user_key_setup(up, tmp_path)
     assert up.escrowed_key == generated_during_outage  # the same key, not a new one
     assert user_key_load(tmp_path) == generated_during_outage
+
+
+def test_restore_refuses_a_listing_with_one_path_twice(tmp_path):
+    from agent.restore import RestoreError, restore
+    from formats.manifests import Manifest
+
+    twice = [Manifest(path="/a/f", size=0, mtime_ns=0, mode=0o644, block_ids=[], block_sizes=[])] * 2
+    with pytest.raises(RestoreError, match="twice"):
+        restore(client=None, keys=None, archive_id="00000000-0000-0000-0000-000000000000", dest=tmp_path,
+                manifests=twice)
+    assert not list(tmp_path.rglob("*"))

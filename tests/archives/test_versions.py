@@ -166,3 +166,10 @@ def test_the_newest_version_is_chosen_by_commit_time_not_row_order(enrolled, ali
     second.save(update_fields=["committed_at"])
     listed = client.get(f"/api/v1/archives/{archive}/versions").json()["versions"]
     assert [item["version_id"] for item in listed] == [str(first.uuid)]
+
+
+def test_bad_paging_parameters_are_400_not_500(enrolled, alice):
+    client = enrolled(alice)
+    url = f"/api/v1/archives/{client.enrollment['archive_id']}/versions"
+    for params in ({"limit": 0}, {"limit": -1}, {"limit": 5000}, {"after": -3}, {"limit": "x"}):
+        assert client.get(url, params).status_code == 400, params

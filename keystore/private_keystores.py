@@ -1,6 +1,7 @@
 """An organization's own Vault (seed 004): set it up from an uploaded PKCS12, renew its client
 certificate before it expires. See docs/private-keystore.md for the customer's side."""
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,7 +13,7 @@ from django.utils import timezone
 from accounts.models import Organization, Role, User
 from accounts.services import audit_record
 from keystore.engines import private_vault_config
-from keystore.models import PrivateKeystore
+from keystore.models import KeystoreMigration, PrivateKeystore, UserKey
 from keystore.pkcs12 import MAX_PKCS12_BYTES, Pkcs12Error, pkcs12_build, pkcs12_load
 from keystore.private_vault import (
     PrivateVaultConfig,
@@ -32,10 +33,17 @@ class PrivateKeystoreInvalid(ValueError):
     """The upload or the Vault it points at cannot be used; the message says why, for an admin."""
 
 
-@transaction.atomic
 def private_keystore_configure(*, organization: Organization, actor: User, address: str, ca_pem: str,
                                pkcs12: bytes, password: str, cert_role: str = "haven-initial") -> PrivateKeystore:
-    """Check the upload by logging in with it, then store it sealed. Not used until a migration."""
+    """Check the upload by logging in with it, then store it sealed. Not used until a migration.
+
+    Refused while any key lives in the current private keystore or a migration runs: a new
+    address or certificate would leave those keys unreadable. The login check happens before the
+    database transaction (it talks to a customer-chosen address and may take seconds).
+    """
+    if _private_keystore_busy(organization):
+        raise PrivateKeystoreInvalid("Keys live in the current private keystore (or a migration is running): "
+                                     "migrate them back to Haven's keystore before replacing it.")
     if len(pkcs12) > MAX_PKCS12_BYTES:
         raise PrivateKeystoreInvalid("The PKCS12 file is larger than 5 MB.")
     try:
@@ -45,17 +53,33 @@ def private_keystore_configure(*, organization: Organization, actor: User, addre
             session.token_ttl()
     except (Pkcs12Error, ValueError, PrivateVaultError) as error:
         raise PrivateKeystoreInvalid(str(error)) from None
-    existing = PrivateKeystore.objects.select_for_update().filter(organization=organization).first()
-    if existing and existing.in_use:
-        raise PrivateKeystoreInvalid("The private keystore is in use; migrate keys back before replacing it.")
+    with transaction.atomic():
+        if _private_keystore_busy(organization, lock=True):
+            raise PrivateKeystoreInvalid("A migration started meanwhile; try again when it has finished.")
+        keystore = _private_keystore_store(organization, address, ca_pem, pkcs12, password, cert_role, identity)
+    audit_record(organization=organization, actor=actor, action="keystore.private.configure", target_type="keystore",
+                 detail={"address": address, "certificate": identity.subject,
+                         "expires": identity.not_valid_after.isoformat()})
+    return keystore
+
+
+def _private_keystore_busy(organization: Organization, *, lock: bool = False) -> bool:
+    keystores = PrivateKeystore.objects.filter(organization=organization)
+    if lock:
+        keystores = keystores.select_for_update()
+    existing = keystores.first()
+    return bool(
+        (existing and existing.in_use)
+        or UserKey.objects.filter(organization=organization, location=UserKey.Location.PRIVATE).exists()
+        or KeystoreMigration.objects.filter(organization=organization, state=KeystoreMigration.State.RUNNING).exists())
+
+
+def _private_keystore_store(organization, address, ca_pem, pkcs12, password, cert_role, identity) -> PrivateKeystore:
     keystore, _ = PrivateKeystore.objects.update_or_create(organization=organization, defaults={
         "address": address, "ca_pem": ca_pem, "pkcs12_sealed": seal("pkcs12", pkcs12),
         "password_sealed": seal("pkcs12-password", password.encode()), "cert_role": cert_role,
         "cert_subject": identity.subject[:300], "cert_not_after": identity.not_valid_after, "renewal_error": "",
     })
-    audit_record(organization=organization, actor=actor, action="keystore.private.configure", target_type="keystore",
-                 detail={"address": address, "certificate": identity.subject,
-                         "expires": identity.not_valid_after.isoformat()})
     return keystore
 
 
@@ -92,7 +116,7 @@ def private_keystore_renew(*, keystore: PrivateKeystore, now: datetime | None = 
         policies = [p for p in token.get("policies", []) if p != "default"]
         identity = issue_client_certificate(session, common_name=_common_name(config.identity.subject),
                                             ttl=settings.HAVEN_PRIVATE_CERT_TTL)
-        new_entry = f"haven-{now:%Y%m%d%H%M%S}"
+        new_entry = f"haven-{now:%Y%m%d%H%M%S}-{secrets.token_hex(3)}"  # two renewals never share a name
         cert_auth_register(session, new_entry, identity.cert_pem, policies, token.get("creation_ttl") or 3600)
         new_config = PrivateVaultConfig(address=config.address, ca_pem=config.ca_pem, identity=identity,
                                         cert_role=new_entry)
@@ -105,7 +129,10 @@ def private_keystore_renew(*, keystore: PrivateKeystore, now: datetime | None = 
             keystore.cert_subject, keystore.renewed_at, keystore.renewal_error = identity.subject[:300], now, ""
             keystore.save(update_fields=["pkcs12_sealed", "cert_role", "cert_not_after", "cert_subject",
                                          "renewed_at", "renewal_error", "updated_at"])
-            cert_auth_delete(proof, old_entry)
+            try:
+                cert_auth_delete(proof, old_entry)
+            except PrivateVaultError as error:  # renewed all the same: the old entry just lingers
+                logger.warning("renewed, but could not remove the old login entry %s: %s", old_entry, error)
     audit_record(organization=keystore.organization, actor=None, actor_label="certificate renewal",
                  action="keystore.private.renew", target_type="keystore",
                  detail={"entry": new_entry, "removed": old_entry, "expires": identity.not_valid_after.isoformat()})

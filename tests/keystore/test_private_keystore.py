@@ -190,3 +190,14 @@ def test_a_failed_renewal_alerts_the_admins_and_the_task_retries(vault, private_
     assert AuditEvent.objects.filter(action="keystore.private.renew_failed").exists()
     assert mail.outbox and mail.outbox[-1].to == [alice.email]
     assert Device.objects.count() == 0
+
+
+def test_the_private_keystore_cannot_be_replaced_while_keys_live_there(vault, private_vault, org_a, alice):
+    _escrowed_users(org_a, 1)
+    _configure(org_a, alice, private_vault)
+    keystore_migration_run(migration=keystore_migration_start(organization=org_a, target="private",
+                                                              actor_label="test"))
+    PrivateKeystore.objects.update(in_use=False)  # even if the switch were off, keys live there
+    with pytest.raises(PrivateKeystoreInvalid, match="migrate them back"):
+        _configure(org_a, alice, private_vault, address="https://other.example:8200")
+    assert PrivateKeystore.objects.get().address == private_vault.address

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -86,6 +87,7 @@ class AuditVerification:
     records: int
     anchors: int
     problems: list[str]
+    unanchored_tail: int = 0  # records after the newest anchor: protected only once a later one is anchored
 
     @property
     def ok(self) -> bool:
@@ -114,14 +116,22 @@ def key_access_verify() -> AuditVerification:
     prefix = settings.HAVEN_AUDIT_ANCHOR_PREFIX
     anchors = kv_list(f"{prefix}/")
     last = max(hashes) if hashes else 0
+    newest_anchor = 0
     for name in anchors:
+        if not name.isdigit():
+            problems.append(f"an unexpected entry {name!r} sits among the anchors")
+            continue
         seq = int(name)
+        newest_anchor = max(newest_anchor, seq)
         anchored = (kv_read(f"{prefix}/{name}") or {}).get("hash")
         if seq > last:
             problems.append(f"record {seq} is anchored in the keystore but missing: the log was truncated")
         elif seq in hashes and hashes[seq] != anchored:
             problems.append(f"record {seq} differs from its anchor in the keystore: the log was rewritten")
-    return AuditVerification(records=count, anchors=len(anchors), problems=problems)
+    # Each anchor commits to every record before it (the chain), so records whose own anchor
+    # failed are still covered by any later anchor; only the tail after the newest one is not.
+    return AuditVerification(records=count, anchors=len(anchors), problems=problems,
+                             unanchored_tail=max(last - newest_anchor, 0))
 
 
 # --- escrow and retrieval ----------------------------------------------------------------------
@@ -145,6 +155,13 @@ def key_escrow(*, user: User, key: bytes, key_id: str, device: Device) -> UserKe
                 user=user, defaults={"organization": user.organization, "key_id": key_id})
     except IntegrityError:  # the racing device's row won
         row = UserKey.objects.get(user=user)
+    if row.key_id != key_id and _stale_pending(row):
+        # The device that started this escrow died before the keystore write: nothing is stored
+        # under that key, so another of the user's devices may escrow its own (audited).
+        UserKey.objects.filter(pk=row.pk, state=UserKey.State.PENDING).update(key_id=key_id)
+        key_access_record(subject=user, purpose=KeyAccess.Purpose.ESCROW, outcome=KeyAccess.Outcome.STARTED,
+                          actor=user, actor_label=label, detail=f"abandoned escrow of key {row.key_id} replaced")
+        row.refresh_from_db()
     if row.key_id != key_id:
         key_access_record(subject=user, purpose=KeyAccess.Purpose.ESCROW, outcome=KeyAccess.Outcome.REFUSED,
                           actor=user, actor_label=label, detail=f"a different key ({row.key_id}) is escrowed")
@@ -174,6 +191,15 @@ def key_escrow(*, user: User, key: bytes, key_id: str, device: Device) -> UserKe
                       actor=user, actor_label=label, detail=f"key {key_id}")
     row.refresh_from_db()
     return row
+
+
+PENDING_ESCROW_TIMEOUT = timedelta(minutes=10)
+
+
+def _stale_pending(row: UserKey) -> bool:
+    if row.state != UserKey.State.PENDING or timezone.now() - row.created_at < PENDING_ESCROW_TIMEOUT:
+        return False
+    return engine_named(row.organization, row.location).read(key_path(row.user)) is None
 
 
 def key_retrieve(*, user: User, purpose: str, actor: User | None, actor_label: str, job: str = "") -> bytes:

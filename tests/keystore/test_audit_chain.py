@@ -69,3 +69,21 @@ def test_a_truncated_log_is_detected(history, capsys):
 def test_keystore_status_reports_unsealed(vault, capsys):
     call_command("keystore", "status")
     assert "unsealed" in capsys.readouterr().out
+
+
+def test_records_whose_anchor_failed_are_covered_by_a_later_anchor(vault, alice, settings, capsys):
+    from keystore.vault import vault_client_reset
+
+    key_access_record(subject=alice, purpose="escrow", outcome="started", actor=alice, actor_label="a")
+    real_addr = settings.VAULT_ADDR
+    settings.VAULT_ADDR = "http://127.0.0.1:9"  # the keystore is away: this record is not anchored
+    vault_client_reset()
+    key_access_record(subject=alice, purpose="escrow", outcome="failed", actor=alice, actor_label="b")
+    settings.VAULT_ADDR = real_addr
+    vault_client_reset()
+    _verify()
+    assert "newest 1 record(s) are not anchored" in capsys.readouterr().out
+    key_access_record(subject=alice, purpose="escrow", outcome="started", actor=alice, actor_label="c")
+    KeyAccess.objects.filter(seq=2).update(detail="rewritten")  # the unanchored record, edited
+    with pytest.raises(CommandError):
+        _verify()

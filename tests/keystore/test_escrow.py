@@ -123,3 +123,19 @@ def test_no_block_is_accepted_before_escrow_and_only_with_the_escrowed_key(vault
     wrong = upload(batch(generate_user_key()))
     assert wrong.status_code == 400 and "escrowed key" in wrong.json()["detail"]
     assert upload(batch(fresh_key)).status_code == 201
+
+
+def test_an_abandoned_escrow_can_be_taken_over_after_ten_minutes(vault, enrolled, alice, fresh_key):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from formats.keys import generate_user_key
+
+    abandoned = generate_user_key()
+    UserKey.objects.create(organization=alice.organization, user=alice, key_id=key_id_for(abandoned))
+    device = enrolled(alice)
+    assert escrow(device, fresh_key).status_code == 409  # too recent: the first device may still finish
+    UserKey.objects.update(created_at=timezone.now() - timedelta(minutes=11))
+    assert escrow(device, fresh_key).status_code == 201
+    assert UserKey.objects.get(user=alice).key_id == key_id_for(fresh_key)

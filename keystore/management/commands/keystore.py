@@ -48,6 +48,9 @@ class Command(BaseCommand):
         if not result.ok:
             raise CommandError(f"the key-access log failed verification ({len(result.problems)} problem(s))")
         self.stdout.write(f"key-access log intact: {result.records} record(s), {result.anchors} anchor(s)")
+        if result.unanchored_tail:
+            self.stdout.write(f"note: the newest {result.unanchored_tail} record(s) are not anchored yet (the keystore "
+                              "was unavailable); the next anchored access covers them")
 
     def _migrate(self, org: str | None, target: str | None, delete_source: bool) -> None:
         if not org or not target:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.cache import cache
+from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -302,3 +303,19 @@ def enrollment_code_redeem(*, code: str, address: str) -> User:
     if not user.is_active:
         raise AuthenticationRefused("The account is deactivated")
     return user
+
+
+def device_enrolled_notify(*, device: Device) -> None:
+    """Every new device is audited. If its owner has a deauthorized device (a stolen laptop, say),
+    the organization's administrators are told at once: the owner's password alone enrolled it."""
+    audit_record(organization=device.organization, actor=device.owner, action="device.enroll", target_type="device",
+                 target_uuid=device.uuid, detail={"name": device.name, "os": device.os})
+    if not Device.objects.filter(owner=device.owner, authorized=False).exists():
+        return
+    admins = list(User.objects.filter(organization=device.organization, role=Role.ORG_ADMIN, is_active=True)
+                  .values_list("email", flat=True))
+    send_mail(subject=f"Haven: new device for {device.owner.email}, who has a deauthorized device",
+              message=(f"{device.owner.email} enrolled a new device \"{device.name}\" at {timezone.now():%Y-%m-%d %H:%M} "
+                       "UTC. One of their devices was deauthorized earlier. If this enrollment was not expected, "
+                       "deauthorize the new device in the console and reset the user's password."),
+              from_email=settings.DEFAULT_FROM_EMAIL, recipient_list=admins, fail_silently=True)

@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Device, User
-from accounts.services import device_create, device_token_issue, device_touch
+from accounts.services import device_create, device_enrolled_notify, device_token_issue, device_touch
 from archives.faults import fault_point
 from archives.models import Archive, BackupRun, Block, FileVersion, Pack
 from archives.storage import pack_storage
@@ -85,6 +85,7 @@ def device_enroll(*, user: User, device_name: str, os_name: str, agent_version: 
         raise DeviceDeauthorized("This device was deauthorized; ask an administrator to reauthorize it")
     if device is None:
         device = device_create(owner=user, name=device_name, os_name=os_name, agent_version=agent_version)
+        device_enrolled_notify(device=device)
     else:
         device_touch(device=device, agent_version=agent_version)
     archive = archive_for_device_ensure(device=device)

@@ -160,3 +160,18 @@ def test_the_openapi_schema_is_published(api, db):
     response = api.get("/api/schema/")
     assert response.status_code == 200
     assert b"/api/v1/enroll" in response.content
+
+
+def test_a_new_device_of_a_user_with_a_deauthorized_one_alerts_the_admins(api, enrolled, alice, bob):
+    from django.core import mail
+
+    from accounts.models import AuditEvent
+    from accounts.services import device_deauthorize
+
+    stolen = Device.objects.get(uuid=enrolled(bob, "stolen").enrollment["device_id"])
+    assert AuditEvent.objects.filter(action="device.enroll", target_uuid=stolen.uuid).exists()
+    assert not mail.outbox
+    device_deauthorize(device=stolen, actor=alice)
+    assert enroll(api, bob, "fresh-install").status_code == 201
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == [alice.email]
+    assert "bob@a.example" in mail.outbox[0].subject

@@ -43,6 +43,7 @@ class FileEntry:
     ctime_ns: int
     inode: int
     mode: int
+    dev: int
 
 
 @dataclass
@@ -69,6 +70,7 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile]) -> ScanResult:
     result = ScanResult()
     seen: set[str] = set()
     listed: dict[str, bool] = {}  # directory -> listed completely
+    device_of: dict[str, int] = {}  # directory -> the file system it is on
     absolute_roots = [os.path.abspath(root) for root in roots]
 
     def consider(path: str, st: os.stat_result) -> None:
@@ -77,11 +79,11 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile]) -> ScanResult:
         result.bytes_scanned += st.st_size
         cached = cache.get(path)
         # ctime too: a chmod or a content change that restored the old mtime still counts.
-        if cached and (cached.size, cached.mtime_ns, cached.ctime_ns, cached.inode) == (
-                st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino):
+        if cached and (cached.size, cached.mtime_ns, cached.ctime_ns, cached.inode, cached.dev) == (
+                st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev):
             return
         result.changed.append(FileEntry(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
-                                        stat.S_IMODE(st.st_mode)))
+                                        stat.S_IMODE(st.st_mode), st.st_dev))
 
     for root in absolute_roots:
         try:
@@ -96,6 +98,7 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile]) -> ScanResult:
             result.skipped += 1
             continue
         stack = [root]
+        device_of[root] = st.st_dev
         while stack:
             directory = stack.pop()
             complete = True
@@ -107,6 +110,7 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile]) -> ScanResult:
                                 result.skipped += 1
                             elif entry.is_dir(follow_symlinks=False):
                                 stack.append(entry.path)
+                                device_of[entry.path] = entry.stat(follow_symlinks=False).st_dev
                             elif entry.is_file(follow_symlinks=False):
                                 consider(entry.path, entry.stat(follow_symlinks=False))
                             else:
@@ -125,7 +129,9 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile]) -> ScanResult:
         ancestor = os.path.dirname(path)
         while ancestor not in listed and ancestor != os.path.dirname(ancestor):
             ancestor = os.path.dirname(ancestor)
-        if listed.get(ancestor):
+        # A file from another file system than the directory holds now: that volume is not
+        # mounted here any more (an empty mount point lists "completely"). Not a deletion.
+        if listed.get(ancestor) and cache[path].dev == device_of.get(ancestor):
             result.deleted.append(path)
     result.changed.sort(key=lambda entry: entry.path)
     return result
@@ -371,7 +377,7 @@ class BackupEngine:
                 body, version_id = self._version(entry.path, manifest)
                 versions.append(body)
                 cached.append(CachedFile(entry.path, entry.size, -1 if pending.unstable else entry.mtime_ns,
-                                         entry.ctime_ns, entry.inode, version_id))
+                                         entry.ctime_ns, entry.inode, version_id, entry.dev))
             self._uploader.put(("commit", versions, cached, []))
 
     def _commit_deleted(self, paths: list[str]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     archive_id TEXT NOT NULL,
@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS files (
     mtime_ns INTEGER NOT NULL,
     ctime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL,
+    dev INTEGER NOT NULL,
     version_id TEXT NOT NULL,
     PRIMARY KEY (archive_id, path)
 );
@@ -35,6 +36,7 @@ class CachedFile:
     ctime_ns: int
     inode: int
     version_id: str
+    dev: int  # the file system it was on: an unmounted volume is not a mass deletion
 
 
 class LocalState:
@@ -54,18 +56,18 @@ class LocalState:
 
     def lookup_all(self) -> dict[str, CachedFile]:
         rows = self._db.execute(
-            "SELECT path, size, mtime_ns, ctime_ns, inode, version_id FROM files WHERE archive_id = ?",
+            "SELECT path, size, mtime_ns, ctime_ns, inode, version_id, dev FROM files WHERE archive_id = ?",
             (self.archive_id,))
-        return {os.fsdecode(path): CachedFile(os.fsdecode(path), size, mtime, ctime, inode, version)
-                for path, size, mtime, ctime, inode, version in rows}
+        return {os.fsdecode(path): CachedFile(os.fsdecode(path), size, mtime, ctime, inode, version, dev)
+                for path, size, mtime, ctime, inode, version, dev in rows}
 
     def record_committed(self, entries: Iterable[CachedFile]) -> None:
         with self._db:
             self._db.executemany(
-                "INSERT OR REPLACE INTO files (archive_id, path, parent, size, mtime_ns, ctime_ns, inode, version_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO files (archive_id, path, parent, size, mtime_ns, ctime_ns, inode, version_id, "
+                "dev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(self.archive_id, os.fsencode(e.path), os.fsencode(os.path.dirname(e.path)), e.size, e.mtime_ns,
-                  e.ctime_ns, e.inode, e.version_id) for e in entries])
+                  e.ctime_ns, e.inode, e.version_id, e.dev) for e in entries])
 
     def forget(self, paths: Iterable[str]) -> None:
         with self._db:

@@ -10,7 +10,8 @@ def _cache_of(root):
     for path in root.rglob("*"):
         if path.is_file() and not path.is_symlink():
             st = path.stat()
-            cache[str(path)] = CachedFile(str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, "v")
+            cache[str(path)] = CachedFile(str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, "v",
+                                          st.st_dev)
     return cache
 
 
@@ -81,3 +82,18 @@ def test_symlinks_and_special_files_are_skipped(tmp_path):
     result = scan([str(root)], {})
     assert result.skipped == 2
     assert str(root / "link") not in {entry.path for entry in result.changed}
+
+
+def test_files_of_a_volume_no_longer_mounted_inside_a_root_are_not_deleted(tmp_path):
+    """An unmounted volume leaves an empty mount point that lists completely: the cached files
+    were on another file system, so they are not marked deleted."""
+    import dataclasses
+
+    root = _tree(tmp_path / "r")
+    cache = _cache_of(root)
+    for path in list(cache):
+        if "/a/b/" in path:  # as if a/b had been another volume's mount point
+            cache[path] = dataclasses.replace(cache[path], dev=cache[path].dev + 1)
+    (root / "a" / "b" / "two.txt").unlink()  # now "unmounted": an empty directory
+    (root / "three.txt").unlink()
+    assert scan([str(root)], cache).deleted == [str(root / "three.txt")]

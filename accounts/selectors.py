@@ -55,6 +55,12 @@ def audit_events_visible_to(actor: User) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(organization_id=actor.organization_id)
 
 
+def org_admin_emails(organization_id) -> list[str]:
+    """Where alerts for an organization go."""
+    return list(User.objects.filter(organization_id=organization_id, role=Role.ORG_ADMIN, is_active=True)
+                .values_list("email", flat=True))
+
+
 def worker_last_seen():
     latest = WorkerHeartbeat.objects.order_by("-seen_at").first()
     return latest.seen_at if latest else None

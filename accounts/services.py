@@ -23,6 +23,7 @@ from accounts.models import (
     User,
     WorkerHeartbeat,
 )
+from accounts.selectors import org_admin_emails
 
 DEVICE_TOKEN_PREFIX = "hvd_"
 SCIM_TOKEN_PREFIX = "hvs_"
@@ -265,10 +266,15 @@ def user_reactivate(*, user: User, actor_label: str) -> User:
 _ROLE_RANK = [Role.USER, Role.RESTORE_OPERATOR, Role.SECURITY_ANALYST, Role.ORG_ADMIN]
 
 
+def highest_role(roles) -> str:
+    """The most privileged of the roles mapped to someone's groups (plain user if none)."""
+    roles = [role for role in roles if role]
+    return max(roles, key=_ROLE_RANK.index) if roles else Role.USER
+
+
 def user_role_from_groups(*, user: User) -> User:
     """While SCIM manages the organization, a user's role is the highest role mapped to their groups."""
-    roles = [role for role in user.haven_groups.exclude(role="").values_list("role", flat=True)]
-    role = max(roles, key=_ROLE_RANK.index) if roles else Role.USER
+    role = highest_role(user.haven_groups.exclude(role="").values_list("role", flat=True))
     if role != user.role:
         user.role = role
         user.save(update_fields=["role"])
@@ -312,8 +318,7 @@ def device_enrolled_notify(*, device: Device) -> None:
                  target_uuid=device.uuid, detail={"name": device.name, "os": device.os})
     if not Device.objects.filter(owner=device.owner, authorized=False).exists():
         return
-    admins = list(User.objects.filter(organization=device.organization, role=Role.ORG_ADMIN, is_active=True)
-                  .values_list("email", flat=True))
+    admins = org_admin_emails(device.organization_id)
     send_mail(subject=f"Haven: new device for {device.owner.email}, who has a deauthorized device",
               message=(f"{device.owner.email} enrolled a new device \"{device.name}\" at {timezone.now():%Y-%m-%d %H:%M} "
                        "UTC. One of their devices was deauthorized earlier. If this enrollment was not expected, "

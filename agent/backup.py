@@ -56,7 +56,7 @@ class ScanResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _under(path: str, root: str) -> bool:
+def path_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
@@ -124,7 +124,7 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile]) -> ScanResult:
             listed[directory] = complete
 
     for path in cache:
-        if path in seen or not any(_under(path, root) for root in absolute_roots):
+        if path in seen or not any(path_within(path, root) for root in absolute_roots):
             continue
         ancestor = os.path.dirname(path)
         while ancestor not in listed and ancestor != os.path.dirname(ancestor):
@@ -135,6 +135,12 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile]) -> ScanResult:
             result.deleted.append(path)
     result.changed.sort(key=lambda entry: entry.path)
     return result
+
+
+def _changed_while_read(entry: FileEntry, read_bytes: int) -> bool:
+    after = os.stat(entry.path, follow_symlinks=False)
+    return (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (entry.size, entry.mtime_ns, entry.ctime_ns) \
+        or read_bytes != entry.size
 
 
 @dataclass
@@ -263,10 +269,8 @@ class BackupEngine:
     def _read_whole(self, pending: _PendingFile) -> list[tuple[bytes, memoryview]]:
         entry = pending.entry
         pieces = self._hash_pieces(list(iter_chunks(self.keys, entry.path)))
-        after = os.stat(entry.path, follow_symlinks=False)
         pending.read_bytes = sum(len(data) for _, data in pieces)
-        pending.unstable = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
-            entry.size, entry.mtime_ns, entry.ctime_ns) or pending.read_bytes != entry.size
+        pending.unstable = _changed_while_read(entry, pending.read_bytes)
         return pieces
 
     def _encrypt_frame(self, block_id: bytes, data: memoryview) -> bytes:
@@ -448,9 +452,7 @@ class BackupEngine:
                 if piece_bytes >= 16 * 1024 * 1024:
                     self._add_unit(pending, self.pool.submit(self._hash_pieces, pieces), piece_bytes, last=False)
                     pieces, piece_bytes = [], 0
-            after = os.stat(entry.path, follow_symlinks=False)
-            pending.unstable = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
-                entry.size, entry.mtime_ns, entry.ctime_ns) or pending.read_bytes != entry.size
+            pending.unstable = _changed_while_read(entry, pending.read_bytes)
         except OSError as error:
             pending.failed = True
             self.summary.errors.append(f"{entry.path}: {error.strerror or error}")

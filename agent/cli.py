@@ -15,7 +15,7 @@ from agent.client import ApiClient, ApiError, DeviceDeauthorized
 from agent.config import AgentConfig, ConfigError, config_load, config_load_optional, config_save
 from agent.keys import KeyMissing, user_key_load, user_key_setup, user_key_wipe
 from agent.progress import progress_bar
-from agent.restore import RestoreError, manifests_at, restore
+from agent.restore import RestoreError, manifests_at, restore, selected
 from agent.state import LocalState
 from agent.storage import StorageError
 from formats.keys import derive_keys
@@ -152,8 +152,8 @@ def cmd_restore(args) -> int:
     archive_id = _archive_for(client, config, args.from_device)
     at = _at(args.at)
     manifests = manifests_at(client, keys, archive_id, at)
-    chosen = [m for m in manifests if not args.paths or any(
-        m.path == p or m.path.startswith(p.rstrip("/") + "/") for p in map(os.path.abspath, args.paths))]
+    prefixes = [os.path.abspath(path) for path in args.paths]
+    chosen = [m for m in manifests if selected(m.path, prefixes)]
     with progress_bar("Restoring", total_files=len(chosen), total_bytes=sum(m.size for m in chosen)) as advance:
         summary = restore(client=client, keys=keys, archive_id=archive_id, dest=Path(args.to), at=at,
                           paths=args.paths, on_progress=advance, manifests=manifests)

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.backup import path_within
 from agent.client import ApiClient
 from formats.blocks import block_decrypt
 from formats.errors import FormatError, IntegrityError
@@ -59,10 +60,9 @@ def manifests_at(client: ApiClient, keys: KeySet, archive_id: str, at: str | Non
     return manifests
 
 
-def _selected(path: str, prefixes: list[str]) -> bool:
-    if not prefixes:
-        return True
-    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+def selected(path: str, prefixes: list[str]) -> bool:
+    """Is the path one of the prefixes, or under one? (No prefixes: everything.)"""
+    return not prefixes or any(path_within(path, prefix) for prefix in prefixes)
 
 
 def _destination(dest: Path, path: str) -> Path:
@@ -81,7 +81,7 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
     prefixes = [os.path.abspath(p) for p in (paths or [])]
     if manifests is None:
         manifests = manifests_at(client, keys, archive_id, at)
-    manifests = sorted((m for m in manifests if not m.deleted and _selected(m.path, prefixes)), key=lambda m: m.path)
+    manifests = sorted((m for m in manifests if not m.deleted and selected(m.path, prefixes)), key=lambda m: m.path)
     duplicated = {a.path for a, b in zip(manifests, manifests[1:]) if a.path == b.path}
     if duplicated:  # two versions of one path would share a destination and its temporary file
         raise RestoreError(f"the server listed {len(duplicated)} path(s) twice, e.g. {sorted(duplicated)[0]!r}")

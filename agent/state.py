@@ -6,7 +6,7 @@ Paths are stored as the bytes the file system gave (os.fsencode), so any name ro
 """
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +73,3 @@ class LocalState:
         with self._db:
             self._db.executemany("DELETE FROM files WHERE archive_id = ? AND path = ?",
                                  [(self.archive_id, os.fsencode(p)) for p in paths])
-
-    def __iter__(self) -> Iterator[CachedFile]:
-        return iter(self.lookup_all().values())

@@ -47,7 +47,8 @@ def archive_for_device(device: Device, archive_uuid, *, write: bool = False) -> 
 
 # --- versions and blocks ----------------------------------------------------------------------
 
-MAX_MANIFEST_FRAME = 512 * 1024 * 1024
+MAX_MANIFEST_FRAME_PAYLOAD = 512 * 1024 * 1024  # manifests of very large files exceed the frame default
+QUERY_CHUNK = 2000  # ids per IN (...) query: well under SQLite's and PostgreSQL's parameter limits
 
 
 class BlocksNotFound(Exception):
@@ -88,7 +89,7 @@ def manifests_read(versions: list[FileVersion]) -> dict[int, bytes]:
         with storage.open_reader(key) as reader:
             for version in sorted(members, key=lambda v: v.manifest_offset):
                 frame = frame_decode(reader.read_at(version.manifest_offset, version.manifest_frame_size),
-                                     max_payload=MAX_MANIFEST_FRAME)
+                                     max_payload=MAX_MANIFEST_FRAME_PAYLOAD)
                 blobs[version.pk] = manifest_frame_parse(frame.payload)[1]
     return blobs
 
@@ -97,8 +98,8 @@ def blocks_read(archive: Archive, block_ids: list[bytes], *, max_bytes: int) -> 
     """The stored frames of the given blocks, in the order asked (checked against the index)."""
     unique = list(dict.fromkeys(block_ids))
     rows: dict[bytes, Block] = {}
-    for start in range(0, len(unique), 2000):
-        for block in (Block.objects.filter(archive=archive, block_id__in=unique[start:start + 2000])
+    for start in range(0, len(unique), QUERY_CHUNK):
+        for block in (Block.objects.filter(archive=archive, block_id__in=unique[start:start + QUERY_CHUNK])
                       .select_related("pack")):
             rows[bytes(block.block_id)] = block
     absent = [block_id for block_id in unique if block_id not in rows]

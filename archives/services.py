@@ -19,8 +19,9 @@ from accounts.models import Device, User
 from accounts.services import device_create, device_enrolled_notify, device_token_issue, device_touch
 from archives.faults import fault_point
 from archives.models import Archive, BackupRun, Block, FileVersion, Pack
+from archives.selectors import MAX_MANIFEST_FRAME_PAYLOAD, QUERY_CHUNK
 from archives.storage import pack_storage
-from formats.blocks import BLOCK_ID_SIZE, BLOCK_OVERHEAD, FORMAT_VERSION, MAX_BLOCK_SIZE
+from formats.blocks import BLOCK_ID_SIZE, BLOCK_OVERHEAD, FORMAT_VERSION, MAX_BLOCK_SIZE, block_key_id
 from formats.errors import FormatError
 from formats.frames import (
     FRAME_BLOCK,
@@ -36,8 +37,6 @@ from formats.frames import (
 )
 
 MAX_BLOCK_FRAME_PAYLOAD = MAX_BLOCK_SIZE + BLOCK_OVERHEAD
-MAX_MANIFEST_FRAME_PAYLOAD = 512 * 1024 * 1024
-_QUERY_CHUNK = 2000
 _shuffle = random.SystemRandom().shuffle
 
 
@@ -124,8 +123,8 @@ def blocks_present(*, archive: Archive, block_ids: list[bytes]) -> dict[bytes, i
     """The given ids that the archive's index holds, with their stored frame sizes."""
     found: dict[bytes, int] = {}
     unique = list(dict.fromkeys(block_ids))
-    for start in range(0, len(unique), _QUERY_CHUNK):
-        rows = Block.objects.filter(archive=archive, block_id__in=unique[start:start + _QUERY_CHUNK])
+    for start in range(0, len(unique), QUERY_CHUNK):
+        rows = Block.objects.filter(archive=archive, block_id__in=unique[start:start + QUERY_CHUNK])
         found.update((bytes(block_id), size) for block_id, size in rows.values_list("block_id", "frame_size"))
     return found
 
@@ -155,7 +154,7 @@ def _batch_frames(archive: Archive, body: bytes, key_id: bytes | None) -> list[t
                 raise BatchInvalid(f"{where}: the frame names archive {frame.archive_id}, not this archive")
             if frame.length < BLOCK_OVERHEAD or frame.payload[0] != FORMAT_VERSION:
                 raise BatchInvalid(f"{where}: the payload is not a version-{FORMAT_VERSION} block")
-            if key_id is not None and frame.payload[2:18] != key_id:
+            if key_id is not None and block_key_id(frame.payload) != key_id:
                 raise BatchInvalid(f"{where}: the block is encrypted with a key that is not the user's escrowed key")
             frames.append((frame, view[offset:offset + frame.size]))
     except FormatError as error:

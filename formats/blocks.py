@@ -131,6 +131,11 @@ def block_encrypt(
     return bytes(out)  # immutable result; the copy measured as noise next to zstd
 
 
+def block_key_id(blob: Buffer) -> bytes:
+    """The key id in a block blob's header (public: the server checks it without any key)."""
+    return bytes(memoryview(blob).cast("B")[2:_NONCE_AT])
+
+
 def block_decrypt(keys: KeySet, block_id: bytes, blob: Buffer) -> bytes:
     """Return the plaintext of ``blob`` only if every check passes (§3.3)."""
     mv = memoryview(blob).cast("B")
@@ -143,7 +148,7 @@ def block_decrypt(keys: KeySet, block_id: bytes, blob: Buffer) -> bytes:
         raise IntegrityError(f"unsupported block format version {version}")
     if flags & ~_KNOWN_FLAGS:
         raise IntegrityError(f"unknown block flags 0x{flags:02x}")
-    key_id = bytes(mv[2:_NONCE_AT])
+    key_id = block_key_id(mv)
     if key_id != keys.key_id_bytes:
         raise IntegrityError(
             f"block was encrypted with key {key_id.hex()}, not {keys.key_id}"

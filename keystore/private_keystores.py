@@ -10,7 +10,8 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Organization, Role, User
+from accounts.models import Organization, User
+from accounts.selectors import org_admin_emails
 from accounts.services import audit_record
 from keystore.engines import private_vault_config
 from keystore.models import KeystoreMigration, PrivateKeystore, UserKey
@@ -145,8 +146,7 @@ def private_keystore_renewal_failed(*, keystore: PrivateKeystore, error: Excepti
     PrivateKeystore.objects.filter(pk=keystore.pk).update(renewal_error=message)
     audit_record(organization=keystore.organization, actor=None, actor_label="certificate renewal",
                  action="keystore.private.renew_failed", target_type="keystore", detail={"error": message})
-    admins = list(User.objects.filter(organization=keystore.organization, role=Role.ORG_ADMIN, is_active=True)
-                  .values_list("email", flat=True))
+    admins = org_admin_emails(keystore.organization_id)
     send_mail(subject="Haven could not renew its certificate for your keystore",
               message=(f"Renewing Haven's client certificate for {keystore.address} failed: {message}\n"
                        f"The current certificate expires on {keystore.cert_not_after:%Y-%m-%d}. Haven retries "

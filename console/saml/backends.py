@@ -4,7 +4,7 @@ import logging
 from django.contrib.auth.backends import ModelBackend
 
 from accounts.models import Role, SamlSettings, User
-from accounts.services import audit_record
+from accounts.services import audit_record, highest_role
 from console.saml.sp import organization_from_request
 
 logger = logging.getLogger(__name__)
@@ -54,9 +54,7 @@ class OrganizationSamlBackend(ModelBackend):
         if organization.scim_tokens.filter(revoked_at__isnull=True).exists():
             return Role.USER  # SCIM manages roles
         names = set(attributes.get(saml.attribute_groups) or [])
-        roles = organization.groups.filter(name__in=names).exclude(role="").values_list("role", flat=True)
-        ranking = [Role.USER, Role.RESTORE_OPERATOR, Role.SECURITY_ANALYST, Role.ORG_ADMIN]
-        return max(roles, key=ranking.index) if roles else Role.USER
+        return highest_role(organization.groups.filter(name__in=names).values_list("role", flat=True))
 
     def get_user(self, user_id):
         return super().get_user(user_id)

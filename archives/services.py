@@ -1,15 +1,15 @@
-"""Writes of the archives app: enrollment, backup runs, block ingestion, version commits, rebuild.
+"""Writes of the archives app: enrollment, backup runs, block ingestion, version commits
+(rebuilding the index is archives/rebuild.py, orphan-pack collection archives/gc.py).
 
 The crash rule (DESIGN §4) shapes every write here: a pack file is durable (fsynced, renamed,
 directory fsynced) *before* the rows that point into it are committed, and a version is committed
 only when every block it names has a committed index row. A crash between the two steps leaves
 an orphan pack that no row references — harmless, and collected later.
 """
-import os
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -19,7 +19,7 @@ from accounts.models import Device, User
 from accounts.services import device_create, device_enrolled_notify, device_token_issue, device_touch
 from archives.faults import fault_point
 from archives.models import Archive, BackupRun, Block, FileVersion, Pack
-from archives.selectors import MAX_MANIFEST_FRAME_PAYLOAD, QUERY_CHUNK
+from archives.selectors import QUERY_CHUNK
 from archives.storage import pack_storage
 from formats.blocks import BLOCK_ID_SIZE, BLOCK_OVERHEAD, FORMAT_VERSION, MAX_BLOCK_SIZE, block_key_id
 from formats.errors import FormatError
@@ -31,9 +31,7 @@ from formats.frames import (
     frames_decode,
     frames_encode,
     manifest_frame_id,
-    manifest_frame_parse,
     manifest_frame_payload,
-    pack_decode,
 )
 
 MAX_BLOCK_FRAME_PAYLOAD = MAX_BLOCK_SIZE + BLOCK_OVERHEAD
@@ -294,121 +292,9 @@ def versions_commit(*, archive: Archive, versions: list[VersionIn], run: BackupR
                         version_ids=[row.uuid for row in rows])
 
 
-# --- rebuilding the index from the packs alone --------------------------------------------------
-
-@dataclass
-class RebuildResult:
-    packs: int = 0
-    blocks: int = 0
-    versions: int = 0
-    skipped_packs: list[str] = field(default_factory=list)
-
-
-def archive_index_drop(*, archive: Archive) -> None:
-    """Forget the archive's index (blocks, versions, packs rows); the pack files stay."""
-    with transaction.atomic():
-        FileVersion.objects.filter(archive=archive).delete()
-        Block.objects.filter(archive=archive).delete()
-        Pack.objects.filter(archive=archive).delete()
-
-
-def archive_index_rebuild(*, archive: Archive) -> RebuildResult:
-    """Recreate pack, block and version rows by reading every pack file of the archive.
-
-    Packs already indexed are left alone, so the command can be run on a partial index. A pack
-    that fails to decode is reported and skipped, never modified.
-    """
-    storage = pack_storage()
-    result = RebuildResult()
-    indexed = set(Pack.objects.filter(archive=archive).values_list("storage_key", flat=True))
-    runs = {str(run_uuid): pk for run_uuid, pk in BackupRun.objects.filter(archive=archive).values_list("uuid", "pk")}
-    for key in storage.keys(f"{archive.organization.uuid}/{archive.uuid}"):
-        if key in indexed:
-            continue
-        try:
-            frames = list(pack_decode(storage.read_all(key), max_payload=MAX_MANIFEST_FRAME_PAYLOAD))
-            pack_uuid = uuid.UUID(key.rsplit("/", 1)[-1].removesuffix(".pack"))
-        except (FormatError, ValueError) as error:
-            result.skipped_packs.append(f"{key}: {error}")
-            continue
-        if any(frame.archive_id != archive.uuid for _, frame in frames):
-            result.skipped_packs.append(f"{key}: holds frames of another archive")
-            continue
-        kinds = {frame.kind for _, frame in frames}
-        with transaction.atomic():
-            pack = Pack.objects.create(
-                uuid=pack_uuid, archive=archive, storage_key=key, size=storage.size(key), frame_count=len(frames),
-                kind=Pack.Kind.MANIFESTS if kinds == {FRAME_MANIFEST} else Pack.Kind.BLOCKS,
-            )
-            blocks, versions = [], []
-            for offset, frame in frames:
-                if frame.kind == FRAME_BLOCK:
-                    blocks.append(Block(archive=archive, block_id=bytes(frame.block_id), pack=pack,
-                                        offset=offset, frame_size=frame.size))
-                    continue
-                fields, _blob = manifest_frame_parse(frame.payload)
-                version_uuid = uuid.UUID(fields["version_id"])
-                if manifest_frame_id(version_uuid) != bytes(frame.block_id):
-                    raise FormatError(f"{key}: manifest frame id does not match version {version_uuid}")
-                versions.append(FileVersion(
-                    uuid=version_uuid, archive=archive, path_id=fields["path_id"],
-                    committed_at=datetime.fromisoformat(fields["committed_at"]), deleted=fields["deleted"],
-                    block_ids=b"".join(bytes.fromhex(b) for b in fields["block_ids"]),
-                    stored_size=fields.get("stored_size", 0), manifest_pack=pack, manifest_offset=offset,
-                    manifest_frame_size=frame.size, run_id=runs.get(fields.get("run_id") or ""),
-                ))
-            Block.objects.bulk_create(blocks, ignore_conflicts=True)
-            FileVersion.objects.bulk_create(versions, ignore_conflicts=True)
-        result.packs += 1
-        result.blocks += len(blocks)
-        result.versions += len(versions)
-    return result
-
-
 def block_id_parse(value: str) -> bytes:
     """Hex block id from the API → 32 bytes (ValueError otherwise)."""
     raw = bytes.fromhex(value)
     if len(raw) != BLOCK_ID_SIZE:
         raise ValueError(f"a block id is {BLOCK_ID_SIZE} bytes")
     return raw
-
-
-# --- orphan packs -----------------------------------------------------------------------------
-
-@dataclass
-class OrphanSweep:
-    quarantined: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-
-
-def orphan_packs_collect(*, grace: timedelta, retention: timedelta, now: datetime | None = None) -> OrphanSweep:
-    """Move pack files that no row references (a crash between fsync and commit) out of the way.
-
-    An orphan is quarantined only once it is older than `grace` — an upload still between its
-    rename and its commit is never touched — and deleted only after `retention` in quarantine,
-    so a database restored from an older backup can still rebuild its index from them.
-    Packs are never truncated or rewritten in place.
-    """
-    now = now or timezone.now()
-    storage = pack_storage()
-    quarantine = storage.root.parent / f"{storage.root.name}-quarantine"
-    sweep = OrphanSweep()
-    known = set(Pack.objects.values_list("storage_key", flat=True))
-    for key in list(storage.keys("")):
-        if key in known:
-            continue
-        path = storage.root / key
-        age = now.timestamp() - path.stat().st_mtime
-        if age < grace.total_seconds() or Pack.objects.filter(storage_key=key).exists():
-            continue
-        target = quarantine / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, target)
-        os.utime(target, (now.timestamp(), now.timestamp()))  # the retention clock starts at quarantine
-        sweep.quarantined.append(key)
-    if quarantine.exists():
-        for path in quarantine.rglob("*.pack"):
-            if now.timestamp() - path.stat().st_mtime >= retention.total_seconds():
-                path.unlink()
-                sweep.deleted.append(str(path.relative_to(quarantine)))
-    return sweep

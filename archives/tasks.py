@@ -4,7 +4,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from archives.services import orphan_packs_collect
+from archives.gc import orphan_packs_collect
 
 
 @shared_task(name="haven.archives.orphan_packs_collect", soft_time_limit=3600, time_limit=3900)

@@ -4,8 +4,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from archives.gc import orphan_packs_collect
 from archives.models import Pack
-from archives.services import orphan_packs_collect
 from tests.archives.conftest import block, upload
 
 

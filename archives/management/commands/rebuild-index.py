@@ -4,7 +4,7 @@ import uuid
 from django.core.management.base import BaseCommand, CommandError
 
 from archives.models import Archive
-from archives.services import archive_index_drop, archive_index_rebuild
+from archives.rebuild import archive_index_drop, archive_index_rebuild
 
 
 class Command(BaseCommand):

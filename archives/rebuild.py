@@ -12,6 +12,7 @@ from django.db import transaction
 from archives.models import Archive, BackupRun, Block, FileVersion, Pack
 from archives.selectors import MAX_MANIFEST_FRAME_PAYLOAD
 from archives.storage import pack_storage
+from formats.blocks import BLOCK_ID_SIZE
 from formats.errors import FormatError
 from formats.frames import FRAME_BLOCK, FRAME_MANIFEST, manifest_frame_id, manifest_frame_parse, pack_decode
 
@@ -22,6 +23,7 @@ class RebuildResult:
     blocks: int = 0
     versions: int = 0
     skipped_packs: list[str] = field(default_factory=list)
+    restored_packs: list[str] = field(default_factory=list)  # taken back from quarantine
 
 
 def archive_index_drop(*, archive: Archive) -> None:
@@ -32,53 +34,86 @@ def archive_index_drop(*, archive: Archive) -> None:
         Pack.objects.filter(archive=archive).delete()
 
 
+class _Unreadable(Exception):
+    """A pack (or one of its frames) cannot be indexed; it is reported and left as it is."""
+
+
+def _version_row(archive: Archive, pack: Pack, offset: int, frame, runs: dict[str, int]) -> FileVersion:
+    """The version row a manifest frame describes, every server field checked before use."""
+    fields, _blob = manifest_frame_parse(frame.payload)
+    version_uuid = uuid.UUID(fields["version_id"])
+    if manifest_frame_id(version_uuid) != bytes(frame.block_id):
+        raise _Unreadable(f"manifest frame at byte offset {offset} does not match version {version_uuid}")
+    committed_at = datetime.fromisoformat(fields["committed_at"])
+    block_ids = fields["block_ids"]
+    if (committed_at.tzinfo is None or not isinstance(fields["path_id"], str) or len(fields["path_id"]) > 64
+            or not isinstance(fields["deleted"], bool) or not isinstance(block_ids, list)
+            or not all(isinstance(b, str) and len(b) == 2 * BLOCK_ID_SIZE for b in block_ids)
+            or not isinstance(fields.get("stored_size", 0), int)):
+        raise _Unreadable(f"manifest frame at byte offset {offset} has malformed server fields")
+    return FileVersion(
+        uuid=version_uuid, archive=archive, path_id=fields["path_id"], committed_at=committed_at,
+        deleted=fields["deleted"], block_ids=b"".join(bytes.fromhex(b) for b in block_ids),
+        stored_size=fields.get("stored_size", 0), manifest_pack=pack, manifest_offset=offset,
+        manifest_frame_size=frame.size, run_id=runs.get(str(fields.get("run_id") or "")),
+    )
+
+
+def _pack_rows(archive: Archive, key: str, data: bytes, runs: dict[str, int]):
+    """(pack, blocks, versions) rows of one pack file, unsaved; _Unreadable if any frame is bad."""
+    try:
+        frames = list(pack_decode(data, max_payload=MAX_MANIFEST_FRAME_PAYLOAD))
+        pack_uuid = uuid.UUID(key.rsplit("/", 1)[-1].removesuffix(".pack"))
+    except (FormatError, ValueError) as error:
+        raise _Unreadable(str(error)) from None
+    if any(frame.archive_id != archive.uuid for _, frame in frames):
+        raise _Unreadable("holds frames of another archive")
+    kinds = {frame.kind for _, frame in frames}
+    pack = Pack(uuid=pack_uuid, archive=archive, storage_key=key, size=len(data), frame_count=len(frames),
+                kind=Pack.Kind.MANIFESTS if kinds == {FRAME_MANIFEST} else Pack.Kind.BLOCKS)
+    blocks, versions = [], []
+    for offset, frame in frames:
+        if frame.kind == FRAME_BLOCK:
+            blocks.append(Block(archive=archive, block_id=bytes(frame.block_id), pack=pack,
+                                offset=offset, frame_size=frame.size))
+            continue
+        try:
+            versions.append(_version_row(archive, pack, offset, frame, runs))
+        except (FormatError, ValueError, KeyError, TypeError) as error:
+            raise _Unreadable(f"manifest frame at byte offset {offset}: {error!r}") from None
+    return pack, blocks, versions
+
+
 def archive_index_rebuild(*, archive: Archive) -> RebuildResult:
     """Recreate pack, block and version rows by reading every pack file of the archive.
 
-    Packs already indexed are left alone, so the command can be run on a partial index. A pack
-    that fails to decode is reported and skipped, never modified.
+    Packs already indexed are left alone, so the command can be run on a partial index. Packs
+    in quarantine (orphans the sweep moved aside) are read too, and put back under their key when
+    indexed: after a database restore they are exactly the packs the old index lacks. A pack
+    that fails to decode — a bad frame anywhere in it — is reported and skipped, never modified.
     """
     storage = pack_storage()
     result = RebuildResult()
+    prefix = f"{archive.organization.uuid}/{archive.uuid}"
     indexed = set(Pack.objects.filter(archive=archive).values_list("storage_key", flat=True))
     runs = {str(run_uuid): pk for run_uuid, pk in BackupRun.objects.filter(archive=archive).values_list("uuid", "pk")}
-    for key in storage.keys(f"{archive.organization.uuid}/{archive.uuid}"):
-        if key in indexed:
-            continue
+    live = [key for key in storage.keys(prefix) if key not in indexed]
+    quarantined = [stat.key for stat in storage.quarantined(prefix)
+                   if stat.key not in indexed and stat.key not in set(live)]
+    for key, in_quarantine in [(key, False) for key in live] + [(key, True) for key in quarantined]:
         try:
-            frames = list(pack_decode(storage.read_all(key), max_payload=MAX_MANIFEST_FRAME_PAYLOAD))
-            pack_uuid = uuid.UUID(key.rsplit("/", 1)[-1].removesuffix(".pack"))
-        except (FormatError, ValueError) as error:
-            result.skipped_packs.append(f"{key}: {error}")
+            data = storage.quarantined_read_all(key) if in_quarantine else storage.read_all(key)
+            pack, blocks, versions = _pack_rows(archive, key, data, runs)
+        except _Unreadable as error:
+            result.skipped_packs.append(f"{key}{' (quarantined)' if in_quarantine else ''}: {error}")
             continue
-        if any(frame.archive_id != archive.uuid for _, frame in frames):
-            result.skipped_packs.append(f"{key}: holds frames of another archive")
-            continue
-        kinds = {frame.kind for _, frame in frames}
         with transaction.atomic():
-            pack = Pack.objects.create(
-                uuid=pack_uuid, archive=archive, storage_key=key, size=storage.size(key), frame_count=len(frames),
-                kind=Pack.Kind.MANIFESTS if kinds == {FRAME_MANIFEST} else Pack.Kind.BLOCKS,
-            )
-            blocks, versions = [], []
-            for offset, frame in frames:
-                if frame.kind == FRAME_BLOCK:
-                    blocks.append(Block(archive=archive, block_id=bytes(frame.block_id), pack=pack,
-                                        offset=offset, frame_size=frame.size))
-                    continue
-                fields, _blob = manifest_frame_parse(frame.payload)
-                version_uuid = uuid.UUID(fields["version_id"])
-                if manifest_frame_id(version_uuid) != bytes(frame.block_id):
-                    raise FormatError(f"{key}: manifest frame id does not match version {version_uuid}")
-                versions.append(FileVersion(
-                    uuid=version_uuid, archive=archive, path_id=fields["path_id"],
-                    committed_at=datetime.fromisoformat(fields["committed_at"]), deleted=fields["deleted"],
-                    block_ids=b"".join(bytes.fromhex(b) for b in fields["block_ids"]),
-                    stored_size=fields.get("stored_size", 0), manifest_pack=pack, manifest_offset=offset,
-                    manifest_frame_size=frame.size, run_id=runs.get(fields.get("run_id") or ""),
-                ))
+            pack.save(force_insert=True)
             Block.objects.bulk_create(blocks, ignore_conflicts=True)
             FileVersion.objects.bulk_create(versions, ignore_conflicts=True)
+            if in_quarantine:  # back under its key before the rows pointing at it commit
+                storage.quarantine_restore(key)
+                result.restored_packs.append(key)
         result.packs += 1
         result.blocks += len(blocks)
         result.versions += len(versions)

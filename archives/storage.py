@@ -1,17 +1,31 @@
 """Where pack files live, behind a small interface so an S3-compatible backend can be added.
 
 A pack is written once and never modified: `put` makes it durable under its final name or not
-at all; there is no append, truncate or overwrite.
+at all; there is no append, truncate or overwrite. Garbage collection moves orphan packs into a
+quarantine *inside* the storage (same key, under `.quarantine/`), where `rebuild-index` still
+reads them, and deletes them only from there; it never touches paths itself.
 """
 import os
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
 
 Buffers = list[bytes | memoryview]
+
+QUARANTINE_DIR = ".quarantine"
+META_DIR = ".haven"  # small records the collector keeps beside the packs (they outlive a database restore)
+
+
+@dataclass(frozen=True)
+class PackStat:
+    key: str
+    size: int
+    modified_at: datetime  # for a quarantined pack: when it was quarantined
 
 
 class PackStorage(Protocol):
@@ -24,6 +38,22 @@ class PackStorage(Protocol):
     def keys(self, prefix: str) -> Iterator[str]: ...
 
     def size(self, key: str) -> int: ...
+
+    def stats(self, prefix: str) -> Iterator[PackStat]: ...
+
+    def quarantine(self, key: str, *, at: datetime) -> None: ...
+
+    def quarantined(self, prefix: str) -> Iterator[PackStat]: ...
+
+    def quarantined_read_all(self, key: str) -> bytes: ...
+
+    def quarantine_restore(self, key: str) -> None: ...
+
+    def quarantined_delete(self, key: str) -> None: ...
+
+    def meta_read(self, name: str) -> bytes | None: ...
+
+    def meta_write(self, name: str, data: bytes) -> None: ...
 
 
 class PackExists(Exception):
@@ -56,17 +86,53 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _makedirs_durable(path: Path) -> None:
+    """mkdir -p, then fsync every directory it created and the parent of each.
+
+    A new directory's entry lives in its parent: without the parent's fsync, a power cut can
+    lose the whole new archive directory — and the "durable" pack inside it with it.
+    """
+    missing: list[Path] = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:  # a concurrent writer made it; fsync it anyway, it may not have yet
+            pass
+    for directory in reversed(missing):
+        _fsync_dir(directory.parent)
+        _fsync_dir(directory)
+
+
+def _move_durable(source: Path, target: Path) -> None:
+    """Move a pack without ever replacing one: link, fsync the new directory, unlink, fsync the old."""
+    _makedirs_durable(target.parent)
+    os.link(source, target)
+    _fsync_dir(target.parent)
+    os.unlink(source)
+    _fsync_dir(source.parent)
+
+
 class LocalPackStorage:
     """Packs as files under a root directory (the embedded default: var/packs)."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents:
+    def _path(self, key: str, *, area: Path | None = None) -> Path:
+        base = (area or self.root).resolve()
+        path = (base / key).resolve()
+        if base not in path.parents:
             raise ValueError(f"pack key {key!r} escapes the storage root")
+        if area is None and path.relative_to(base).parts[0].startswith("."):
+            raise ValueError(f"pack key {key!r} names a reserved directory")
         return path
+
+    @property
+    def _quarantine(self) -> Path:
+        return self.root / QUARANTINE_DIR
 
     def put(self, key: str, parts: Buffers) -> None:
         """Temporary name, fsync, link into place (fails if it exists), fsync the directory.
@@ -75,7 +141,7 @@ class LocalPackStorage:
         upload is never copied into one buffer first.
         """
         final = self._path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        _makedirs_durable(final.parent)
         tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
@@ -104,15 +170,79 @@ class LocalPackStorage:
     def read_all(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
-    def keys(self, prefix: str) -> Iterator[str]:
-        base = self._path(prefix) if prefix else self.root
+    def _walk(self, area: Path, prefix: str) -> Iterator[tuple[str, Path]]:
+        base = self._path(prefix, area=area) if prefix else area
         if not base.exists():
             return
         for path in sorted(base.rglob("*.pack")):
-            yield str(path.relative_to(self.root))
+            key = path.relative_to(area)
+            if not key.parts[0].startswith("."):  # the quarantine and the collector's records
+                yield str(key), path
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        for key, _path in self._walk(self.root, prefix):
+            yield key
 
     def size(self, key: str) -> int:
         return self._path(key).stat().st_size
+
+    def stats(self, prefix: str) -> Iterator[PackStat]:
+        for key, path in self._walk(self.root, prefix):
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # moved or retired since the listing
+                continue
+            yield PackStat(key, st.st_size, datetime.fromtimestamp(st.st_mtime, tz=UTC))
+
+    # --- quarantine: orphan packs kept (same key) until their retention ends ---
+
+    def quarantine(self, key: str, *, at: datetime) -> None:
+        """Move a live pack into quarantine; its retention clock starts `at`."""
+        target = self._path(key, area=self._quarantine)
+        _move_durable(self._path(key), target)
+        os.utime(target, (at.timestamp(), at.timestamp()))
+
+    def quarantined(self, prefix: str) -> Iterator[PackStat]:
+        for key, path in self._walk(self._quarantine, prefix):
+            st = path.stat()
+            yield PackStat(key, st.st_size, datetime.fromtimestamp(st.st_mtime, tz=UTC))
+
+    def quarantined_read_all(self, key: str) -> bytes:
+        return self._path(key, area=self._quarantine).read_bytes()
+
+    def quarantine_restore(self, key: str) -> None:
+        """Put a quarantined pack back under its key (never over an existing pack)."""
+        try:
+            _move_durable(self._path(key, area=self._quarantine), self._path(key))
+        except FileExistsError:
+            raise PackExists(key) from None
+
+    def quarantined_delete(self, key: str) -> None:
+        path = self._path(key, area=self._quarantine)
+        path.unlink()
+        _fsync_dir(path.parent)
+
+    # --- the collector's own small records ---
+
+    def meta_read(self, name: str) -> bytes | None:
+        try:
+            return self._path(name, area=self.root / META_DIR).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def meta_write(self, name: str, data: bytes) -> None:
+        """Replace a record atomically and durably (temporary name, fsync, rename, fsync)."""
+        final = self._path(name, area=self.root / META_DIR)
+        _makedirs_durable(final.parent)
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            _write_all(fd, [memoryview(data)])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
 
     def open_reader(self, key: str) -> "PackReader":
         return PackReader(self._path(key))

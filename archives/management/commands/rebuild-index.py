@@ -24,6 +24,8 @@ class Command(BaseCommand):
         result = archive_index_rebuild(archive=found)
         self.stdout.write(f"archive {found.uuid}: indexed {result.packs} pack(s), {result.blocks} block(s), "
                           f"{result.versions} version(s)")
+        for key in result.restored_packs:
+            self.stdout.write(f"restored from quarantine: {key}")
         for problem in result.skipped_packs:
             self.stderr.write(f"skipped {problem}")
         if result.skipped_packs:

@@ -1,0 +1,89 @@
+"""rebuild-index: the packs alone (quarantined ones included) recreate the index; a bad pack is skipped."""
+import os
+import uuid
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from archives.gc import orphan_packs_collect
+from archives.models import Archive, Block, FileVersion, Pack
+from archives.rebuild import archive_index_drop, archive_index_rebuild
+from archives.storage import pack_storage
+from formats.frames import FRAME_MANIFEST, PACK_MAGIC, frame_encode, manifest_frame_id, manifest_frame_payload
+from tests.archives.conftest import block, commit, upload, version
+
+
+def _backed_up(client, archive: str, data: bytes, path: str) -> None:
+    block_id, frame = block(archive, data)
+    assert upload(client, archive, frame).status_code == 201
+    assert commit(client, archive, [version(archive, path, [block_id], [len(data)])]).status_code == 201
+
+
+def _bad_manifest_pack(archive: Archive) -> str:
+    """A pack whose frame is intact (checksum right) but whose server fields are not a version's."""
+    version_id = uuid.uuid4()
+    payload = manifest_frame_payload({"version_id": str(version_id), "path_id": "p"}, b"blob")  # fields missing
+    key = f"{archive.organization.uuid}/{archive.uuid}/ff/{uuid.uuid4()}.pack"
+    pack_storage().put(key, [PACK_MAGIC, frame_encode(FRAME_MANIFEST, archive.uuid, manifest_frame_id(version_id),
+                                                      payload)])
+    return key
+
+
+def test_a_pack_with_a_bad_manifest_frame_is_reported_and_skipped_the_rest_is_indexed(enrolled, alice):
+    client = enrolled(alice)
+    archive_id = client.enrollment["archive_id"]
+    _backed_up(client, archive_id, b"one", "/home/alice/one.txt")
+    _backed_up(client, archive_id, b"two", "/home/alice/two.txt")
+    archive = Archive.objects.get(uuid=archive_id)
+    bad = _bad_manifest_pack(archive)
+    archive_index_drop(archive=archive)
+
+    result = archive_index_rebuild(archive=archive)
+    assert [problem.split(":", 1)[0] for problem in result.skipped_packs] == [bad]
+    assert result.packs == 4 and FileVersion.objects.filter(archive=archive).count() == 2
+    assert Block.objects.filter(archive=archive).count() == 2
+    assert not Pack.objects.filter(storage_key=bad).exists()
+    assert pack_storage().read_all(bad).startswith(PACK_MAGIC)  # left as it was
+
+
+def test_the_command_reports_the_bad_pack_and_fails_after_indexing_the_rest(enrolled, alice):
+    client = enrolled(alice)
+    archive_id = client.enrollment["archive_id"]
+    _backed_up(client, archive_id, b"one", "/home/alice/one.txt")
+    archive = Archive.objects.get(uuid=archive_id)
+    bad = _bad_manifest_pack(archive)
+    err = StringIO()
+    with pytest.raises(CommandError, match="1 pack"):
+        call_command("rebuild-index", archive_id, "--drop", stdout=StringIO(), stderr=err)
+    assert bad in err.getvalue()
+    assert FileVersion.objects.filter(archive=archive).count() == 1
+
+
+def test_rebuild_reads_quarantined_packs_and_puts_them_back(enrolled, alice, pack_dir):
+    """A commit lost in a crash is quarantined by the sweep; rebuild-index still finds it."""
+    client = enrolled(alice)
+    archive_id = client.enrollment["archive_id"]
+    _backed_up(client, archive_id, b"kept", "/home/alice/kept.txt")
+    _backed_up(client, archive_id, b"lost", "/home/alice/lost.txt")
+    archive = Archive.objects.get(uuid=archive_id)
+    # The second commit's rows are lost as in a crash between the manifest pack's fsync and commit.
+    lost = FileVersion.objects.get(path_id=version(archive_id, "/home/alice/lost.txt", [], [])["path_id"])
+    lost_key = lost.manifest_pack.storage_key
+    FileVersion.objects.filter(pk=lost.pk).delete()
+    Pack.objects.filter(storage_key=lost_key).delete()
+    old = (timezone.now() - timedelta(hours=30)).timestamp()
+    os.utime(pack_dir / lost_key, (old, old))
+
+    sweep = orphan_packs_collect(grace=timedelta(hours=24), retention=timedelta(days=30))
+    assert sweep.quarantined == [lost_key] and not (pack_dir / lost_key).exists()
+
+    result = archive_index_rebuild(archive=archive)
+    assert result.restored_packs == [lost_key] and not result.skipped_packs
+    assert (pack_dir / lost_key).exists()
+    assert FileVersion.objects.filter(archive=archive).count() == 2
+    listed = client.get(f"/api/v1/archives/{archive_id}/versions").json()["versions"]
+    assert len(listed) == 2
+    assert not list(pack_storage().quarantined(""))

@@ -14,6 +14,7 @@ Pipeline (both cores, nothing waits on what it does not need):
 import base64
 import os
 import queue
+import random
 import stat
 import threading
 import time
@@ -33,6 +34,7 @@ from formats.manifests import Manifest, manifest_encrypt, path_id_for
 
 BATCH_BYTES = 24 * 1024 * 1024
 COMMIT_VERSIONS = 1000
+_shuffle = random.SystemRandom().shuffle
 
 
 @dataclass
@@ -338,6 +340,9 @@ class BackupEngine:
 
     def _send_batch(self) -> None:
         if self._batch_parts:
+            # Random order (DESIGN §4, docs/formats.md §2): blocks come out of the pool file by
+            # file, so in that order their sizes would show which blocks make up which file.
+            _shuffle(self._batch_parts)
             self._uploader.put(("batch", b"".join(self._batch_parts)))
             self._batch_parts, self._batch_bytes = [], 0
             self._batch_seq += 1

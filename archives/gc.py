@@ -15,7 +15,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from archives.models import Pack
-from archives.storage import PackStat, PackStorage, pack_storage
+from archives.storage import PackExists, PackStat, PackStorage, pack_storage
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ WATERMARK = "gc-watermark.json"
 class OrphanSweep:
     quarantined: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)  # quarantined packs that have index rows again
     refused: str = ""  # why nothing was collected: the database looks older than the packs
 
 
@@ -92,6 +93,13 @@ def orphan_packs_collect(*, grace: timedelta, retention: timedelta, now: datetim
         storage.quarantine(stat.key, at=now)  # the retention clock starts at quarantine
         sweep.quarantined.append(stat.key)
     for stat in list(storage.quarantined("")):
+        if stat.key in known:  # indexed again (a newer database backup restored): never delete, put back
+            try:
+                storage.quarantine_restore(stat.key)
+                sweep.restored.append(stat.key)
+                continue
+            except PackExists:
+                pass  # the live copy serves the rows; this one is a spare
         if now - stat.modified_at >= retention:
             storage.quarantined_delete(stat.key)
             sweep.deleted.append(stat.key)

@@ -97,9 +97,13 @@ def archive_index_rebuild(*, archive: Archive) -> RebuildResult:
     prefix = f"{archive.organization.uuid}/{archive.uuid}"
     indexed = set(Pack.objects.filter(archive=archive).values_list("storage_key", flat=True))
     runs = {str(run_uuid): pk for run_uuid, pk in BackupRun.objects.filter(archive=archive).values_list("uuid", "pk")}
-    live = [key for key in storage.keys(prefix) if key not in indexed]
-    quarantined = [stat.key for stat in storage.quarantined(prefix)
-                   if stat.key not in indexed and stat.key not in set(live)]
+    every_live = set(storage.keys(prefix))
+    live = sorted(every_live - indexed)
+    quarantined = [stat.key for stat in storage.quarantined(prefix) if stat.key not in every_live]
+    for key in [key for key in quarantined if key in indexed]:  # rows point at it: it must be live
+        storage.quarantine_restore(key)
+        result.restored_packs.append(key)
+    quarantined = [key for key in quarantined if key not in indexed]
     for key, in_quarantine in [(key, False) for key in live] + [(key, True) for key in quarantined]:
         try:
             data = storage.quarantined_read_all(key) if in_quarantine else storage.read_all(key)

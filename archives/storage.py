@@ -201,6 +201,11 @@ class LocalPackStorage:
         target = self._path(key, area=self._quarantine)
         _move_durable(self._path(key), target)
         os.utime(target, (at.timestamp(), at.timestamp()))
+        fd = os.open(target, os.O_RDONLY)  # a lost mtime would date the quarantine back to the upload
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def quarantined(self, prefix: str) -> Iterator[PackStat]:
         for key, path in self._walk(self._quarantine, prefix):

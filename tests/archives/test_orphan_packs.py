@@ -111,3 +111,29 @@ def test_a_refused_sweep_deletes_nothing_from_quarantine_either(enrolled, alice,
     sweep = orphan_packs_collect(grace=GRACE, retention=RETENTION, now=later)
     assert sweep.refused and sweep.deleted == [] and sweep.quarantined == []
     assert indexed.exists() and len(list((pack_dir / ".quarantine").rglob("*.pack"))) == 1
+
+
+def test_a_quarantined_pack_indexed_again_is_put_back_never_deleted(enrolled, alice, pack_dir):
+    """The case the checks cannot see (a restore to a backup newer than the last sweep, then fresh
+    uploads) quarantines committed packs; once the right database is back, the sweep returns them."""
+    from archives.models import Block, FileVersion
+
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    block_id, frame = block(archive, b"committed")
+    assert upload(client, archive, frame).status_code == 201
+    assert commit(client, archive, [version(archive, "/committed", [block_id], [9])]).status_code == 201
+    keys = sorted(Pack.objects.values_list("storage_key", flat=True))
+    saved = [list(model.objects.order_by("pk").values()) for model in (Pack, Block, FileVersion)]
+    _shift_back(pack_dir, 48)
+    _restore_database_to(0)
+    _backed_up(client, archive, b"after-restore")
+    assert sorted(orphan_packs_collect(grace=GRACE, retention=RETENTION).quarantined) == keys
+
+    for model, rows in zip((Pack, Block, FileVersion), saved):  # the right database backup is restored
+        model.objects.bulk_create([model(**row) for row in rows])
+    later = timezone.now() + RETENTION + timedelta(days=1)
+    sweep = orphan_packs_collect(grace=GRACE, retention=RETENTION, now=later)
+    assert sweep.refused == "" and sweep.deleted == [] and sorted(sweep.restored) == keys
+    fetched = client.post(f"/api/v1/archives/{archive}/blocks/fetch", {"block_ids": [block_id.hex()]}, format="json")
+    assert fetched.status_code == 200 and fetched.content == frame

@@ -87,3 +87,18 @@ def test_rebuild_reads_quarantined_packs_and_puts_them_back(enrolled, alice, pac
     listed = client.get(f"/api/v1/archives/{archive_id}/versions").json()["versions"]
     assert len(listed) == 2
     assert not list(pack_storage().quarantined(""))
+
+
+def test_rebuild_puts_back_a_quarantined_pack_that_the_index_still_references(enrolled, alice, pack_dir):
+    client = enrolled(alice)
+    archive_id = client.enrollment["archive_id"]
+    block_id, frame = block(archive_id, b"indexed")
+    assert upload(client, archive_id, frame).status_code == 201
+    key = Pack.objects.get().storage_key
+    pack_storage().quarantine(key, at=timezone.now())  # as a sweep on a wrongly restored database did
+
+    result = archive_index_rebuild(archive=Archive.objects.get(uuid=archive_id))
+    assert result.restored_packs == [key] and result.packs == 0
+    fetched = client.post(f"/api/v1/archives/{archive_id}/blocks/fetch", {"block_ids": [block_id.hex()]},
+                          format="json")
+    assert fetched.status_code == 200 and fetched.content == frame

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 
 from archives.models import Archive, BackupRun, Block, FileVersion, Pack
 from archives.selectors import MAX_MANIFEST_FRAME_PAYLOAD
@@ -111,13 +111,18 @@ def archive_index_rebuild(*, archive: Archive) -> RebuildResult:
         except _Unreadable as error:
             result.skipped_packs.append(f"{key}{' (quarantined)' if in_quarantine else ''}: {error}")
             continue
-        with transaction.atomic():
-            pack.save(force_insert=True)
-            Block.objects.bulk_create(blocks, ignore_conflicts=True)
-            FileVersion.objects.bulk_create(versions, ignore_conflicts=True)
-            if in_quarantine:  # back under its key before the rows pointing at it commit
-                storage.quarantine_restore(key)
-                result.restored_packs.append(key)
+        try:
+            with transaction.atomic():
+                pack.save(force_insert=True)
+                Block.objects.bulk_create(blocks, ignore_conflicts=True)
+                FileVersion.objects.bulk_create(versions, ignore_conflicts=True)
+                if in_quarantine:  # back under its key before the rows pointing at it commit
+                    storage.quarantine_restore(key)
+        except (IntegrityError, DataError) as error:  # e.g. a pack uuid the index holds under another key
+            result.skipped_packs.append(f"{key}: the index refused its rows ({type(error).__name__})")
+            continue
+        if in_quarantine:
+            result.restored_packs.append(key)
         result.packs += 1
         result.blocks += len(blocks)
         result.versions += len(versions)

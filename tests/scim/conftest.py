@@ -55,6 +55,26 @@ def op(op: str, path: str | None = None, value=None) -> dict:
     return operation
 
 
+def verify_domains(org, *domains: str) -> None:
+    """What a Haven operator does once the organization proved it owns its domains."""
+    from accounts.models import SamlSettings
+
+    SamlSettings.objects.update_or_create(organization=org, defaults={"verified_domains": ",".join(domains)})
+
+
+@pytest.fixture
+def org_a(org_a):
+    """Org A, which verified a.example: its IdP provisions addresses there."""
+    verify_domains(org_a, "a.example")
+    return org_a
+
+
+@pytest.fixture
+def org_b(org_b):
+    verify_domains(org_b, "b.example")
+    return org_b
+
+
 @pytest.fixture
 def scim_token():
     from accounts.services import scim_token_issue

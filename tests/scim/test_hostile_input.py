@@ -135,3 +135,35 @@ def test_ordinary_unicode_names_are_kept(scim_a):
 
     assert response.status_code == 201, response.content
     assert User.objects.get(email="zoe@a.example").full_name == "Zoë Ñúñez-O'Brien 山田 👩‍💻"
+
+
+@pytest.mark.slow
+def test_hostile_input_over_real_http(org_a, alice, live_haven):
+    """The same requests through gunicorn and a real HTTP client: each a SCIM error, none a 5xx."""
+    import httpx
+
+    from accounts.services import scim_token_issue
+
+    token = {"Authorization": f"Bearer {scim_token_issue(organization=org_a)}", "Content-Type": SCIM_JSON}
+    fifty_mb = json.dumps(user_body("big@a.example", displayName="x" * (50 * 1024 * 1024))).encode()
+    requests = [
+        # 300 terms in a GET exceed gunicorn's request line (414 before Haven): POSTed to .search.
+        ("POST", "/Users/.search", {"json": {"schemas": [SEARCH], "filter": MANY_TERMS}}, 400, "invalidFilter"),
+        ("GET", "/Users", {"params": {"filter": DEEP}}, 400, "invalidFilter"),
+        ("POST", "/.search", {"json": {"schemas": [SEARCH], "filter": DEEP}}, 400, "invalidFilter"),
+        ("POST", "/Users", {"content": b"[" * 1000 + b"]" * 1000}, 400, "invalidSyntax"),
+        ("PATCH", f"/Users/{alice.uuid}", {"content": b'{"Operations": ' + b"[" * 5000}, 400, "invalidSyntax"),
+        ("POST", "/Users", {"content": b"{not json"}, 400, "invalidSyntax"),
+        ("POST", "/Users", {"content": fifty_mb}, 413, None),
+        ("POST", "/Users", {"json": user_body("x\x00@a.example")}, 400, "invalidValue"),
+        ("POST", "/Users", {"json": user_body("not-an-address")}, 400, "invalidValue"),
+    ]
+    with httpx.Client(base_url=f"{live_haven}/scim/v2", headers=token, timeout=60) as http:
+        for method, path, options, status, scim_type in requests:
+            response = http.request(method, path, **options)
+            what = (method, path, response.status_code, response.text[:200])
+            assert response.status_code == status, what
+            assert response.headers["Content-Type"] == SCIM_JSON, what
+            assert response.json().get("scimType") == scim_type, what
+        assert http.get("/Users", params={"filter": "active eq true"}).json()["totalResults"] == 1
+    assert not User.objects.filter(email="big@a.example").exists()

@@ -1,8 +1,8 @@
 """SAML endpoints of one organization (/saml/<org uuid>/...), on top of djangosaml2's views.
 
 djangosaml2 brings the protocol (pysaml2); Haven adds what multi-tenancy and security need:
-the per-organization SP (sp.py), the issuer check, replay protection for assertion ids, SHA-256
-only, and a clear 4xx page plus an audit record for every rejected response.
+the per-organization SP (sp.py), the issuer check, replay protection for assertion ids, SHA-2
+only (checks.py), and a 4xx page saying why plus an audit record for every rejected response.
 """
 import logging
 from datetime import datetime, timedelta
@@ -11,17 +11,13 @@ from django.db import IntegrityError, transaction
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from djangosaml2 import views as saml_views
-from saml2.xmldsig import SIG_RSA_SHA1
 
 from accounts.models import Organization, SamlAssertion, SamlSettings
 from accounts.services import audit_record
+from console.saml.checks import SamlRejected, algorithms_check, assertion_check, explained
 from console.saml.sp import organization_from_request, saml_settings_for
 
 logger = logging.getLogger(__name__)
-
-
-class SamlRejected(Exception):
-    """The response is well-formed but not acceptable here (issuer, replay, algorithm)."""
 
 
 class OrganizationMixin:
@@ -42,22 +38,27 @@ class MetadataView(saml_views.MetadataView):
         return super().dispatch(request, *args, **kwargs)
 
 
-def _algorithms(element) -> set[str]:
-    signature = getattr(element, "signature", None)
-    if signature is None or signature.signed_info is None:
-        return set()
-    return {signature.signed_info.signature_method.algorithm}
-
-
 class AssertionConsumerView(OrganizationMixin, saml_views.AssertionConsumerServiceView):
+    rejection: SamlRejected | None = None
+
     def custom_validation(self, response):
+        """djangosaml2 turns any exception raised here into one SuspiciousOperation: the refusal
+        is kept on the view so the page and the audit record can say what it was."""
+        try:
+            self._validate(response)
+        except SamlRejected as rejected:
+            self.rejection = rejected
+            raise
+
+    def _validate(self, response):
         organization = organization_from_request(self.request)
         saml = SamlSettings.objects.get(organization=organization)
         issuer = response.issuer()
         if saml.idp_entity_id and issuer != saml.idp_entity_id:
-            raise SamlRejected(f"the response was issued by {issuer!r}, not this organization's IdP")
-        if SIG_RSA_SHA1 in _algorithms(response.response) | _algorithms(response.assertion):
-            raise SamlRejected("SHA-1 signatures are refused")
+            raise SamlRejected("it was issued by another identity provider, not this organization's IdP",
+                               f"issuer {str(issuer)[:200]!r}")
+        assertion_check(response)
+        algorithms_check(response)
         not_after = None
         for confirmation in response.assertion.subject.subject_confirmation:
             data = confirmation.subject_confirmation_data
@@ -71,16 +72,16 @@ class AssertionConsumerView(OrganizationMixin, saml_views.AssertionConsumerServi
                 SamlAssertion.objects.create(organization=organization, assertion_id=response.assertion.id,
                                              not_on_or_after=expires)
         except IntegrityError:
-            raise SamlRejected("this assertion was already used (replay)") from None
+            raise SamlRejected("the assertion was already used (replay)", "replayed assertion id") from None
 
     def handle_acs_failure(self, request, exception=None, status=403, **kwargs):
         organization = organization_from_request(request)
-        reason = str(exception) if isinstance(exception, SamlRejected) else type(exception).__name__
-        if status == 400 and exception is not None and exception.__class__.__name__ == "SuspiciousOperation":
-            reason = "the response failed Haven's checks"
+        rejection = self.rejection or explained(exception)
         audit_record(organization=organization, actor=None, actor_label="saml", action="saml.login.rejected",
-                     target_type="organization", target_uuid=organization.uuid, detail={"reason": reason[:300]})
-        return render(request, "console/saml/rejected.html", {"organization": organization, "reason": reason},
+                     target_type="organization", target_uuid=organization.uuid,
+                     detail={"reason": rejection.reason, "detail": rejection.detail[:300]})
+        return render(request, "console/saml/rejected.html", {"organization": organization,
+                                                              "reason": rejection.reason},
                       status=status if 400 <= status < 500 else 403)
 
     def post(self, request, *args, **kwargs):

@@ -12,7 +12,15 @@ from django_scim.adapters import SCIMGroup, SCIMUser
 from django_scim.exceptions import BadRequestError
 
 from console.scim import services
-from console.scim.documents import attributes_select, boolean, compact, keys_lowered, patch_operations, string_or_none
+from console.scim.documents import (
+    attributes_select,
+    boolean,
+    compact,
+    keys_lowered,
+    patch_operations,
+    printable,
+    string_or_none,
+)
 from console.scim.schemas import resource_type
 from console.scim.selectors import scim_users
 
@@ -25,17 +33,21 @@ def _required(value, name: str, max_length: int) -> str:
 
 
 def _user_name(value) -> str:
-    """RFC 7643 §4.1.1 leaves the form of userName to the IdP (an email, a UPN, a login); Haven
-    stores it as the user's email, lower-cased because userName is case-insensitive."""
+    """Haven stores userName as the user's email, lower-cased because userName is case-insensitive
+    (RFC 7643 §4.1.1 leaves its form to the IdP; Haven needs an address: in a verified domain,
+    checked by the service, and what SAML matches on)."""
     user_name = _required(value, "userName", 254).lower()
-    if any(ch.isspace() for ch in user_name):
-        raise BadRequestError("userName must not contain spaces", scim_type="invalidValue")
+    if not _is_email(user_name):
+        raise BadRequestError("userName must be an email address", scim_type="invalidValue")
     return user_name
 
 
 def _full_name(document: dict) -> str:
-    """displayName, else name.formatted, else givenName + familyName (what Okta sends)."""
+    """displayName, else name.formatted, else givenName + familyName (what Okta sends). A control
+    character in any of them is refused, whether or not it is the part Haven keeps."""
     name = keys_lowered(document.get("name"))
+    for key, part in [*name.items(), ("displayName", document.get("displayname"))]:
+        printable(part, key if key == "displayName" else f"name.{key}")
     given_family = " ".join(part for part in (name.get("givenname"), name.get("familyname"))
                             if isinstance(part, str) and part.strip())
     for candidate in (document.get("displayname"), name.get("formatted"), given_family):
@@ -143,6 +155,8 @@ class ScimUser(HavenAdapter, SCIMUser):
                 self.fields["full_name"] = _full_name({"name": value}) or self.fields["full_name"]
             else:
                 self.fields["full_name"] = string_or_none(value, "displayName", 200) or ""
+        elif path.attr == "name":  # givenName, familyName...: not kept, but never with a control character
+            printable(value, f"name.{path.sub}")
         elif path.attr == "active":
             self._not_removable(op, "active")
             self.active = boolean(value, "active")

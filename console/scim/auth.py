@@ -6,6 +6,7 @@ organization's live SCIM token opens /scim/v2/, and the request carries that org
 """
 import json
 
+from django.conf import settings
 from django.http import HttpResponse
 from django_scim import constants
 from django_scim.middleware import SCIMAuthCheckMiddleware
@@ -20,10 +21,27 @@ def scim_error_response(status: int, detail: str, scim_type: str | None = None) 
     return HttpResponse(json.dumps(body), status=status, content_type=constants.SCIM_CONTENT_TYPE)
 
 
+def body_too_large(request) -> HttpResponse | None:
+    """A SCIM 413 for a body over Django's limit, judged on Content-Length before anything reads
+    the body (Django would raise RequestDataTooBig on reading it, answered with an HTML page)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return scim_error_response(400, "Content-Length is not a number", "invalidSyntax")
+    if limit is not None and length > limit:
+        return scim_error_response(413, f"The body is larger than {limit} bytes")
+    return None
+
+
 class ScimTokenAuth(SCIMAuthCheckMiddleware):
+    """Size first (nothing is read), then the token; django-scim2's debug log of the body only for
+    an authenticated request of acceptable size."""
+
     def process_request(self, request):
-        if self.should_log_request(request):
-            self.log_request(request)
+        refused = body_too_large(request)
+        if refused is not None:
+            return refused
         scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
         token = scim_token_lookup(raw.strip()) if scheme.lower() == "bearer" else None
         if token is None:
@@ -33,4 +51,6 @@ class ScimTokenAuth(SCIMAuthCheckMiddleware):
         request.scim_token = token
         request.scim_organization = token.organization
         request.scim_actor = f"scim:{token.label or token.uuid}"[:254]
+        if self.should_log_request(request):
+            self.log_request(request)
         return None

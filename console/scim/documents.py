@@ -3,6 +3,7 @@
 Kept free of models so each rule of RFC 7644 reads (and is tested) on its own.
 """
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from django_scim import constants
@@ -74,9 +75,21 @@ def keys_lowered(document: dict) -> dict:
     return {key.lower(): value for key, value in document.items()} if isinstance(document, dict) else {}
 
 
+# Control characters (NUL, newlines, escapes), line/paragraph separators and lone surrogates:
+# never part of a name or an address, and NUL or a surrogate cannot even be stored (PostgreSQL).
+_UNPRINTABLE = {"Cc", "Cs", "Zl", "Zp"}
+
+
+def printable(value, name: str) -> None:
+    """Refuse a string holding a control character (other types are checked where they are used)."""
+    if isinstance(value, str) and any(unicodedata.category(ch) in _UNPRINTABLE for ch in value):
+        raise BadRequestError(f"{name} must not contain control characters", scim_type="invalidValue")
+
+
 def string_or_none(value, name: str, max_length: int) -> str | None:
     if value is not None and not isinstance(value, str):
         raise BadRequestError(f"{name} must be a string", scim_type="invalidValue")
+    printable(value, name)
     if value and len(value.strip()) > max_length:
         raise BadRequestError(f"{name} is longer than {max_length} characters", scim_type="invalidValue")
     return value.strip() if value and value.strip() else None
@@ -132,3 +145,17 @@ def attributes_select(document: dict, attributes=None, excluded=None) -> dict:
             subs = {sub for attr, sub in unwanted if attr == name and sub}
             selected[key] = _pick(value, subs, keep=False) if subs else value
     return selected
+
+
+MAX_JSON_DEPTH = 32  # a SCIM document nests 5 levels at most (PATCH > Operations > value > members > member)
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth_check(text: str) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH before parsing it: `[` x 1000 would exhaust
+    the parser's recursion (a 500) long before the body size limit is reached."""
+    depth = 0
+    for ch in re.sub(r"[^\[\]{}]", "", _JSON_STRING.sub("", text)):
+        depth += 1 if ch in "[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequestError(f"The body is nested deeper than {MAX_JSON_DEPTH} levels", scim_type="invalidSyntax")

@@ -5,7 +5,7 @@ from these querysets, so an identity provider never sees or touches another tena
 """
 from django.db.models import QuerySet
 
-from accounts.models import Group, Organization, User
+from accounts.models import Group, Organization, SamlSettings, User
 
 
 def scim_users(organization: Organization) -> QuerySet[User]:
@@ -20,3 +20,15 @@ def scim_groups(organization: Organization) -> QuerySet[Group]:
 
 def scim_queryset(model, organization: Organization) -> QuerySet:
     return scim_users(organization) if model is User else scim_groups(organization)
+
+
+def scim_verified_domains(organization: Organization) -> list[str]:
+    """The email domains a Haven operator verified the organization owns (kept with its SAML
+    settings): the only domains its IdP may create users in or move users to."""
+    saml = SamlSettings.objects.filter(organization=organization).first()
+    return saml.domains() if saml else []
+
+
+def user_holding_email(email: str) -> User | None:
+    """Whoever holds the address, in any organization (emails are unique across Haven)."""
+    return User.objects.filter(email__iexact=email).first()

@@ -9,35 +9,58 @@ from django_scim import exceptions
 
 from accounts.models import Group, Organization, User
 from accounts.services import audit_record, user_deactivate, user_reactivate, user_role_from_groups
-from console.scim.selectors import scim_groups, scim_users
+from console.scim.selectors import scim_groups, scim_users, scim_verified_domains, user_holding_email
 
 USER_FIELDS = ["email", "full_name", "scim_external_id", "scim_username"]
 
 
 class Conflict(exceptions.IntegrityError):
-    """409 uniqueness; the same words whichever tenant holds the value, so nothing leaks."""
+    """409 uniqueness, for a value another resource of the same organization holds."""
 
     def __init__(self, what: str):
         super().__init__(f"{what} is already taken", scim_type="uniqueness")
 
 
+class AddressRefused(exceptions.BadRequestError):
+    """400 for an address this organization may not provision: outside its verified domains, or
+    held by a user of another organization. One answer for both, so a token learns nothing about
+    other tenants' users and cannot claim their unused addresses."""
+
+    def __init__(self):
+        super().__init__("userName must be an email address in one of the organization's verified domains "
+                         "(a Haven operator verifies them)", scim_type="invalidValue")
+
+
 def _save(instance, **kwargs) -> None:
-    """A database uniqueness race ends as 409, not 500 (a savepoint keeps the transaction usable)."""
+    """A database uniqueness race ends as 409 (or the refusal above), not 500; a savepoint keeps
+    the transaction usable."""
     try:
         with transaction.atomic():
             instance.save(**kwargs)
     except IntegrityError:
-        raise Conflict("userName" if isinstance(instance, User) else "displayName")
+        if isinstance(instance, User):
+            holder = user_holding_email(instance.email)
+            if holder is not None and holder.organization_id != instance.organization_id:
+                raise AddressRefused() from None
+        raise Conflict("userName" if isinstance(instance, User) else "displayName") from None
 
 
 def _user_holding(email: str, organization: Organization, user: User) -> User | None:
     """The user to write: `user`, or a user of this org that SCIM retired with this email (the IdP
-    assigns the person again: Haven relinks the same account, keys and archives). Any other holder
-    of the email, in this org or another, is a conflict."""
-    holder = User.objects.filter(email__iexact=email).exclude(pk=user.pk).first()
-    if holder is None:
+    assigns the person again: Haven relinks the same account, keys and archives).
+
+    A new address (creation, or a userName change) must be in the org's verified domains; an
+    address held by another organization's user gets the same answer as an unverified domain;
+    another holder in this organization is a 409."""
+    if user.pk is None or email != user.email.lower():
+        if email.rpartition("@")[2] not in scim_verified_domains(organization):
+            raise AddressRefused()
+    holder = user_holding_email(email)
+    if holder is None or holder.pk == user.pk:
         return user
-    if user.pk is None and holder.organization_id == organization.pk and holder.scim_deleted_at is not None:
+    if holder.organization_id != organization.pk:
+        raise AddressRefused()
+    if user.pk is None and holder.scim_deleted_at is not None:
         return holder
     raise Conflict("userName")
 

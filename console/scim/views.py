@@ -11,6 +11,8 @@ What changes from django-scim2, and why:
 import json
 import logging
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import DataError
 from django.http import HttpResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
@@ -20,6 +22,7 @@ from django_scim.exceptions import BadRequestError, NotFoundError, SCIMException
 from django_scim.utils import get_group_adapter, get_user_adapter
 
 from console.scim.auth import ScimTokenAuth, scim_error_response
+from console.scim.documents import json_depth_check
 from console.scim.filters import UnknownFilterAttribute
 from console.scim.schemas import MAX_RESULTS, published_schemas
 from console.scim.selectors import scim_queryset
@@ -48,6 +51,12 @@ class HavenScimView(views.SCIMView):
             response = View.dispatch(self, request, *args, **kwargs)
         except SCIMException as error:
             return scim_error_response(error.status, error.detail, error.scim_type)
+        except RequestDataTooBig:
+            return scim_error_response(413, "The body is too large")
+        except SuspiciousOperation as error:  # e.g. more query parameters than Django parses
+            return scim_error_response(400, str(error) or "The request was refused", "invalidSyntax")
+        except DataError:  # a value the database cannot hold or compare (a NUL byte, a lone surrogate)
+            return scim_error_response(400, "A value in the request cannot be stored or searched", "invalidValue")
         except Exception:  # noqa: BLE001 - a SCIM client gets a SCIM error, never a traceback
             logger.exception("SCIM request failed")
             return scim_error_response(500, "The request could not be completed")
@@ -57,8 +66,10 @@ class HavenScimView(views.SCIMView):
 
     def load_body(self, body: bytes) -> dict:
         try:
-            document = json.loads(body.decode(constants.ENCODING) or "{}")
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            text = body.decode(constants.ENCODING)
+            json_depth_check(text)
+            document = json.loads(text or "{}")
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
             raise BadRequestError(f"The body is not valid JSON: {error}", scim_type="invalidSyntax")
         if not isinstance(document, dict):
             raise BadRequestError("The body must be a JSON object", scim_type="invalidSyntax")

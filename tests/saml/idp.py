@@ -44,11 +44,14 @@ class TestIdP:
     metadata_xml: str
 
     def answer(self, login_redirect: str, email: str, *, sign: bool = True, sign_response: bool | None = None,
-               sha1: bool = False,
+               sha1: bool = False, sign_alg: str | None = None, digest_alg: str | None = None,
+               encrypt_for: str | None = None,
                audience: str | None = None, lifetime_minutes: int = 15, groups: tuple[str, ...] = (),
                parsed_by: "TestIdP | None" = None) -> dict:
         """Answer the AuthnRequest in the SP's redirect: the POST body for Haven's ACS.
 
+        `sha1`: SHA-1 signature and digest; `sign_alg`/`digest_alg` set either on its own.
+        `encrypt_for`: a PEM certificate; the assertion is sent as an EncryptedAssertion to it.
         `parsed_by`: another IdP reads the request (it was addressed to that one), this one signs.
         """
         query = parse_qs(urlparse(login_redirect).query)
@@ -63,7 +66,9 @@ class TestIdP:
             identity={"mail": [email], "displayName": ["Test Person"], "groups": list(groups)}, userid=email,
             name_id=NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=email), authn=AUTHN,
             sign_response=sign if sign_response is None else sign_response, sign_assertion=sign,
-            sign_alg=SIG_RSA_SHA1 if sha1 else SIG_RSA_SHA256, digest_alg=DIGEST_SHA1 if sha1 else DIGEST_SHA256,
+            sign_alg=sign_alg or (SIG_RSA_SHA1 if sha1 else SIG_RSA_SHA256),
+            digest_alg=digest_alg or (DIGEST_SHA1 if sha1 else DIGEST_SHA256),
+            **({"encrypt_assertion": True, "encrypt_cert_assertion": encrypt_for} if encrypt_for else {}),
             **args)
         return {"SAMLResponse": base64.b64encode(str(response).encode()).decode(),
                 "RelayState": query.get("RelayState", [""])[0]}

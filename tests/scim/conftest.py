@@ -1,8 +1,13 @@
 """SCIM peers: the identity provider of org A (and of org B) calling /scim/v2/ with its own token."""
 import json
+import os
+import subprocess
 
 import pytest
+from django.db import connection
 from django.test import Client
+
+from tests.support import REPO, VENV_BIN, free_port, http_ready, stop_process, wait_until
 
 SCIM_JSON = "application/scim+json"
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -55,6 +60,26 @@ def op(op: str, path: str | None = None, value=None) -> dict:
     return operation
 
 
+def verify_domains(org, *domains: str) -> None:
+    """What a Haven operator does once the organization proved it owns its domains."""
+    from accounts.models import SamlSettings
+
+    SamlSettings.objects.update_or_create(organization=org, defaults={"verified_domains": ",".join(domains)})
+
+
+@pytest.fixture
+def org_a(org_a):
+    """Org A, which verified a.example: its IdP provisions addresses there."""
+    verify_domains(org_a, "a.example")
+    return org_a
+
+
+@pytest.fixture
+def org_b(org_b):
+    verify_domains(org_b, "b.example")
+    return org_b
+
+
 @pytest.fixture
 def scim_token():
     from accounts.services import scim_token_issue
@@ -82,3 +107,21 @@ def provisioned(scim_a):
         return response.json()
 
     return _provisioned
+
+
+@pytest.fixture
+def live_haven(transactional_db, tmp_path):
+    """gunicorn on this test's database (transactional_db: the server sees committed rows)."""
+    database = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
+    env = {**os.environ, "DATABASE_URL": database, "HAVEN_TEST_DATABASE_NAME": "",
+           "HAVEN_DATA_DIR": str(tmp_path / "var"), "HAVEN_SECRET_KEY": "test-secret"}
+    url = f"http://127.0.0.1:{free_port()}"
+    with (tmp_path / "gunicorn.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(VENV_BIN / "gunicorn"), "config.wsgi", "--bind", url.removeprefix("http://"), "--workers", "2"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: http_ready(f"{url}/login/"), timeout=60, what="gunicorn to answer")
+            yield url
+        finally:
+            stop_process(process)

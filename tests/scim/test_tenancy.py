@@ -14,7 +14,7 @@ def engineering(org_a, bob):
 
 def _requests(kind: str, obj):
     path = f"{kind}/{obj.scim_id}"
-    body = user_body("taken@b.example") if kind == "Users" else group_body("Taken")
+    body = user_body("taken@a.example") if kind == "Users" else group_body("Taken")
     return [
         ("GET", lambda scim: scim.get(path)),
         ("PUT", lambda scim: scim.put(path, body)),

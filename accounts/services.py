@@ -16,8 +16,10 @@ from accounts.models import (
     Device,
     DeviceToken,
     EnrollmentCode,
+    Group,
     Organization,
     Role,
+    SamlSettings,
     ScimToken,
     User,
     WorkerHeartbeat,
@@ -316,6 +318,35 @@ def user_role_from_groups(*, user: User) -> User:
         user.role = role
         user.save(update_fields=["role"])
     return user
+
+
+@transaction.atomic
+def group_role_set(*, group: Group, role: str, actor: User) -> Group:
+    """Map a (SCIM-provisioned) group to a Haven role; its members' roles follow at once."""
+    if role not in {"", *Role.values}:
+        raise ValueError(f"Unknown role {role!r}")
+    group.role = role
+    group.save(update_fields=["role"])
+    for member in group.members.all():
+        user_role_from_groups(user=member)
+    audit_record(organization=group.organization, actor=actor, action="group.role", target_type="group",
+                 target_uuid=group.uuid, detail={"role": role})
+    return group
+
+
+@transaction.atomic
+def saml_settings_update(*, organization: Organization, actor: User, enabled: bool, idp_metadata_xml: str,
+                         idp_entity_id: str, idp_metadata_url: str, attribute_email: str, attribute_name: str,
+                         attribute_groups: str, jit_enabled: bool) -> SamlSettings:
+    """Save the organization's identity provider (metadata already fetched and parsed by the caller)."""
+    saml, _ = SamlSettings.objects.select_for_update().get_or_create(organization=organization)
+    saml.enabled, saml.jit_enabled = enabled, jit_enabled
+    saml.idp_metadata_xml, saml.idp_entity_id, saml.idp_metadata_url = idp_metadata_xml, idp_entity_id, idp_metadata_url
+    saml.attribute_email, saml.attribute_name, saml.attribute_groups = attribute_email, attribute_name, attribute_groups
+    saml.save()
+    audit_record(organization=organization, actor=actor, action="saml.settings.update", target_type="organization",
+                 target_uuid=organization.uuid, detail={"idp": idp_entity_id, "enabled": enabled, "jit": jit_enabled})
+    return saml
 
 
 # --- enrollment codes (agents of SSO users) -----------------------------------------------------

@@ -126,7 +126,7 @@ def _database() -> dict:
 DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# A database cache is shared by every web process (rate limits must be), on SQLite and PostgreSQL.
+# A database cache is shared by every web process, on SQLite and PostgreSQL (rate limits have their own table).
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",

@@ -27,6 +27,8 @@ def test_without_trusted_proxies_the_header_is_ignored():
     ("10.0.0.2", "not-an-address", "10.0.0.2"),
     ("10.0.0.2", "junk, 10.0.0.3", "10.0.0.3"),
     ("192.0.2.50", "203.0.113.5", "192.0.2.50"),  # an untrusted peer
+    ("10.0.0.2", "203.0.113.5:41234", "203.0.113.5"),
+    ("10.0.0.2", "[2001:db8::5]:443", "2001:db8::5"),
 ])
 def test_the_forwarded_header_is_walked_right_to_left_past_trusted_proxies(peer, forwarded, expected):
     assert address_of(peer, forwarded) == expected

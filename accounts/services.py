@@ -146,15 +146,16 @@ def credentials_check(*, email: str, password: str, address: str, via: str = "ap
     if at_pair > per_pair:
         raise _throttled(email=email, address=address, via=via, limit="account+address", count=at_pair,
                          maximum=per_pair, window=short)
-    if counter_bump(key=pair_day_key, window=day) <= per_pair:
+    counted = counter_bump(key=pair_day_key, window=day) <= per_pair
+    bumped.append(pair_day_key)
+    if counted:
         at_account = counter_bump(key=account_key, window=day)
         bumped.append(account_key)
     else:
         at_account = counter_value(key=account_key)
-    bumped.append(pair_day_key)
     ceiling = settings.HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT
     if at_account > ceiling and not marker_present(key=known_key):
-        raise _throttled(email=email, address=address, via=via, limit="account", count=at_account,
+        raise _throttled(email=email, address=address, via=via, limit="account", count=at_account if counted else 0,
                          maximum=ceiling, window=day)
     user = ModelBackend().authenticate(None, username=email, password=password)
     if user is None:

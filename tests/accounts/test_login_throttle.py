@@ -126,6 +126,8 @@ def test_past_the_account_ceiling_only_known_addresses_get_in(api, alice):
     owner = Client()
     assert console_login(owner, alice.email, PASSWORD, OWNER).status_code == 302 and signed_in(owner)
     assert enroll(api, alice, REMOTE_ADDR=OWNER).status_code == 201
+    ceiling_events = AuditEvent.objects.filter(action="login.throttle", detail__limit="account")
+    assert ceiling_events.count() == 1 and ceiling_events.get().target_uuid == alice.uuid
 
 
 @override_settings(HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT_ADDRESS=2, HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT=5)

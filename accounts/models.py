@@ -9,7 +9,22 @@ from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils.text import slugify
 from django_scim.models import AbstractSCIMGroupMixin, AbstractSCIMUserMixin
+
+
+class OrganizationManager(models.Manager):
+    def get_or_create_named(self, name: str) -> tuple["Organization", bool]:
+        """The organization called `name`, created with a free slug if there is none."""
+        existing = self.filter(name=name).first()
+        if existing:
+            return existing, False
+        base = slugify(name)[:50] or "org"
+        slug, counter = base, 1
+        while self.filter(slug=slug).exists():
+            counter += 1
+            slug = f"{base}-{counter}"
+        return self.create(name=name, slug=slug), True
 
 
 class Organization(models.Model):
@@ -17,6 +32,8 @@ class Organization(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=60, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrganizationManager()
 
     def __str__(self) -> str:
         return self.name
@@ -45,9 +62,7 @@ class UserManager(BaseUserManager):
         fields.setdefault("is_staff", True)
         fields.setdefault("is_superuser", True)
         if fields.get("organization") is None:
-            from accounts.services import organization_get_or_create
-
-            fields["organization"], _ = organization_get_or_create(name="Operators")
+            fields["organization"], _ = Organization.objects.get_or_create_named("Operators")
         fields.setdefault("role", Role.ORG_ADMIN)
         return self.create_user(email, password, **fields)
 
@@ -229,3 +244,15 @@ class EnrollmentCode(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
+
+
+class LoginCounter(models.Model):
+    """A rate-limit counter of password and code checks (accounts/throttle.py), or a marker.
+
+    A table rather than the cache: the count must be incremented atomically by every web process
+    (Django's database cache increments by read-then-write and resets the expiry on each write).
+    """
+
+    key = models.CharField(max_length=200, unique=True)
+    count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)

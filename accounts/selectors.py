@@ -8,17 +8,38 @@ import uuid
 from django.db.models import QuerySet
 from django.http import Http404
 
-from accounts.models import AuditEvent, Device, Role, User, WorkerHeartbeat
+from accounts.models import (
+    AuditEvent,
+    Device,
+    Group,
+    Organization,
+    Role,
+    SamlSettings,
+    ScimToken,
+    User,
+    WorkerHeartbeat,
+)
 
 # Roles that see every device and user of their organization.
 ORG_WIDE_ROLES = {Role.ORG_ADMIN, Role.SECURITY_ANALYST, Role.RESTORE_OPERATOR}
 
 
-def parse_uuid_or_404(value) -> uuid.UUID:
+def parse_uuid_or_404(value, kind: str = "object") -> uuid.UUID:
     try:
         return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
     except (TypeError, ValueError):
-        raise Http404("No such object") from None
+        raise Http404(f"No such {kind}") from None
+
+
+def one_or_404(queryset: QuerySet, object_uuid, *, kind: str):
+    """The row of `queryset` (already scoped to the caller) with this UUID.
+
+    Every `<kind>_for_user` ends here, so "malformed", "absent" and "not yours" are one answer.
+    """
+    found = queryset.filter(uuid=parse_uuid_or_404(object_uuid, kind)).first()
+    if found is None:
+        raise Http404(f"No such {kind}")
+    return found
 
 
 def users_visible_to(actor: User) -> QuerySet[User]:
@@ -29,10 +50,7 @@ def users_visible_to(actor: User) -> QuerySet[User]:
 
 
 def user_for_user(actor: User, user_uuid) -> User:
-    found = users_visible_to(actor).filter(uuid=parse_uuid_or_404(user_uuid)).first()
-    if found is None:
-        raise Http404("No such user")
-    return found
+    return one_or_404(users_visible_to(actor), user_uuid, kind="user")
 
 
 def devices_visible_to(actor: User) -> QuerySet[Device]:
@@ -43,10 +61,33 @@ def devices_visible_to(actor: User) -> QuerySet[Device]:
 
 
 def device_for_user(actor: User, device_uuid) -> Device:
-    found = devices_visible_to(actor).filter(uuid=parse_uuid_or_404(device_uuid)).first()
-    if found is None:
-        raise Http404("No such device")
-    return found
+    return one_or_404(devices_visible_to(actor), device_uuid, kind="device")
+
+
+def groups_visible_to(actor: User) -> QuerySet[Group]:
+    """Groups and their role mapping are the administrators' business."""
+    if actor.role != Role.ORG_ADMIN:
+        return Group.objects.none()
+    return Group.objects.filter(organization_id=actor.organization_id)
+
+
+def group_for_user(actor: User, group_uuid) -> Group:
+    return one_or_404(groups_visible_to(actor), group_uuid, kind="group")
+
+
+def scim_tokens_visible_to(actor: User) -> QuerySet[ScimToken]:
+    if actor.role != Role.ORG_ADMIN:
+        return ScimToken.objects.none()
+    return ScimToken.objects.filter(organization_id=actor.organization_id)
+
+
+def scim_token_for_user(actor: User, token_uuid) -> ScimToken:
+    return one_or_404(scim_tokens_visible_to(actor), token_uuid, kind="token")
+
+
+def saml_settings_of(organization: Organization) -> SamlSettings:
+    """The organization's SAML settings; unsaved defaults if it never had any (a read writes nothing)."""
+    return SamlSettings.objects.filter(organization=organization).first() or SamlSettings(organization=organization)
 
 
 def audit_events_visible_to(actor: User) -> QuerySet[AuditEvent]:

@@ -1,29 +1,33 @@
 """Writes of the accounts app: organizations, users, devices, tokens, the audit log."""
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth import authenticate
-from django.core.cache import cache
+from django.contrib.auth.backends import ModelBackend
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
-from django.utils.text import slugify
 
 from accounts.models import (
     AuditEvent,
     Device,
     DeviceToken,
     EnrollmentCode,
+    Group,
     Organization,
     Role,
+    SamlSettings,
     ScimToken,
     User,
     WorkerHeartbeat,
 )
 from accounts.selectors import org_admin_emails
+from accounts.throttle import counter_bump, counter_unbump, counter_value, marker_present, marker_set
+
+logger = logging.getLogger(__name__)
 
 DEVICE_TOKEN_PREFIX = "hvd_"
 SCIM_TOKEN_PREFIX = "hvs_"
@@ -61,15 +65,7 @@ def audit_record(
 
 
 def organization_get_or_create(*, name: str) -> tuple[Organization, bool]:
-    existing = Organization.objects.filter(name=name).first()
-    if existing:
-        return existing, False
-    base = slugify(name)[:50] or "org"
-    slug, counter = base, 1
-    while Organization.objects.filter(slug=slug).exists():
-        counter += 1
-        slug = f"{base}-{counter}"
-    return Organization.objects.create(name=name, slug=slug), True
+    return Organization.objects.get_or_create_named(name)
 
 
 @dataclass
@@ -98,32 +94,76 @@ def user_ensure(*, organization: Organization, email: str, role: str, password: 
     return UserEnsured(user, True)
 
 
-def _throttle_keys(email: str, address: str) -> tuple[str, str]:
-    account = hashlib.sha256(email.strip().lower().encode()).hexdigest()
-    return f"auth-fail:account:{account}", f"auth-try:address:{address}"
+# --- password and code checks, rate-limited (docs/decisions.md "Login throttling") -----------
+
+def _account_hash(email: str) -> str:
+    return hashlib.sha256(email.encode()).hexdigest()[:32]
 
 
-def _bump(key: str, window_seconds: int) -> int:
-    cache.add(key, 0, timeout=window_seconds)
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=window_seconds)
-        return 1
-
-
-def credentials_check(*, email: str, password: str, address: str) -> User:
-    """Check an email and password, rate-limited per account (failures) and per address (attempts)."""
-    window = int(settings.HAVEN_AUTH_WINDOW.total_seconds())
-    account_key, address_key = _throttle_keys(email, address)
-    if _bump(address_key, window) > settings.HAVEN_AUTH_MAX_ATTEMPTS_PER_ADDRESS:
-        raise AuthenticationThrottled(window)
-    if (cache.get(account_key) or 0) >= settings.HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT:
-        raise AuthenticationThrottled(window)
-    user = authenticate(username=email.strip().lower(), password=password)
+def _login_audit(*, email: str, action: str, address: str, via: str, detail: dict | None = None) -> None:
+    """Audit a refused sign-in against the account it named, if there is such an account."""
+    user = User.objects.filter(email__iexact=email).select_related("organization").first() if email else None
     if user is None:
-        _bump(account_key, window)
+        logger.warning("%s for an unknown account from %s via %s", action, address or "?", via)
+        return
+    audit_record(organization=user.organization, actor=None, actor_label=f"sign-in from {address or '?'}",
+                 action=action, target_type="user", target_uuid=user.uuid,
+                 detail={"address": address, "via": via, **(detail or {})})
+
+
+def _throttled(*, email: str, address: str, via: str, limit: str, count: int, maximum: int,
+               window: timedelta) -> AuthenticationThrottled:
+    if count == maximum + 1:  # audited once per window, not once per hammering request
+        _login_audit(email=email, action="login.throttle", address=address, via=via, detail={"limit": limit})
+    return AuthenticationThrottled(int(window.total_seconds()))
+
+
+def credentials_check(*, email: str, password: str, address: str, via: str = "api/v1/enroll") -> User:
+    """Check an email and password: the only password check Haven makes (console, /admin/, agents).
+
+    Limits: failures from one address (any account); failures for one account from one address;
+    and a much higher ceiling per account over a day, to which one address adds at most its
+    per-address share. Past the ceiling, only addresses the account signed in from before still get
+    a password check: knowing someone's email is not enough to lock them out.
+    """
+    email = email.strip().lower()
+    short, day = settings.HAVEN_AUTH_WINDOW, settings.HAVEN_AUTH_ACCOUNT_WINDOW
+    per_pair = settings.HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT_ADDRESS
+    account = _account_hash(email)
+    address_key = f"address:{address}"
+    pair_key, pair_day_key = f"pair:{account}:{address}", f"pair-day:{account}:{address}"
+    account_key, known_key = f"account:{account}", f"known:{account}:{address}"
+    # Each check counts before the password is verified, so parallel guesses cannot slip past a
+    # limit together; the rightful owner's successful attempt is taken back afterwards.
+    bumped = []
+    at_address = counter_bump(key=address_key, window=short)
+    bumped.append(address_key)
+    if at_address > settings.HAVEN_AUTH_MAX_ATTEMPTS_PER_ADDRESS:
+        raise _throttled(email=email, address=address, via=via, limit="address", count=at_address,
+                         maximum=settings.HAVEN_AUTH_MAX_ATTEMPTS_PER_ADDRESS, window=short)
+    at_pair = counter_bump(key=pair_key, window=short)
+    bumped.append(pair_key)
+    if at_pair > per_pair:
+        raise _throttled(email=email, address=address, via=via, limit="account+address", count=at_pair,
+                         maximum=per_pair, window=short)
+    counted = counter_bump(key=pair_day_key, window=day) <= per_pair
+    bumped.append(pair_day_key)
+    if counted:
+        at_account = counter_bump(key=account_key, window=day)
+        bumped.append(account_key)
+    else:
+        at_account = counter_value(key=account_key)
+    ceiling = settings.HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT
+    if at_account > ceiling and not marker_present(key=known_key):
+        raise _throttled(email=email, address=address, via=via, limit="account", count=at_account if counted else 0,
+                         maximum=ceiling, window=day)
+    user = ModelBackend().authenticate(None, username=email, password=password)
+    if user is None:
+        _login_audit(email=email, action="login.failure", address=address, via=via)
         raise AuthenticationRefused("Wrong email or password")
+    for key in bumped:
+        counter_unbump(key=key)
+    marker_set(key=known_key, lifetime=timedelta(days=settings.HAVEN_AUTH_KNOWN_ADDRESS_DAYS))
     return user
 
 
@@ -281,6 +321,35 @@ def user_role_from_groups(*, user: User) -> User:
     return user
 
 
+@transaction.atomic
+def group_role_set(*, group: Group, role: str, actor: User) -> Group:
+    """Map a (SCIM-provisioned) group to a Haven role; its members' roles follow at once."""
+    if role not in {"", *Role.values}:
+        raise ValueError(f"Unknown role {role!r}")
+    group.role = role
+    group.save(update_fields=["role"])
+    for member in group.members.all():
+        user_role_from_groups(user=member)
+    audit_record(organization=group.organization, actor=actor, action="group.role", target_type="group",
+                 target_uuid=group.uuid, detail={"role": role})
+    return group
+
+
+@transaction.atomic
+def saml_settings_update(*, organization: Organization, actor: User, enabled: bool, idp_metadata_xml: str,
+                         idp_entity_id: str, idp_metadata_url: str, attribute_email: str, attribute_name: str,
+                         attribute_groups: str, jit_enabled: bool) -> SamlSettings:
+    """Save the organization's identity provider (metadata already fetched and parsed by the caller)."""
+    saml, _ = SamlSettings.objects.select_for_update().get_or_create(organization=organization)
+    saml.enabled, saml.jit_enabled = enabled, jit_enabled
+    saml.idp_metadata_xml, saml.idp_entity_id, saml.idp_metadata_url = idp_metadata_xml, idp_entity_id, idp_metadata_url
+    saml.attribute_email, saml.attribute_name, saml.attribute_groups = attribute_email, attribute_name, attribute_groups
+    saml.save()
+    audit_record(organization=organization, actor=actor, action="saml.settings.update", target_type="organization",
+                 target_uuid=organization.uuid, detail={"idp": idp_entity_id, "enabled": enabled, "jit": jit_enabled})
+    return saml
+
+
 # --- enrollment codes (agents of SSO users) -----------------------------------------------------
 
 ENROLLMENT_CODE_MINUTES = 10
@@ -297,14 +366,15 @@ def enrollment_code_issue(*, user: User) -> str:
 
 def enrollment_code_redeem(*, code: str, address: str) -> User:
     """The user behind a valid, unused, unexpired code; the code is spent. Rate-limited by address."""
-    window = int(settings.HAVEN_AUTH_WINDOW.total_seconds())
-    if _bump(f"auth-try:address:{address}", window) > settings.HAVEN_AUTH_MAX_ATTEMPTS_PER_ADDRESS:
-        raise AuthenticationThrottled(window)
+    window, address_key = settings.HAVEN_AUTH_WINDOW, f"address:{address}"
+    if counter_bump(key=address_key, window=window) > settings.HAVEN_AUTH_MAX_ATTEMPTS_PER_ADDRESS:
+        raise AuthenticationThrottled(int(window.total_seconds()))
     normalized = code.replace("-", "").replace(" ", "").upper()
     spent = EnrollmentCode.objects.filter(code_hash=_token_hash(normalized), used_at__isnull=True,
                                           expires_at__gt=timezone.now()).update(used_at=timezone.now())
     if spent != 1:
         raise AuthenticationRefused("The code is wrong, used or expired; get a new one in the console")
+    counter_unbump(key=address_key)
     user = EnrollmentCode.objects.select_related("user").get(code_hash=_token_hash(normalized)).user
     if not user.is_active:
         raise AuthenticationRefused("The account is deactivated")

@@ -15,6 +15,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.network import client_address
 from accounts.selectors import parse_uuid_or_404
 from accounts.services import (
     AuthenticationRefused,
@@ -92,7 +93,7 @@ class EnrollApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
-        address = request.META.get("REMOTE_ADDR", "")
+        address = client_address(request)
         try:
             if fields.get("code"):
                 user = enrollment_code_redeem(code=fields["code"], address=address)

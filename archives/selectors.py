@@ -3,10 +3,9 @@ from collections import defaultdict
 from datetime import datetime
 
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import Http404
 
 from accounts.models import Device, Role, User
-from accounts.selectors import parse_uuid_or_404
+from accounts.selectors import one_or_404
 from archives.models import Archive, BackupRun, Block, FileVersion
 from archives.storage import pack_storage
 from formats.frames import frame_decode, manifest_frame_parse
@@ -23,26 +22,23 @@ def archives_visible_to(actor: User) -> QuerySet[Archive]:
 
 
 def archive_for_user(actor: User, archive_uuid) -> Archive:
-    found = archives_visible_to(actor).filter(uuid=parse_uuid_or_404(archive_uuid)).first()
-    if found is None:
-        raise Http404("No such archive")
-    return found
+    return one_or_404(archives_visible_to(actor), archive_uuid, kind="archive")
 
 
-def archives_readable_by_device(device: Device) -> QuerySet[Archive]:
+def archives_visible_to_device(device: Device) -> QuerySet[Archive]:
     """A device reads every archive of its own user (same key: computer replacement)."""
     return Archive.objects.filter(organization_id=device.organization_id, user_id=device.owner_id).select_related("device")
 
 
 def archive_for_device(device: Device, archive_uuid, *, write: bool = False) -> Archive:
     """A device writes only its own archive; reads its user's archives; 404 otherwise."""
-    archives = archives_readable_by_device(device)
+    archives = archives_visible_to_device(device)
     if write:
         archives = archives.filter(device=device)
-    found = archives.filter(uuid=parse_uuid_or_404(archive_uuid)).first()
-    if found is None:
-        raise Http404("No such archive")
-    return found
+    return one_or_404(archives, archive_uuid, kind="archive")
+
+
+archives_readable_by_device = archives_visible_to_device  # the name agentapi used first
 
 
 # --- versions and blocks ----------------------------------------------------------------------

@@ -4,6 +4,7 @@ With no environment at all Haven runs its embedded defaults: SQLite, packs under
 a filesystem Celery broker. Production sets DATABASE_URL, CELERY_BROKER_URL, HAVEN_SECRET_KEY,
 HAVEN_DEBUG=0 and the Vault variables (VAULT_ADDR, VAULT_CACERT, VAULT_TOKEN, ...).
 """
+import ipaddress
 import os
 import secrets
 import shutil
@@ -125,7 +126,7 @@ def _database() -> dict:
 DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# A database cache is shared by every web process (rate limits must be), on SQLite and PostgreSQL.
+# A database cache is shared by every web process, on SQLite and PostgreSQL (rate limits have their own table).
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
@@ -135,7 +136,7 @@ CACHES = {
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.ThrottledModelBackend",  # every password check is rate-limited and audited
     "console.saml.backends.OrganizationSamlBackend",
 ]
 
@@ -225,10 +226,24 @@ SCIM_SERVICE_PROVIDER = {
     }],
 }
 
-# Enrollment and login throttles: failures per account, attempts per client address.
+# Password and enrollment-code throttles (console, /admin/, enrollment; docs/decisions.md): failed
+# attempts per client address and per (account, address) in a short window, and a per-account
+# ceiling over a long one past which only addresses the account signed in from recently get in.
 HAVEN_AUTH_WINDOW = timedelta(minutes=env_int("HAVEN_AUTH_WINDOW_MINUTES", 15))
-HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT = env_int("HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT", 10)
 HAVEN_AUTH_MAX_ATTEMPTS_PER_ADDRESS = env_int("HAVEN_AUTH_MAX_ATTEMPTS_PER_ADDRESS", 50)
+HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT_ADDRESS = env_int("HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT_ADDRESS", 10)
+HAVEN_AUTH_ACCOUNT_WINDOW = timedelta(hours=env_int("HAVEN_AUTH_ACCOUNT_WINDOW_HOURS", 24))
+HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT = env_int("HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT", 100)
+HAVEN_AUTH_KNOWN_ADDRESS_DAYS = env_int("HAVEN_AUTH_KNOWN_ADDRESS_DAYS", 30)
+# Reverse proxies whose forwarded header names the client (addresses or CIDRs, comma-separated);
+# from any other peer the header is ignored and REMOTE_ADDR is the client (accounts/network.py).
+HAVEN_TRUSTED_PROXIES = env_list("HAVEN_TRUSTED_PROXIES", [])
+HAVEN_TRUSTED_PROXY_HEADER = env_str("HAVEN_TRUSTED_PROXY_HEADER", "X-Forwarded-For")
+for _proxy in HAVEN_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"HAVEN_TRUSTED_PROXIES: {_proxy!r} is not an address or CIDR") from None
 
 # Celery: the embedded default needs no broker server (kombu's filesystem transport).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

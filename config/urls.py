@@ -3,6 +3,11 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from accounts.forms import AdminLoginForm
+
+# The admin's password login goes through the same throttle as the console's.
+admin.site.login_form = AdminLoginForm
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("agentapi.urls")),

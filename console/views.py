@@ -2,29 +2,33 @@
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.db import transaction
 from django.db.models import Max, Q
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.models import Role, SamlSettings, ScimToken
+from accounts.models import Role
 from accounts.selectors import (
     audit_events_visible_to,
     device_for_user,
     devices_visible_to,
-    parse_uuid_or_404,
+    group_for_user,
+    groups_visible_to,
+    saml_settings_of,
+    scim_token_for_user,
+    scim_tokens_visible_to,
     worker_last_seen,
 )
 from accounts.services import (
     PermissionRefused,
-    audit_record,
     device_deauthorize,
     device_reauthorize,
     enrollment_code_issue,
+    group_role_set,
+    saml_settings_update,
     scim_token_issue,
     scim_token_revoke,
-    user_role_from_groups,
 )
 from archives.selectors import archives_visible_to
 from console.forms import EmailLoginForm, MigrationForm, PrivateKeystoreForm, SamlSettingsForm
@@ -41,6 +45,12 @@ class LoginView(auth_views.LoginView):
     template_name = "console/login.html"
     authentication_form = EmailLoginForm
     redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.has_error(NON_FIELD_ERRORS, "throttled"):
+            response.status_code = 429
+        return response
 
 
 @login_required
@@ -138,7 +148,7 @@ def saml_settings(request):
     """The organization's identity provider, and what to tell that IdP about Haven's SP."""
     _require_admin(request.user)
     organization = request.user.organization
-    saml, _ = SamlSettings.objects.get_or_create(organization=organization)
+    saml = saml_settings_of(organization)
     form = SamlSettingsForm(initial={
         "enabled": saml.enabled, "metadata_url": saml.idp_metadata_url, "attribute_email": saml.attribute_email,
         "attribute_name": saml.attribute_name, "attribute_groups": saml.attribute_groups,
@@ -156,14 +166,11 @@ def saml_settings(request):
             except MetadataError as error:
                 form.add_error(None, str(error))
             else:
-                saml.idp_metadata_xml, saml.idp_entity_id = xml, entity_id
-                saml.idp_metadata_url = data["metadata_url"] or ""
-                for field in ("enabled", "attribute_email", "attribute_name", "attribute_groups", "jit_enabled"):
-                    setattr(saml, field, data[field])
-                saml.save()
-                audit_record(organization=organization, actor=request.user, action="saml.settings.update",
-                             target_type="organization", target_uuid=organization.uuid,
-                             detail={"idp": entity_id, "enabled": saml.enabled, "jit": saml.jit_enabled})
+                saml_settings_update(
+                    organization=organization, actor=request.user, enabled=data["enabled"], idp_metadata_xml=xml,
+                    idp_entity_id=entity_id, idp_metadata_url=data["metadata_url"] or "",
+                    attribute_email=data["attribute_email"], attribute_name=data["attribute_name"],
+                    attribute_groups=data["attribute_groups"], jit_enabled=data["jit_enabled"])
                 messages.success(request, "Single sign-on settings saved.")
                 return redirect("console:sso")
     return render(request, "console/sso.html", {"form": form, "saml": saml,
@@ -181,14 +188,13 @@ def scim_tokens(request):
         new_token = scim_token_issue(organization=organization, label=request.POST.get("label", "")[:100],
                                      actor=request.user)
     elif request.method == "POST" and request.POST.get("action") == "revoke":
-        token = get_object_or_404(ScimToken, organization=organization, uuid=parse_uuid_or_404(request.POST.get("token")))
-        scim_token_revoke(token=token, actor=request.user)
+        scim_token_revoke(token=scim_token_for_user(request.user, request.POST.get("token")), actor=request.user)
         messages.success(request, "The token was revoked.")
         return redirect("console:scim-tokens")
-    groups = organization.groups.order_by("name")
     return render(request, "console/scim.html", {
-        "tokens": organization.scim_tokens.order_by("-created_at"), "new_token": new_token, "groups": groups,
-        "roles": Role.choices, "scim_url": public_base(request) + "/scim/v2"})
+        "tokens": scim_tokens_visible_to(request.user).order_by("-created_at"), "new_token": new_token,
+        "groups": groups_visible_to(request.user).order_by("name"), "roles": Role.choices,
+        "scim_url": public_base(request) + "/scim/v2"})
 
 
 @login_required
@@ -196,15 +202,10 @@ def scim_tokens(request):
 def group_role(request, group_id):
     """Map a (SCIM-provisioned) group to a Haven role; members' roles follow at once."""
     _require_admin(request.user)
-    group = get_object_or_404(request.user.organization.groups, uuid=parse_uuid_or_404(group_id))
+    group = group_for_user(request.user, group_id)
     role = request.POST.get("role", "")
     if role not in {"", *Role.values}:
         raise PermissionDenied("Unknown role")
-    group.role = role
-    group.save(update_fields=["role"])
-    for member in group.members.all():
-        user_role_from_groups(user=member)
-    audit_record(organization=group.organization, actor=request.user, action="group.role", target_type="group",
-                 target_uuid=group.uuid, detail={"role": role})
+    group_role_set(group=group, role=role, actor=request.user)
     messages.success(request, f"Members of {group.name} now get the role {role or '(none)'}.")
     return redirect("console:scim-tokens")

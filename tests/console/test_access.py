@@ -124,3 +124,35 @@ def test_key_access_history_is_scoped(browser_for, alice, bob, mallory):
     assert "mallory" not in admin_page
     own_page = browser_for(bob).get("/keys/history/").content.decode()
     assert "device of bob@a.example" in own_page and "device of alice@a.example" not in own_page
+
+
+def test_every_access_helper_gives_one_404_for_malformed_absent_and_not_yours(enrolled, alice, mallory):
+    import uuid
+
+    from django.http import Http404
+
+    from accounts.models import Group
+    from accounts.selectors import group_for_user, scim_token_for_user
+    from accounts.services import scim_token_issue
+
+    device = Device.objects.get(uuid=enrolled(alice).enrollment["device_id"])
+    group = Group.objects.create(organization=alice.organization, name="Staff")
+    scim_token_issue(organization=alice.organization)
+    token = alice.organization.scim_tokens.get()
+    for helper, row, kind in [(user_for_user, alice, "user"), (device_for_user, device, "device"),
+                              (archive_for_user, device.archives.get(), "archive"), (group_for_user, group, "group"),
+                              (scim_token_for_user, token, "token")]:
+        assert helper(alice, row.uuid) == row
+        answers = []
+        for actor, value in [(alice, "not-a-uuid"), (alice, uuid.uuid4()), (mallory, row.uuid)]:
+            with pytest.raises(Http404) as refused:
+                helper(actor, value)
+            answers.append(str(refused.value))
+        assert answers == [f"No such {kind}"] * 3, helper.__name__
+
+
+def test_the_device_helpers_of_archives_keep_their_old_name(enrolled, alice):
+    from archives.selectors import archives_readable_by_device, archives_visible_to_device
+
+    device = Device.objects.get(uuid=enrolled(alice).enrollment["device_id"])
+    assert list(archives_readable_by_device(device)) == list(archives_visible_to_device(device)) == [device.archives.get()]

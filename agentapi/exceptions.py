@@ -28,3 +28,29 @@ def haven_exception_handler(exc, context):
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response.data = {"detail": str(detail), "code": code}
     return response
+
+
+# --- the API's own errors (agents switch on `code`) -----------------------------------------
+
+class LengthRequired(exceptions.APIException):
+    status_code = 411
+    default_detail = "A Content-Length header is required"
+    default_code = "length_required"
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = "The request body is too large"
+    default_code = "batch_too_large"
+
+
+class KeyNotEscrowedError(exceptions.APIException):
+    status_code = 409
+    default_detail = "The user's key is not escrowed yet: no block is accepted before it is"
+    default_code = "key_not_escrowed"
+
+
+class KeystoreUnavailableError(exceptions.APIException):
+    status_code = 503
+    default_detail = "The keystore is unavailable; try again later"
+    default_code = "keystore_unavailable"

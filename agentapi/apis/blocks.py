@@ -9,9 +9,7 @@ from rest_framework.views import APIView
 from agentapi.apis.common import HexBlockIdField, body_limit, run_for
 from agentapi.exceptions import KeyNotEscrowedError, PayloadTooLarge
 from archives.selectors import BlocksNotFound, FetchTooLarge, archive_for_device, blocks_read
-from archives.services import BatchInvalid, blocks_ingest, blocks_missing
-from keystore.models import UserKey
-from keystore.selectors import escrowed_key_of
+from archives.services import BatchInvalid, BlocksBeforeEscrow, blocks_ingest, blocks_missing
 
 
 class BlocksMissingApi(APIView):
@@ -38,14 +36,13 @@ class BlocksUploadApi(APIView):
         length = body_limit(request, settings.HAVEN_MAX_BATCH_BYTES)
         archive = archive_for_device(request.user.device, archive_id, write=True)
         run = run_for(archive, request.query_params.get("run"))
-        escrowed = escrowed_key_of(archive.user)
-        if escrowed is None or escrowed.state != UserKey.State.ESCROWED:
-            raise KeyNotEscrowedError()
         body = request._request.read(length)
         if len(body) != length:
             raise exceptions.ParseError("The request body ended early", code="invalid_batch")
         try:
-            result = blocks_ingest(archive=archive, body=body, run=run, key_id=bytes.fromhex(escrowed.key_id))
+            result = blocks_ingest(archive=archive, body=body, run=run)
+        except BlocksBeforeEscrow:
+            raise KeyNotEscrowedError() from None
         except BatchInvalid as invalid:
             raise exceptions.ParseError(f"Invalid upload batch: {invalid}", code="invalid_batch") from None
         return Response({"stored": result.stored, "duplicates": result.duplicates,

@@ -8,7 +8,7 @@ from rest_framework import exceptions
 
 from archives.services import VersionIn, block_id_parse
 
-_PATH_ID = re.compile(r"[0-9a-f]{64}")
+PATH_ID = re.compile(r"[0-9a-f]{64}")
 MAX_MANIFEST_B64 = 64 * 1024 * 1024
 
 
@@ -26,7 +26,7 @@ def versions_parse(items: list) -> list[VersionIn]:
         except ValueError:
             problems["version_id"] = ["must be a UUID"]
         path_id = item.get("path_id")
-        if not isinstance(path_id, str) or not _PATH_ID.fullmatch(path_id):
+        if not isinstance(path_id, str) or not PATH_ID.fullmatch(path_id):
             problems["path_id"] = ["must be 64 lowercase hexadecimal characters"]
         deleted = item.get("deleted", False)
         if not isinstance(deleted, bool):

@@ -6,6 +6,10 @@ from agentapi.exceptions import LengthRequired, PayloadTooLarge
 from archives.models import BackupRun
 from archives.services import block_id_parse
 
+# The largest integer a BigIntegerField holds (PostgreSQL bigint, SQLite INTEGER): a larger one
+# reaches the database and fails there as a 500, after the request was accepted.
+MAX_BIGINT = 2 ** 63 - 1
+
 
 def body_limit(request, limit: int) -> int:
     """Refuse a body over `limit` before reading it (413), and one without a length (411)."""

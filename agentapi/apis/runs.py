@@ -4,7 +4,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentapi.apis.common import body_limit, run_for
+from agentapi.apis.common import MAX_BIGINT, body_limit, run_for
 from archives.selectors import archive_for_device
 from archives.services import backup_run_finish, backup_run_start
 
@@ -24,10 +24,10 @@ class RunStartApi(APIView):
 class RunFinishApi(APIView):
     class InputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=["completed", "failed", "interrupted"])
-        files_scanned = serializers.IntegerField(min_value=0, default=0)
-        bytes_scanned = serializers.IntegerField(min_value=0, default=0)
-        files_changed = serializers.IntegerField(min_value=0, default=0)
-        bytes_sent = serializers.IntegerField(min_value=0, default=0)
+        files_scanned = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, default=0)
+        bytes_scanned = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, default=0)
+        files_changed = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, default=0)
+        bytes_sent = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, default=0)
         errors = serializers.ListField(child=serializers.CharField(max_length=2000), max_length=1000, default=list)
 
     @extend_schema(request=InputSerializer, responses={200: None})

@@ -1,6 +1,6 @@
 """Versions: list them (a point in time, or one path's history) and commit new ones."""
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -9,10 +9,12 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentapi.apis.common import body_limit, run_for
-from agentapi.versions_input import versions_parse
+from agentapi.apis.common import MAX_BIGINT, body_limit, run_for
+from agentapi.versions_input import PATH_ID, versions_parse
 from archives.selectors import archive_for_device, manifests_read, versions_at, versions_of_path
 from archives.services import MissingBlocks, VersionsInvalid, versions_commit
+
+QUERY_RULES = "limit is 1 to 1000, after a non-negative integer, at an ISO 8601 time"
 
 
 class VersionsApi(APIView):
@@ -37,13 +39,20 @@ class VersionsApi(APIView):
             limit = int(params.get("limit", 1000))
             after = int(params.get("after", 0))
             at = datetime.fromisoformat(params["at"]) if params.get("at") else timezone.now()
-            if not 1 <= limit <= 1000 or after < 0:
+            if not 1 <= limit <= 1000 or not 0 <= after <= MAX_BIGINT:
                 raise ValueError
         except ValueError:
-            raise exceptions.ValidationError(
-                {"query": ["limit is 1 to 1000, after a non-negative integer, at an ISO 8601 time"]}) from None
+            raise exceptions.ValidationError({"query": [QUERY_RULES]}) from None
         if timezone.is_naive(at):
             raise exceptions.ValidationError({"at": ["give a time zone, e.g. 2026-01-31T12:00:00+00:00"]})
+        try:
+            # The database compares in UTC; a time with no UTC calendar date (9999-12-31T23:59-23:59)
+            # would otherwise fail there, as a 500.
+            at = at.astimezone(UTC)
+        except OverflowError:
+            raise exceptions.ValidationError({"query": [QUERY_RULES]}) from None
+        if params.get("path_id") and not PATH_ID.fullmatch(params["path_id"]):
+            raise exceptions.ValidationError({"path_id": ["must be 64 lowercase hexadecimal characters"]})
         if params.get("path_id"):
             versions = versions_of_path(archive, path_id=params["path_id"], limit=limit)
             next_cursor = None

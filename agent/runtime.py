@@ -105,6 +105,8 @@ class ChangeWatcher(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type not in _CHANGE_EVENTS:
             return
+        if event.is_directory and event.event_type in ("modified", "attrib"):
+            return  # a directory changes with its entries, whose own events say what changed
         paths = [os.fsdecode(event.src_path)] + ([os.fsdecode(event.dest_path)] if event.dest_path else [])
         if all(self.ignored(path) for path in paths):
             return

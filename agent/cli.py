@@ -128,7 +128,9 @@ def cmd_backup(args) -> int:
     try:
         engine = BackupEngine(client=client, keys=keys, archive_id=config.archive_id, state=state)
         roots = [os.path.abspath(path) for path in args.paths]
-        preview = scan(roots, state.lookup_all())
+        # The exclusions of the last policy `run` or `status` fetched (none before the first).
+        policy = policy_cache_load(args.config) or Policy()
+        preview = scan(roots, state.lookup_all(), exclude=policy.exclusions(extra=[str(args.config.resolve())]))
         with progress_bar("Backing up", total_files=len(preview.changed),
                           total_bytes=sum(e.size for e in preview.changed)) as advance:
             engine.on_progress = advance

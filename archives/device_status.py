@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Device, User
-from accounts.services import audit_record
+from accounts.services import audit_record, device_touch
 from archives.policy_models import DeviceStatus
 
 COMMAND_BACKUP_NOW = "backup_now"
@@ -22,19 +22,31 @@ class DeviceCommand:
     detail: dict
 
 
+# A fleet reports every 30 s; an unchanged report is written at most this often (reported_at
+# then says "still alive" to within this much).
+UNCHANGED_WRITE_SECONDS = 300
+_REPORTED = ("state", "last_result", "selection_files", "selection_bytes", "pending_bytes", "agent_version",
+             "policy_etag")
+
+
 @transaction.atomic
 def device_status_report(*, device: Device, state: str, last_result: dict, selection_files: int,
                          selection_bytes: int, pending_bytes: int, agent_version: str,
                          policy_etag: str = "") -> list[DeviceCommand]:
-    status, _ = DeviceStatus.objects.get_or_create(device=device)
-    status.state = state
-    status.last_result = last_result
-    status.selection_files, status.selection_bytes, status.pending_bytes = selection_files, selection_bytes, pending_bytes
-    status.agent_version = agent_version
-    status.policy_etag = policy_etag
-    status.reported_at = timezone.now()
-    status.save(update_fields=["state", "last_result", "selection_files", "selection_bytes", "pending_bytes",
-                               "agent_version", "policy_etag", "reported_at"])
+    status, created = DeviceStatus.objects.get_or_create(device=device)
+    report = {"state": state, "last_result": last_result, "selection_files": selection_files,
+              "selection_bytes": selection_bytes, "pending_bytes": pending_bytes, "agent_version": agent_version,
+              "policy_etag": policy_etag}
+    now = timezone.now()
+    unchanged = all(getattr(status, name) == report[name] for name in _REPORTED)
+    if created or not unchanged or status.reported_at is None or \
+            (now - status.reported_at).total_seconds() >= UNCHANGED_WRITE_SECONDS:
+        for name, value in report.items():
+            setattr(status, name, value)
+        status.reported_at = now
+        status.save(update_fields=[*_REPORTED, "reported_at"])
+    if agent_version and agent_version != device.agent_version:
+        device_touch(device=device, agent_version=agent_version)
     commands = []
     claimed = DeviceStatus.objects.filter(pk=status.pk, backup_now_requested_at__isnull=False).update(
         backup_now_requested_at=None)

@@ -82,3 +82,15 @@ def test_a_deauthorized_device_gets_device_deauthorized(enrolled, alice):
 def test_without_a_token_both_are_refused(api, db):
     assert api.get(POLICY).status_code == 401
     assert api.post(STATUS, {"state": "idle"}, format="json").status_code == 401
+
+
+def test_an_unchanged_report_is_not_rewritten_every_time(enrolled, alice):
+    agent = enrolled(alice)
+    agent.post(STATUS, {"state": "idle", "agent_version": "0.2.0"}, format="json")
+    first = DeviceStatus.objects.get(device=_device(agent)).reported_at
+    agent.post(STATUS, {"state": "idle", "agent_version": "0.2.0"}, format="json")
+    assert DeviceStatus.objects.get(device=_device(agent)).reported_at == first
+    assert _device(agent).agent_version == "0.2.0"
+    agent.post(STATUS, {"state": "running", "agent_version": "0.2.0"}, format="json")
+    status = DeviceStatus.objects.get(device=_device(agent))
+    assert status.state == "running" and status.reported_at > first

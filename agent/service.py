@@ -84,6 +84,7 @@ class AgentService:
         self.pending_bytes = 0
         self._in_backup = False
         self._interrupting = False
+        self._matcher: tuple = (None, [], None)
         self.watcher = ChangeWatcher(self._ignored)
 
     # -- the parts the two threads share --
@@ -101,8 +102,11 @@ class AgentService:
         return self.policy.exclusions(extra=[str(self.config_dir.resolve())])
 
     def _ignored(self, path: str) -> bool:
-        exclude = self.exclusions()
-        root = next((r for r in self.roots() if path == r or path.startswith(r.rstrip("/") + "/")), None)
+        policy = self.policy
+        if self._matcher[0] is not policy:  # built once per policy, not once per file event
+            self._matcher = (policy, self.roots(), self.exclusions())
+        _, roots, exclude = self._matcher
+        root = next((r for r in roots if path == r or path.startswith(r.rstrip("/") + "/")), None)
         return root is None or exclude.covers(path, root)
 
     def _policy_refresh(self, client: ApiClient) -> None:

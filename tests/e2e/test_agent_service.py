@@ -2,6 +2,7 @@
 policy change without a restart, rides out the server being killed, and stops (key wiped) when
 an administrator deauthorizes the device."""
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from accounts.models import Device
 from accounts.services import device_deauthorize
 from agent.keys import KEY_NAME, user_key_load
 from agent.storage import storage_get
-from archives.models import Archive, DeviceStatus, FileVersion
+from archives.models import Archive, BackupRun, DeviceStatus, FileVersion
 from archives.policies import policy_effective, policy_etag, policy_set
 from formats.keys import derive_keys
 from formats.manifests import path_id_for
@@ -96,3 +97,42 @@ def test_agent_run_follows_policy_survives_an_outage_and_stops_when_deauthorized
     assert storage_get(config, KEY_NAME) is None
     assert "backup completed" in (config / "agent.log").read_text()
     assert time.monotonic() - started < 60, time.monotonic() - started
+
+
+def test_sigterm_during_a_throttled_backup_stops_at_once_and_the_next_run_resumes(live_servers, alice, tmp_path):
+    server = live_servers(workers=2)  # one worker would be busy receiving the slow upload
+    source = tmp_path / "home"
+    source.mkdir()
+    (source / "big.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    config = enroll_agent(server, tmp_path / "agent", alice, "laptop")
+    keys = derive_keys(user_key_load(config))
+    device = Device.objects.get(name="laptop")
+    archive = Archive.objects.get(device=device)
+    # 1 MB/s whether the user is at the machine or not: the 6 MiB upload takes ~6 s.
+    policy_set(organization=alice.organization, device=device, actor_label="test",
+               changes={"include": [str(source)], "bandwidth_active": 1_000_000, "bandwidth_away": 1_000_000})
+
+    stderr = tmp_path / "agent-stderr.log"
+    agent = _start_service(config, stderr)
+    try:
+        wait_until(lambda: BackupRun.objects.filter(archive=archive).exists(), timeout=30, what="the backup to start")
+        time.sleep(1.5)
+        signalled = time.monotonic()
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=15) == 0, stderr.read_text()
+        assert time.monotonic() - signalled < 5, "the service did not abandon the upload"
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    assert BackupRun.objects.get(archive=archive).status == "interrupted"
+    assert _versions(archive, keys, source / "big.bin") == []
+
+    agent = _start_service(config, tmp_path / "agent-stderr-2.log")
+    try:
+        wait_until(lambda: BackupRun.objects.filter(archive=archive, status="completed").exists(), timeout=40,
+                   what="the resumed backup")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=15) == 0
+    assert len(_versions(archive, keys, source / "big.bin")) == 1

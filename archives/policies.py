@@ -7,6 +7,7 @@ field left NULL in a row inherits. The agent receives the resolved policy, never
 """
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -127,6 +128,8 @@ def _validate(changes: dict) -> None:
             _check_list(name, value, item_type=str)
             if any(not v.strip() or "\x00" in v or len(v) > 4096 for v in value):
                 raise ValidationError({name: f"empty, over-long or NUL-containing entry in {name}"})
+            if name == "include" and not all(re.match(r"(~($|/)|/|[A-Za-z]:[\\/])", v) for v in value):
+                raise ValidationError({name: "each path starts with /, ~ (the user's home) or a drive letter"})
         elif name == "allowed_hours":
             _check_list(name, value, item_type=int, low=0, high=23)
         elif name == "allowed_days":

@@ -85,7 +85,7 @@ def test_the_etag_changes_with_the_policy_and_only_then(org_a, laptop):
 @pytest.mark.parametrize("changes", [
     {"interval_seconds": 0}, {"interval_seconds": "soon"}, {"allowed_hours": [24]}, {"allowed_days": [7]},
     {"include": "/home"}, {"exclude": [""]}, {"nice": 20}, {"bandwidth_active": -1}, {"cpu_threads": 0},
-    {"default_excludes": "yes"}, {"colour": "blue"},
+    {"default_excludes": "yes"}, {"colour": "blue"}, {"include": ["relative/path"]}, {"include": ["~alice"]},
 ])
 def test_bad_values_are_refused(org_a, changes):
     with pytest.raises(ValidationError):
@@ -156,3 +156,8 @@ def test_manage_policy_takes_a_group_or_a_device_not_both(org_a, laptop):
 def test_manage_policy_cannot_reach_another_orgs_device(org_a, org_b, laptop):
     with pytest.raises(CommandError):
         _policy_command("--org", "Org B", "--device", str(laptop.uuid), "--interval", "60")
+
+
+def test_home_absolute_and_drive_paths_are_accepted(org_a):
+    policy = _set(org_a, changes={"include": ["~", "~/Documents", "/srv", "C:\\Data", "D:/Projects"]})
+    assert policy.include == ["~", "~/Documents", "/srv", "C:\\Data", "D:/Projects"]

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Device, User
-from accounts.services import audit_record, device_touch
+from accounts.services import PermissionRefused, audit_record, device_touch
 from archives.policy_models import DeviceStatus
 
 COMMAND_BACKUP_NOW = "backup_now"
@@ -57,7 +57,13 @@ def device_status_report(*, device: Device, state: str, last_result: dict, selec
 
 @transaction.atomic
 def device_backup_now_request(*, device: Device, actor: User | None, actor_label: str | None = None) -> DeviceStatus:
-    """Ask the device's agent to back up at its next status report (within a minute)."""
+    """Ask the device's agent to back up at its next status report (within a minute).
+
+    An administrator of the device's organization or the device's own user may ask; `actor=None`
+    is the system (a script, a scheduled job)."""
+    if actor is not None and not (actor.organization_id == device.organization_id
+                                  and (actor.is_org_admin or actor.pk == device.owner_id)):
+        raise PermissionRefused("only an administrator of the organization or the device's user may do this")
     status, _ = DeviceStatus.objects.select_for_update().get_or_create(device=device)
     status.backup_now_requested_at = timezone.now()
     status.save(update_fields=["backup_now_requested_at"])

@@ -1,7 +1,9 @@
 """GET /api/v1/devices/me/policy (ETag, 304) and POST /api/v1/devices/me/status (commands,
 each delivered once)."""
-from accounts.models import Device
-from accounts.services import device_deauthorize
+import pytest
+
+from accounts.models import Device, User
+from accounts.services import PermissionRefused, device_deauthorize
 from archives.device_status import device_backup_now_request
 from archives.models import DeviceStatus
 from archives.policies import policy_set
@@ -94,3 +96,13 @@ def test_an_unchanged_report_is_not_rewritten_every_time(enrolled, alice):
     agent.post(STATUS, {"state": "running", "agent_version": "0.2.0"}, format="json")
     status = DeviceStatus.objects.get(device=_device(agent))
     assert status.state == "running" and status.reported_at > first
+
+
+def test_only_an_admin_of_the_org_or_the_owner_may_ask_for_a_backup_now(enrolled, alice, bob, mallory):
+    bobs = _device(enrolled(bob, "bob-laptop"))
+    for outsider in (mallory, User.objects.create_user("carol@a.example", organization=alice.organization)):
+        with pytest.raises(PermissionRefused):
+            device_backup_now_request(device=bobs, actor=outsider)
+    device_backup_now_request(device=bobs, actor=bob)
+    device_backup_now_request(device=bobs, actor=alice)
+    assert DeviceStatus.objects.get(device=bobs).backup_now_requested_at is not None

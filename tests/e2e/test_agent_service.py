@@ -60,6 +60,10 @@ def test_agent_run_follows_policy_survives_an_outage_and_stops_when_deauthorized
         second = run_agent(config, "run", check=False, timeout=20)
         assert second.returncode == 5 and "already running" in second.stderr, second.stderr
 
+        # Idle: with nothing changed, a 1 s schedule does no further walk (watchdog saw nothing).
+        time.sleep(2)
+        assert BackupRun.objects.filter(archive=archive).count() == 1
+
         # 2. A new exclusion reaches the running agent (status poll -> ETag -> policy refetch).
         policy_set(organization=alice.organization, device=device, actor_label="test",
                    changes={"exclude": ["*.secret", "a.txt"]})

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent.client import ApiClient, ApiError
+from agent.policy import Exclusions
 from agent.state import CachedFile, LocalState
 from formats.blocks import block_encrypt, block_id_for
 from formats.chunking import iter_chunks
@@ -55,6 +56,7 @@ class ScanResult:
     files_scanned: int = 0
     bytes_scanned: int = 0
     skipped: int = 0
+    excluded: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -62,12 +64,16 @@ def path_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def scan(roots: Iterable[str], cache: dict[str, CachedFile]) -> ScanResult:
+def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions | None = None) -> ScanResult:
     """Walk the roots; report changed files and files deleted under completely listed directories.
 
     Symlinks and special files are skipped (counted in `skipped`). A directory that could not be
     listed completely (permissions, I/O errors) marks nothing beneath it deleted, and a missing
     root (an unmounted volume) marks nothing deleted at all.
+
+    `exclude` (agent/policy.py) names what the policy leaves out: an excluded file is not read,
+    an excluded directory not walked (counted in `excluded`), and neither is marked deleted —
+    a newly excluded file stops being backed up but keeps its versions, as in CrashPlan.
     """
     result = ScanResult()
     seen: set[str] = set()
@@ -110,11 +116,17 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile]) -> ScanResult:
                         try:
                             if entry.is_symlink():
                                 result.skipped += 1
+                            elif exclude and entry.is_dir(follow_symlinks=False) and exclude.matches(entry.path):
+                                result.excluded += 1
                             elif entry.is_dir(follow_symlinks=False):
                                 stack.append(entry.path)
                                 device_of[entry.path] = entry.stat(follow_symlinks=False).st_dev
                             elif entry.is_file(follow_symlinks=False):
-                                consider(entry.path, entry.stat(follow_symlinks=False))
+                                st_entry = entry.stat(follow_symlinks=False)
+                                if exclude and exclude.matches(entry.path, size=st_entry.st_size):
+                                    result.excluded += 1
+                                else:
+                                    consider(entry.path, st_entry)
                             else:
                                 result.skipped += 1
                         except OSError as error:
@@ -126,8 +138,11 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile]) -> ScanResult:
             listed[directory] = complete
 
     for path in cache:
-        if path in seen or not any(path_within(path, root) for root in absolute_roots):
+        root = next((root for root in absolute_roots if path_within(path, root)), None)
+        if path in seen or root is None:
             continue
+        if exclude and exclude.covers(path, root, size=cache[path].size):
+            continue  # excluded now: no longer backed up, but its versions are kept
         ancestor = os.path.dirname(path)
         while ancestor not in listed and ancestor != os.path.dirname(ancestor):
             ancestor = os.path.dirname(ancestor)

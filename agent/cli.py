@@ -14,8 +14,10 @@ from agent.backup import BackupEngine, scan
 from agent.client import ApiClient, ApiError, DeviceDeauthorized
 from agent.config import AgentConfig, ConfigError, config_load, config_load_optional, config_save
 from agent.keys import KeyMissing, user_key_load, user_key_setup, user_key_wipe
+from agent.policy import Policy, policy_cache_load, policy_cache_save
 from agent.progress import progress_bar
 from agent.restore import RestoreError, manifests_at, restore, selected
+from agent.service import ServiceOptions, service_run
 from agent.state import LocalState
 from agent.storage import StorageError
 from formats.keys import derive_keys
@@ -85,7 +87,25 @@ def cmd_status(args) -> int:
     except ApiError as error:
         print(f"server says:  {error}")
         return 2
+    cached = policy_cache_load(args.config)
+    try:
+        body, etag = client.policy(cached.etag if cached else None)
+        policy = cached if body is None else Policy.from_json(body, etag)
+        if body is not None:
+            policy_cache_save(args.config, body, etag)
+        origin = f"effective policy {policy.etag}"
+    except ApiError as error:
+        policy, origin = cached or Policy(), f"last known policy (the server: {error})"
+    print(f"policy:       {origin}")
+    for line in policy.describe():
+        print(f"  {line}")
     return 0
+
+
+def cmd_run(args) -> int:
+    return service_run(args.config, ServiceOptions(
+        paths=args.paths, poll_seconds=args.poll, max_backoff=args.max_backoff,
+        full_scan_seconds=args.full_scan_hours * 3600, verbose=args.verbose))
 
 
 def _human(nbytes: float) -> str:
@@ -108,7 +128,9 @@ def cmd_backup(args) -> int:
     try:
         engine = BackupEngine(client=client, keys=keys, archive_id=config.archive_id, state=state)
         roots = [os.path.abspath(path) for path in args.paths]
-        preview = scan(roots, state.lookup_all())
+        # The exclusions of the last policy `run` or `status` fetched (none before the first).
+        policy = policy_cache_load(args.config) or Policy()
+        preview = scan(roots, state.lookup_all(), exclude=policy.exclusions(extra=[str(args.config.resolve())]))
         with progress_bar("Backing up", total_files=len(preview.changed),
                           total_bytes=sum(e.size for e in preview.changed)) as advance:
             engine.on_progress = advance
@@ -202,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     backup = commands.add_parser("backup", help="back up files and directories (symlinks are skipped)")
     backup.add_argument("paths", nargs="+", metavar="PATH")
     backup.set_defaults(handler=cmd_backup)
+
+    run = commands.add_parser("run", help="run as a service: back up on the policy's schedule until stopped")
+    run.add_argument("paths", nargs="*", metavar="PATH", help="back up these instead of the policy's selection")
+    run.add_argument("--poll", type=float, default=30.0, metavar="SECONDS",
+                     help="report status and check the policy this often (default 30)")
+    run.add_argument("--max-backoff", type=float, default=300.0, metavar="SECONDS",
+                     help="longest wait between retries while the server is unreachable (default 300)")
+    run.add_argument("--full-scan-hours", type=float, default=24.0, metavar="HOURS",
+                     help="walk the whole selection at least this often even if nothing changed (default 24)")
+    run.add_argument("--verbose", action="store_true", help="log debug messages")
+    run.set_defaults(handler=cmd_run)
 
     restore_cmd = commands.add_parser("restore", help="restore files as they were at a point in time")
     restore_cmd.add_argument("--to", required=True, metavar="DEST", help="files land at DEST/<their absolute path>")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import httpx
 
 from agent import __version__
+from agent.throttle import ThrottledBody, TokenBucket
 from formats.keys import key_id_for
 
 
@@ -32,6 +33,7 @@ class ApiClient:
     timeout: float = 300.0
     retries: int = 3
     backoff: float = 1.0
+    throttle: TokenBucket | None = None  # the policy's bandwidth limit on uploaded blocks
 
     def __post_init__(self) -> None:
         verify = self.ca_file if self.ca_file else True
@@ -86,6 +88,20 @@ class ApiClient:
     def device(self) -> dict:
         return self.request("GET", "device").json()
 
+    # --- the agent as a service ------------------------------------------------------------
+
+    def policy(self, etag: str | None = None) -> tuple[dict | None, str]:
+        """The effective policy and its ETag; (None, etag) when the one we hold is current."""
+        headers = {"If-None-Match": etag} if etag else {}
+        response = self.request("GET", "devices/me/policy", headers=headers)
+        if response.status_code == 304:
+            return None, response.headers.get("ETag", etag or "")
+        return response.json(), response.headers.get("ETag", "")
+
+    def status_report(self, report: dict) -> dict:
+        """Tell the server what this agent is doing; the answer lists its commands for us."""
+        return self.request("POST", "devices/me/status", json={"agent_version": __version__, **report}).json()
+
     # --- backup and restore (docs/protocol.md) ---------------------------------------------
 
     def archives(self) -> list[dict]:
@@ -108,8 +124,14 @@ class ApiClient:
 
     def blocks_upload(self, archive_id: str, run_id: str | None, batch: bytes) -> dict:
         params = {"run": run_id} if run_id else {}
-        return self.request("POST", f"archives/{archive_id}/blocks", params=params, content=batch,
-                            headers={"Content-Type": "application/octet-stream"}).json()
+        headers = {"Content-Type": "application/octet-stream"}
+        content: bytes | ThrottledBody = batch
+        if self.throttle is not None and self.throttle.rate > 0:
+            # Streamed through the bucket; the explicit length keeps it from being sent chunked
+            # (the server wants a Content-Length before it reads a body).
+            content, headers["Content-Length"] = ThrottledBody(batch, self.throttle), str(len(batch))
+        return self.request("POST", f"archives/{archive_id}/blocks", params=params, content=content,
+                            headers=headers).json()
 
     def versions_commit(self, archive_id: str, run_id: str | None, versions: list[dict]) -> dict:
         return self.request("POST", f"archives/{archive_id}/versions", json={"run_id": run_id, "versions": versions}).json()

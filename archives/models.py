@@ -105,3 +105,4 @@ class FileVersion(models.Model):
             models.Index(fields=["archive", "path_id", "committed_at"]),
             models.Index(fields=["archive", "committed_at"]),
         ]
+from archives.policy_models import BackupPolicy, DeviceStatus  # noqa: E402,F401 - models of this app

@@ -33,6 +33,8 @@ from formats.frames import (
     manifest_frame_id,
     manifest_frame_payload,
 )
+from keystore.models import UserKey
+from keystore.selectors import escrowed_key_of
 
 MAX_BLOCK_FRAME_PAYLOAD = MAX_BLOCK_SIZE + BLOCK_OVERHEAD
 _shuffle = random.SystemRandom().shuffle
@@ -44,6 +46,10 @@ class DeviceDeauthorized(Exception):
 
 class BatchInvalid(Exception):
     """An upload batch broke the format or the rules; nothing of it was stored."""
+
+
+class BlocksBeforeEscrow(Exception):
+    """The user's key is not escrowed yet: no block is accepted before it is (DESIGN §3)."""
 
 
 class VersionsInvalid(Exception):
@@ -139,7 +145,7 @@ class IngestResult:
     pack: Pack | None
 
 
-def _batch_frames(archive: Archive, body: bytes, key_id: bytes | None) -> list[tuple[Frame, memoryview]]:
+def _batch_frames(archive: Archive, body: bytes, key_id: bytes) -> list[tuple[Frame, memoryview]]:
     """Decode and check an upload batch: (frame, its exact bytes in the body) for each frame."""
     frames: list[tuple[Frame, memoryview]] = []
     view = memoryview(body)
@@ -152,7 +158,7 @@ def _batch_frames(archive: Archive, body: bytes, key_id: bytes | None) -> list[t
                 raise BatchInvalid(f"{where}: the frame names archive {frame.archive_id}, not this archive")
             if frame.length < BLOCK_OVERHEAD or frame.payload[0] != FORMAT_VERSION:
                 raise BatchInvalid(f"{where}: the payload is not a version-{FORMAT_VERSION} block")
-            if key_id is not None and block_key_id(frame.payload) != key_id:
+            if block_key_id(frame.payload) != key_id:
                 raise BatchInvalid(f"{where}: the block is encrypted with a key that is not the user's escrowed key")
             frames.append((frame, view[offset:offset + frame.size]))
     except FormatError as error:
@@ -160,15 +166,24 @@ def _batch_frames(archive: Archive, body: bytes, key_id: bytes | None) -> list[t
     return frames
 
 
-def blocks_ingest(*, archive: Archive, body: bytes, key_id: bytes | None, run: BackupRun | None = None) -> IngestResult:
+def _escrowed_key_id(user: User) -> bytes:
+    row = escrowed_key_of(user)
+    if row is None or row.state != UserKey.State.ESCROWED:
+        raise BlocksBeforeEscrow("The user's key is not escrowed yet: no block is accepted before it is")
+    return bytes.fromhex(row.key_id)
+
+
+def blocks_ingest(*, archive: Archive, body: bytes, run: BackupRun | None = None) -> IngestResult:
     """Store a batch of encrypted blocks as one new immutable pack, then index them.
 
     Idempotent: blocks the archive already holds are skipped, so a retried or resumed batch
     stores nothing twice. The pack's frames are shuffled so their order and sizes do not mirror
-    the files they came from. With `key_id`, every block must carry it (the user's escrowed key):
-    no block is stored that the keystore could not help decrypt.
+    the files they came from. Every block must carry the key_id of the user's *escrowed* key,
+    read here rather than passed in, so no caller can skip the rule: no block is stored before
+    the escrow is confirmed, nor one that the keystore could not help decrypt. An escrowed key
+    is never replaced, so checking before the pack is written cannot race with a change.
     """
-    frames = _batch_frames(archive, body, key_id)
+    frames = _batch_frames(archive, body, _escrowed_key_id(archive.user))
     unique = {bytes(frame.block_id): raw for frame, raw in frames}
     present = blocks_present(archive=archive, block_ids=list(unique))
     new = [(block_id, raw) for block_id, raw in unique.items() if block_id not in present]

@@ -138,3 +138,25 @@ def test_malformed_block_ids_in_missing_are_400(enrolled, alice):
     response = client.post(f"/api/v1/archives/{archive}/blocks/missing", {"block_ids": ["zz" * 32, "ab"]},
                            format="json")
     assert response.status_code == 400 and response.json()["code"] == "invalid"
+
+
+def test_the_service_itself_refuses_blocks_before_the_users_key_is_escrowed(enrolled, alice, pack_dir):
+    """"No block before escrow" is a rule of blocks_ingest, not of the view: a caller that skips
+    the view (a task, a management command) cannot store a block the keystore could not decrypt."""
+    import pytest
+
+    from archives.models import Archive
+    from archives.services import BlocksBeforeEscrow, blocks_ingest
+    from keystore.models import UserKey
+
+    client = enrolled(alice)
+    archive_id = client.enrollment["archive_id"]
+    archive = Archive.objects.get(uuid=archive_id)
+    _, frame = block(archive_id, b"before escrow")
+    UserKey.objects.filter(user=alice).update(state=UserKey.State.PENDING)
+    with pytest.raises(BlocksBeforeEscrow):
+        blocks_ingest(archive=archive, body=frame)
+    UserKey.objects.filter(user=alice).delete()
+    with pytest.raises(BlocksBeforeEscrow):
+        blocks_ingest(archive=archive, body=frame)
+    assert not Pack.objects.exists() and not list(pack_dir.rglob("*.pack"))

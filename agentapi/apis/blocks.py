@@ -1,0 +1,71 @@
+"""Blocks: which are missing, upload a batch (one new pack), fetch stored frames for a restore."""
+from django.conf import settings
+from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agentapi.apis.common import HexBlockIdField, body_limit, run_for
+from agentapi.exceptions import KeyNotEscrowedError, PayloadTooLarge
+from archives.selectors import BlocksNotFound, FetchTooLarge, archive_for_device, blocks_read
+from archives.services import BatchInvalid, BlocksBeforeEscrow, blocks_ingest, blocks_missing
+
+
+class BlocksMissingApi(APIView):
+    """Which of these block ids does the archive lack? Only those need to be sent."""
+
+    class InputSerializer(serializers.Serializer):
+        block_ids = serializers.ListField(child=HexBlockIdField(), max_length=10_000)
+
+    @extend_schema(request=InputSerializer, responses={200: None})
+    def post(self, request, archive_id):
+        body_limit(request, 2 * 1024 * 1024)
+        archive = archive_for_device(request.user.device, archive_id, write=True)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        missing = blocks_missing(archive=archive, block_ids=data.validated_data["block_ids"])
+        return Response({"missing": [block_id.hex() for block_id in missing]})
+
+
+class BlocksUploadApi(APIView):
+    """An upload batch (frames back to back) → one new immutable pack. Idempotent."""
+
+    @extend_schema(request={"application/octet-stream": bytes}, responses={201: None})
+    def post(self, request, archive_id):
+        length = body_limit(request, settings.HAVEN_MAX_BATCH_BYTES)
+        archive = archive_for_device(request.user.device, archive_id, write=True)
+        run = run_for(archive, request.query_params.get("run"))
+        body = request._request.read(length)
+        if len(body) != length:
+            raise exceptions.ParseError("The request body ended early", code="invalid_batch")
+        try:
+            result = blocks_ingest(archive=archive, body=body, run=run)
+        except BlocksBeforeEscrow:
+            raise KeyNotEscrowedError() from None
+        except BatchInvalid as invalid:
+            raise exceptions.ParseError(f"Invalid upload batch: {invalid}", code="invalid_batch") from None
+        return Response({"stored": result.stored, "duplicates": result.duplicates,
+                         "pack_id": str(result.pack.uuid) if result.pack else None}, status=status.HTTP_201_CREATED)
+
+
+class BlocksFetchApi(APIView):
+    """The stored frames of the blocks asked for, in that order (any archive of the user)."""
+
+    class InputSerializer(serializers.Serializer):
+        block_ids = serializers.ListField(child=HexBlockIdField(), min_length=1, max_length=10_000)
+
+    @extend_schema(request=InputSerializer, responses={(200, "application/octet-stream"): bytes})
+    def post(self, request, archive_id):
+        body_limit(request, 2 * 1024 * 1024)
+        archive = archive_for_device(request.user.device, archive_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            frames = blocks_read(archive, data.validated_data["block_ids"], max_bytes=settings.HAVEN_MAX_BATCH_BYTES)
+        except BlocksNotFound as absent:
+            return Response({"detail": str(absent), "code": "blocks_not_found",
+                             "block_ids": [b.hex() for b in absent.block_ids[:100]]}, status=404)
+        except FetchTooLarge as too_large:
+            raise PayloadTooLarge(str(too_large)) from None
+        return HttpResponse(b"".join(frames), content_type="application/octet-stream")

@@ -1,0 +1,87 @@
+"""Versions: list them (a point in time, or one path's history) and commit new ones."""
+import base64
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agentapi.apis.common import MAX_BIGINT, body_limit, run_for
+from agentapi.versions_input import PATH_ID, versions_parse
+from archives.selectors import archive_for_device, manifests_read, versions_at, versions_of_path
+from archives.services import MissingBlocks, VersionsInvalid, versions_commit
+
+QUERY_RULES = "limit is 1 to 1000, after a non-negative integer, at an ISO 8601 time"
+
+
+class VersionsApi(APIView):
+    """List versions (a point in time, or one path's history) and commit new ones."""
+
+    class CommitSerializer(serializers.Serializer):
+        run_id = serializers.UUIDField(required=False, allow_null=True, default=None)
+        versions = serializers.ListField(min_length=1, max_length=2000)
+
+    class VersionOutSerializer(serializers.Serializer):
+        version_id = serializers.UUIDField(source="uuid")
+        path_id = serializers.CharField()
+        committed_at = serializers.DateTimeField()
+        deleted = serializers.BooleanField()
+        stored_size = serializers.IntegerField()
+
+    @extend_schema(responses={200: VersionOutSerializer(many=True)})
+    def get(self, request, archive_id):
+        archive = archive_for_device(request.user.device, archive_id)
+        params = request.query_params
+        try:
+            limit = int(params.get("limit", 1000))
+            after = int(params.get("after", 0))
+            at = datetime.fromisoformat(params["at"]) if params.get("at") else timezone.now()
+            if not 1 <= limit <= 1000 or not 0 <= after <= MAX_BIGINT:
+                raise ValueError
+        except ValueError:
+            raise exceptions.ValidationError({"query": [QUERY_RULES]}) from None
+        if timezone.is_naive(at):
+            raise exceptions.ValidationError({"at": ["give a time zone, e.g. 2026-01-31T12:00:00+00:00"]})
+        try:
+            # The database compares in UTC; a time with no UTC calendar date (9999-12-31T23:59-23:59)
+            # would otherwise fail there, as a 500.
+            at = at.astimezone(UTC)
+        except OverflowError:
+            raise exceptions.ValidationError({"query": [QUERY_RULES]}) from None
+        if params.get("path_id") and not PATH_ID.fullmatch(params["path_id"]):
+            raise exceptions.ValidationError({"path_id": ["must be 64 lowercase hexadecimal characters"]})
+        if params.get("path_id"):
+            versions = versions_of_path(archive, path_id=params["path_id"], limit=limit)
+            next_cursor = None
+        else:
+            versions = versions_at(archive, at=at, after=after, limit=limit)
+            next_cursor = str(versions[-1].pk) if len(versions) == limit else None
+        blobs = manifests_read(versions)
+        # Plain dicts, not a serializer: a restore lists every version of an archive, and DRF's
+        # per-field machinery cost more than reading the manifests from their packs.
+        body = [{"version_id": str(version.uuid), "path_id": version.path_id,
+                 "committed_at": version.committed_at.isoformat().replace("+00:00", "Z"), "deleted": version.deleted,
+                 "stored_size": version.stored_size, "manifest": base64.b64encode(blobs[version.pk]).decode()}
+                for version in versions]
+        return Response({"versions": body, "next": next_cursor})
+
+    @extend_schema(request=CommitSerializer, responses={201: None})
+    def post(self, request, archive_id):
+        body_limit(request, settings.HAVEN_MAX_COMMIT_BYTES)
+        archive = archive_for_device(request.user.device, archive_id, write=True)
+        commit = self.CommitSerializer(data=request.data)
+        commit.is_valid(raise_exception=True)
+        versions = versions_parse(commit.validated_data["versions"])
+        run = run_for(archive, commit.validated_data["run_id"])
+        try:
+            result = versions_commit(archive=archive, versions=versions, run=run)
+        except MissingBlocks as missing:
+            return Response({"detail": str(missing), "code": "missing_blocks",
+                             "block_ids": [b.hex() for b in missing.block_ids[:1000]]}, status=409)
+        except VersionsInvalid as invalid:
+            raise exceptions.ValidationError({"versions": [str(invalid)]}) from None
+        return Response({"committed": result.committed, "existing": result.existing,
+                         "committed_at": result.committed_at.isoformat()}, status=status.HTTP_201_CREATED)

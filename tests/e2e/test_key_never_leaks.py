@@ -166,7 +166,8 @@ def test_the_key_is_in_no_log_file_task_message_or_table_after_a_full_cycle(have
     for path in log_files:
         assert_no_key(path.read_bytes(), key, f"the server log {path.name}")
 
-    assert any("haven.keystore.migrate" in command for command in recorder.commands), f"no task message recorded ({len(recorder.commands)} commands, recorder ended by {recorder.ended_by!r})"
+    assert any("haven.keystore.migrate" in command for command in recorder.commands), (
+        f"no task message recorded ({len(recorder.commands)} commands, recorder ended by {recorder.ended_by!r})")
     payloads = recorder.payloads()
     assert any(payload.startswith(f"[[{migration.pk}]".encode()) for payload in payloads), "task bodies not decoded"
     for payload in payloads:

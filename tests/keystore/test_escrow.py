@@ -88,6 +88,8 @@ def test_haven_cannot_overwrite_list_or_delete_an_escrowed_key(vault, enrolled, 
 
 
 def test_the_key_never_appears_in_logs(vault, enrolled, alice, fresh_key, caplog):
+    """The captured logs of this process; tests/e2e/test_key_never_leaks.py scans the server's log
+    files, the Celery broker's messages and every table after a full cycle."""
     caplog.set_level(logging.DEBUG)
     escrow(enrolled(alice, "one"), fresh_key)
     enrolled(alice, "two").post("/api/v1/keys/retrieve")

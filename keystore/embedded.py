@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hvac
@@ -83,6 +83,7 @@ class EmbeddedKeystore:
     port: int
     ready_timeout: float = READY_TIMEOUT
     init_timeout: float = INIT_TIMEOUT
+    process: subprocess.Popen | None = field(default=None, repr=False)  # the last one started
 
     @property
     def address(self) -> str:
@@ -122,11 +123,12 @@ ui            = false
     def client(self, token: str | None = None, timeout: float = REQUEST_TIMEOUT) -> hvac.Client:
         return hvac.Client(url=self.address, token=token, timeout=timeout)
 
-    def _retrying(self, what: str, call, *, process: subprocess.Popen | None = None):
-        """Call until the node answers, or fail with one line once the deadline passes."""
+    def _retrying(self, what: str, call):
+        """Call until the node answers, or fail with one line once the deadline passes (or at
+        once if the OpenBao process exited)."""
         deadline = time.monotonic() + self.ready_timeout
         while True:
-            if process is not None and process.poll() is not None:
+            if self.process is not None and self.process.poll() is not None:
                 raise EmbeddedKeystoreError(f"OpenBao exited while {what}; see {self.log_file}")
             try:
                 return call()
@@ -137,13 +139,13 @@ ui            = false
                                                 f"({type(error).__name__}); see {self.log_file}") from None
             time.sleep(0.2)
 
-    def health(self, process: subprocess.Popen | None = None) -> dict:
+    def health(self) -> dict:
         """sys/health with 200 in every state, so the state is read from the body."""
         def read():
             answer = self.client().sys.read_health_status(method="GET", standby_ok=True, sealed_code=200,
                                                           uninit_code=200, standby_code=200)
             return answer.json() if hasattr(answer, "json") else answer
-        return self._retrying("starting", read, process=process)
+        return self._retrying("starting", read)
 
     def start(self) -> subprocess.Popen:
         (self.directory / "raft").mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -151,10 +153,10 @@ ui            = false
         config = self.directory / "openbao.hcl"
         config.write_text(self.config_text())
         with open(self.log_file, "ab") as log:
-            process = subprocess.Popen([bao_binary(), "server", f"-config={config}"], stdout=log,
-                                       stderr=subprocess.STDOUT)
+            process = self.process = subprocess.Popen([bao_binary(), "server", f"-config={config}"], stdout=log,
+                                                      stderr=subprocess.STDOUT)
         try:
-            self.health(process)
+            self.health()
         except BaseException:
             _stop(process)
             raise

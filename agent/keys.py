@@ -34,14 +34,20 @@ def user_key_setup(client: ApiClient, config_dir: Path) -> str:
     if local is None:
         local = generate_user_key()
         storage_put(config_dir, KEY_NAME, local)
+    key_id = key_id_for(local)
     try:
-        client.key_escrow(local)
+        answer = client.key_escrow(local)
     except ApiError as error:
         if error.code == "key_conflict":
             raise KeyMissing("a different key is already escrowed for your account: this device will not back "
                              "up. Contact your administrator.") from None
         raise
-    storage_put(config_dir, CONFIRMED_NAME, key_id_for(local).encode())
+    # Only the server's answer confirms the escrow: if it names another key, the keystore may not
+    # hold this one, and no block may be encrypted with it.
+    if not answer.get("escrowed") or answer.get("key_id") != key_id:
+        raise KeyMissing("the server confirmed the escrow of a different key: this device will not back up. "
+                         "Contact your administrator.")
+    storage_put(config_dir, CONFIRMED_NAME, key_id.encode())
     return "generated your key and escrowed it"
 
 

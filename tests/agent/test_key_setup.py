@@ -77,3 +77,27 @@ def test_restore_refuses_a_listing_with_one_path_twice(tmp_path):
         restore(client=None, keys=None, archive_id="00000000-0000-0000-0000-000000000000", dest=tmp_path,
                 manifests=twice)
     assert not list(tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("answer", [{"key_id": "0" * 32, "escrowed": True}, {"escrowed": True},
+                                    {"key_id": None, "escrowed": False}])
+def test_an_escrow_answer_naming_another_key_is_not_taken_as_confirmation(tmp_path, answer):
+    """The server's answer, not the agent's hope, confirms the escrow: a device must never back up
+    under a key the keystore does not hold."""
+    from agent.keys import CONFIRMED_NAME, KEY_NAME
+    from agent.storage import storage_get
+
+    class OtherKeyServer(FakeServer):
+        def key_escrow(self, key):
+            self.escrow_calls += 1
+            return answer
+
+    with pytest.raises(KeyMissing, match="different key"):
+        user_key_setup(OtherKeyServer(), tmp_path)
+    assert storage_get(tmp_path, CONFIRMED_NAME) is None
+    with pytest.raises(KeyMissing):
+        user_key_load(tmp_path)
+    kept = storage_get(tmp_path, KEY_NAME)  # kept for a retry, still unconfirmed
+    server = FakeServer()
+    user_key_setup(server, tmp_path)
+    assert user_key_load(tmp_path) == kept == server.escrowed_key

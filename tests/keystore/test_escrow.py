@@ -88,6 +88,8 @@ def test_haven_cannot_overwrite_list_or_delete_an_escrowed_key(vault, enrolled, 
 
 
 def test_the_key_never_appears_in_logs(vault, enrolled, alice, fresh_key, caplog):
+    """The captured logs of this process; tests/e2e/test_key_never_leaks.py scans the server's log
+    files, the Celery broker's messages and every table after a full cycle."""
     caplog.set_level(logging.DEBUG)
     escrow(enrolled(alice, "one"), fresh_key)
     enrolled(alice, "two").post("/api/v1/keys/retrieve")
@@ -139,3 +141,80 @@ def test_an_abandoned_escrow_can_be_taken_over_after_ten_minutes(vault, enrolled
     UserKey.objects.update(created_at=timezone.now() - timedelta(minutes=11))
     assert escrow(device, fresh_key).status_code == 201
     assert UserKey.objects.get(user=alice).key_id == key_id_for(fresh_key)
+
+
+def test_the_stale_escrow_check_is_an_audited_key_access(vault, enrolled, alice, fresh_key):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from formats.keys import generate_user_key
+
+    UserKey.objects.create(organization=alice.organization, user=alice, key_id=key_id_for(generate_user_key()))
+    UserKey.objects.update(created_at=timezone.now() - timedelta(minutes=11))
+    assert escrow(enrolled(alice), fresh_key).status_code == 201
+    records = list(KeyAccess.objects.filter(subject=alice).order_by("seq").values_list("outcome", "detail"))
+    assert records[0][0] == "started" and "stale pending escrow" in records[0][1]  # before the read
+    assert records[1] == ("succeeded", "nothing is stored: that escrow was abandoned")  # its outcome
+
+
+def test_a_stale_escrow_check_the_keystore_cannot_answer_is_recorded_as_failed(vault, enrolled, alice, fresh_key,
+                                                                              settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from formats.keys import generate_user_key
+    from keystore.vault import vault_client_reset
+    from tests.support import free_port
+
+    UserKey.objects.create(organization=alice.organization, user=alice, key_id=key_id_for(generate_user_key()))
+    UserKey.objects.update(created_at=timezone.now() - timedelta(minutes=11))
+    device = enrolled(alice)
+    settings.VAULT_ADDR = f"http://127.0.0.1:{free_port()}"
+    vault_client_reset()
+    assert escrow(device, fresh_key).status_code == 503
+    records = list(KeyAccess.objects.filter(subject=alice).order_by("seq").values_list("outcome", "detail"))
+    assert [outcome for outcome, _ in records] == ["started", "failed"]
+    assert "stale pending escrow" in records[0][1] and "unreachable" in records[1][1]
+    assert UserKey.objects.get(user=alice).key_id != key_id_for(fresh_key)  # nothing taken over
+
+
+def test_a_device_whose_abandoned_escrow_was_taken_over_mid_write_keeps_the_row_following_the_keystore(
+        vault, vault_root, alice, fresh_key):
+    """Device A pauses past the timeout between claiming the row and writing its key; device B
+    takes the row over; then A's write lands first. The keystore holds A's key, so the row must
+    name A's key and B's own write must end in a conflict — never a row naming a key the keystore
+    does not hold."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.services import device_create
+    from formats.keys import generate_user_key
+    from keystore.services import KeyConflict, _escrow_claim, _escrow_confirm, _escrow_write
+
+    a, b = (device_create(owner=alice, name=name, os_name="linux", agent_version="t") for name in ("a", "b"))
+    key_b = generate_user_key()
+    a_row = _escrow_claim(user=alice, key_id=key_id_for(fresh_key), label="a")
+    UserKey.objects.update(created_at=timezone.now() - timedelta(minutes=11))
+    b_row = _escrow_claim(user=alice, key_id=key_id_for(key_b), label="b")
+    assert b_row.key_id == key_id_for(key_b)  # B took it over: nothing was in the keystore yet
+
+    location = _escrow_write(user=alice, key=fresh_key, key_id=key_id_for(fresh_key), label="a")
+    row = _escrow_confirm(row=a_row, user=alice, key_id=key_id_for(fresh_key), location=location, label="a")
+    assert (row.state, row.key_id) == (UserKey.State.ESCROWED, key_id_for(fresh_key))
+    with pytest.raises(KeyConflict):
+        _escrow_write(user=alice, key=key_b, key_id=key_id_for(key_b), label="b")
+    stored = vault_root.secrets.kv.v1.read_secret(path=key_path(alice), mount_point="secret")["data"]
+    assert stored["key_id"] == UserKey.objects.get(user=alice).key_id == key_id_for(fresh_key)
+
+
+def test_the_org_admins_are_told_when_a_new_device_receives_a_users_key(vault, enrolled, alice, bob, fresh_key):
+    escrow(enrolled(bob, "old-laptop"), fresh_key)
+    assert enrolled(bob, "new-laptop").post("/api/v1/keys/retrieve").status_code == 200
+    by_recipient = {tuple(message.to): message for message in mail.outbox}
+    assert set(by_recipient) == {(bob.email,), (alice.email,)}  # the user, and the org's administrator
+    to_admin = by_recipient[(alice.email,)]
+    assert bob.email in to_admin.subject and "new-laptop" in to_admin.body
+    assert base64.b64encode(fresh_key).decode() not in to_admin.body + by_recipient[(bob.email,)].body

@@ -8,6 +8,15 @@ from tests.conftest import PASSWORD
 from tests.keystore.private_vault_fixture import private_vault_fixture  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
+STORAGE_KEY = "a-test-storage-key-outside-the-data-folder"
+
+
+@pytest.fixture(autouse=True)
+def _production_settings(settings):
+    """Tests run as production does (PostgreSQL): a storage key is required. The test Vaults listen on
+    loopback, which only an operator's setting allows."""
+    settings.HAVEN_STORAGE_KEY = STORAGE_KEY
+    settings.HAVEN_PRIVATE_KEYSTORE_ALLOW_PRIVATE = True
 
 
 def _browser(user):

@@ -23,6 +23,15 @@ from tests.keystore.private_vault_fixture import private_vault_fixture  # noqa: 
 from tests.support import PYTHON, REPO, wait_until
 
 pytestmark = pytest.mark.slow
+STORAGE_KEY = "a-test-storage-key-outside-the-data-folder"
+
+
+@pytest.fixture(autouse=True)
+def _production_settings(settings):
+    """Tests run as production does (PostgreSQL): a storage key is required. The test Vaults listen on
+    loopback, which only an operator's setting allows."""
+    settings.HAVEN_STORAGE_KEY = STORAGE_KEY
+    settings.HAVEN_PRIVATE_KEYSTORE_ALLOW_PRIVATE = True
 
 
 def _configure(org, actor, setup, **overrides):
@@ -88,7 +97,7 @@ def test_migration_both_ways_survives_a_crash_halfway(vault, private_vault, org_
     env = {**os.environ, "DATABASE_URL": os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/"
            + connection.settings_dict["NAME"], "HAVEN_TEST_DATABASE_NAME": "", "VAULT_ADDR": settings.VAULT_ADDR,
            "VAULT_TOKEN": settings.VAULT_TOKEN, "HAVEN_AUDIT_ANCHOR_PREFIX": settings.HAVEN_AUDIT_ANCHOR_PREFIX,
-           "HAVEN_SECRET_KEY": settings.SECRET_KEY, "HAVEN_FAULT_DIR": str(tmp_path),
+           "HAVEN_SECRET_KEY": settings.SECRET_KEY, "HAVEN_STORAGE_KEY": STORAGE_KEY, "HAVEN_FAULT_DIR": str(tmp_path),
            "HAVEN_FAULT_POINTS": "keystore.migration.after_copy=pause@2"}
     process = subprocess.Popen([PYTHON, "manage.py", "keystore", "migrate", "--org", org_a.name, "--to", "private"],
                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -39,8 +39,11 @@ def keystore_migration_start(*, organization: Organization, target: str, actor_l
     if target == PRIVATE and not PrivateKeystore.objects.filter(organization=organization).exists():
         raise MigrationRefused("configure the private keystore first")
     running = KeystoreMigration.objects.filter(organization=organization, state=KeystoreMigration.State.RUNNING).first()
-    if running:
-        return running  # resume, never two at once
+    if running:  # resume, never two at once; keeping the source may still be chosen (e.g. no privileged token)
+        if keep_source and not running.keep_source:
+            KeystoreMigration.objects.filter(pk=running.pk).update(keep_source=True)
+            running.keep_source = True
+        return running
     source = HAVEN if target == PRIVATE else PRIVATE
     migration = KeystoreMigration.objects.create(organization=organization, source=source, target=target,
                                                  started_by=actor_label[:254], keep_source=keep_source)
@@ -158,6 +161,8 @@ def _source_delete(migration: KeystoreMigration, target, *, actor_label: str) ->
                 .select_related("user", "user__organization").order_by("pk"))
     if any(row.location != migration.target for row in rows):
         raise MigrationRefused("some keys are not at the target yet; nothing deleted")
+    if not rows:
+        return 0
     privileged = hvac.Client(url=vault_address(), token=privileged_haven_token(), verify=settings.VAULT_CACERT or True,
                              timeout=PRIVILEGED_TIMEOUT)
     try:

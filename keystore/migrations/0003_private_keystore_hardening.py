@@ -9,7 +9,7 @@ def _reseal(apps, schema_editor):
     from keystore.sealing import StorageKeyMissing, private_keystore_owner, seal, unseal
 
     for keystore in apps.get_model("keystore", "PrivateKeystore").objects.select_related("organization"):
-        keystore.uuid = uuid.uuid4()
+        keystore.uuid = keystore.uuid or uuid.uuid4()
         owner = private_keystore_owner(keystore)
         try:
             keystore.pkcs12_sealed = seal("pkcs12", unseal("pkcs12", keystore.pkcs12_sealed, owner=owner), owner=owner)

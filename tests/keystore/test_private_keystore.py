@@ -528,6 +528,7 @@ def test_keystore_status_reports_the_private_vaults_state(vault, org_a, alice, t
     setup = start_private_vault(tmp_path)
     try:
         keystore = _configure(org_a, alice, setup)
+        _migrate(org_a, "private")  # no keys yet: the organization simply switches to it
         call_command("keystore", "status")
         out = capsys.readouterr().out
         assert f"private keystore {setup.address}: unsealed" in out and keystore.cert_fingerprint in out
@@ -551,3 +552,21 @@ def test_renewal_can_be_run_now_from_the_command_line(vault, private_vault, org_
     renewed = PrivateKeystore.objects.get(pk=keystore.pk)
     assert renewed.cert_role != "haven-renew-now" and renewed.cert_fingerprint != keystore.cert_fingerprint
     assert f"renewed, login entry {renewed.cert_role}" in capsys.readouterr().out
+
+
+def test_the_data_migration_reseals_v1_values(vault, private_vault, org_a, alice):
+    import importlib
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from django.apps import apps
+
+    from keystore.sealing import MAGIC_V2, _v1_key
+
+    keystore = _configure(org_a, alice, private_vault)
+    nonce = os.urandom(12)
+    v1 = nonce + AESGCM(_v1_key(STORAGE_KEY.encode(), "pkcs12")).encrypt(nonce, private_vault.pkcs12, b"pkcs12")
+    PrivateKeystore.objects.filter(pk=keystore.pk).update(pkcs12_sealed=v1)
+    importlib.import_module("keystore.migrations.0003_private_keystore_hardening")._reseal(apps, None)
+    keystore = PrivateKeystore.objects.get(pk=keystore.pk)
+    assert bytes(keystore.pkcs12_sealed).startswith(MAGIC_V2)
+    assert private_vault_config(keystore).identity.fingerprint_sha256 == keystore.cert_fingerprint

@@ -163,9 +163,11 @@ class Command(BaseCommand):
                 f"{'in use' if keystore.in_use else 'not in use'}; certificate {keystore.cert_subject} "
                 f"sha256 {keystore.cert_fingerprint or '?'}, expires {keystore.cert_not_after:%Y-%m-%d} "
                 f"({state.days_left} day(s)), login entry {keystore.cert_role}")
-            problems = [f"{organization.name}: {p}" for p in state.problems]
-            for problem in problems:
-                self.stdout.write(f"  PROBLEM: {problem}")
+            # Fatal only for a keystore that serves keys; one configured for later is just reported.
+            serving = keystore.in_use or state.keys_here > 0
+            for problem in state.problems:
+                self.stdout.write(f"  {'PROBLEM' if serving else 'note'}: {problem}")
+            problems = [f"{organization.name}: {p}" for p in state.problems] if serving else []
         note = source_copies_note(organization)
         if note:
             self.stdout.write(f"  note: {note}")

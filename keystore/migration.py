@@ -21,6 +21,7 @@ from archives.faults import fault_point
 from formats.keys import KEY_SIZE, key_id_for
 from keystore.engines import HAVEN, PRIVATE, engine_named, privileged_haven_token
 from keystore.models import KeyAccess, KeystoreMigration, PrivateKeystore, UserKey
+from keystore.private_keystores import PrivateKeystoreInvalid, private_keystore_address_check
 from keystore.services import key_access_record, key_path
 from keystore.vault import KeystorePathExists, KeystoreUnavailable, vault_address
 from keystore.vault import _guarded as vault_guarded  # the one translation of Vault errors
@@ -36,8 +37,14 @@ def keystore_migration_start(*, organization: Organization, target: str, actor_l
     the source copies are deleted too, unless `keep_source` (an explicit opt-out)."""
     if target not in (HAVEN, PRIVATE):
         raise MigrationRefused(f"unknown keystore {target!r}")
-    if target == PRIVATE and not PrivateKeystore.objects.filter(organization=organization).exists():
+    keystore = PrivateKeystore.objects.filter(organization=organization).first()
+    if keystore is None:
         raise MigrationRefused("configure the private keystore first")
+    try:  # checked at upload too, but the name may resolve elsewhere by now (moving keys back stays possible)
+        if target == PRIVATE:
+            private_keystore_address_check(keystore.address)
+    except PrivateKeystoreInvalid as error:
+        raise MigrationRefused(str(error)) from None
     running = KeystoreMigration.objects.filter(organization=organization, state=KeystoreMigration.State.RUNNING).first()
     if running:  # resume, never two at once; keeping the source may still be chosen (e.g. no privileged token)
         if keep_source and not running.keep_source:

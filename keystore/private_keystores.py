@@ -188,6 +188,7 @@ def private_keystore_renew(*, keystore: PrivateKeystore, now: datetime | None = 
     now = now or timezone.now()
     if not force and keystore.cert_not_after - now > RENEW_BEFORE:
         return RenewalResult(False, keystore.cert_role, keystore.cert_not_after)
+    private_keystore_address_check(keystore.address)  # checked at upload too; the name may resolve elsewhere now
     config = private_vault_config(keystore)
     owner = private_keystore_owner(keystore)
     password = unseal("pkcs12-password", keystore.password_sealed, owner=owner).decode()

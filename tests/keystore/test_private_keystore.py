@@ -97,7 +97,8 @@ def test_migration_both_ways_survives_a_crash_halfway(vault, private_vault, org_
     env = {**os.environ, "DATABASE_URL": os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/"
            + connection.settings_dict["NAME"], "HAVEN_TEST_DATABASE_NAME": "", "VAULT_ADDR": settings.VAULT_ADDR,
            "VAULT_TOKEN": settings.VAULT_TOKEN, "HAVEN_AUDIT_ANCHOR_PREFIX": settings.HAVEN_AUDIT_ANCHOR_PREFIX,
-           "HAVEN_SECRET_KEY": settings.SECRET_KEY, "HAVEN_STORAGE_KEY": STORAGE_KEY, "HAVEN_FAULT_DIR": str(tmp_path),
+           "HAVEN_SECRET_KEY": settings.SECRET_KEY, "HAVEN_STORAGE_KEY": STORAGE_KEY,
+           "HAVEN_PRIVATE_KEYSTORE_ALLOW_PRIVATE": "1", "HAVEN_FAULT_DIR": str(tmp_path),
            "HAVEN_FAULT_POINTS": "keystore.migration.after_copy=pause@2"}
     process = subprocess.Popen([PYTHON, "manage.py", "keystore", "migrate", "--org", org_a.name, "--to", "private"],
                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

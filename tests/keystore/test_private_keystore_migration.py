@@ -9,6 +9,7 @@ import pytest
 from keystore.migration import (
     MigrationRefused,
     keystore_migration_delete_source,
+    keystore_migration_start,
 )
 from keystore.models import KeystoreMigration, PrivateKeystore, UserKey
 from keystore.pkcs12 import pkcs12_load
@@ -247,3 +248,11 @@ def test_a_private_address_is_refused_unless_the_operator_allows_it(vault, priva
         with pytest.raises(PrivateKeystoreInvalid, match="not a public address"):
             _configure(org_a, alice, private_vault, address=address)
     assert not PrivateKeystore.objects.exists()
+
+
+def test_a_migration_to_an_address_that_became_private_is_refused(vault, private_vault, org_a, alice, settings):
+    _configure(org_a, alice, private_vault)
+    settings.HAVEN_PRIVATE_KEYSTORE_ALLOW_PRIVATE = False  # e.g. its name now resolves to an internal address
+    with pytest.raises(MigrationRefused, match="not a public address"):
+        keystore_migration_start(organization=org_a, target="private", actor_label="test")
+    assert not KeystoreMigration.objects.exists()

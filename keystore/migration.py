@@ -123,6 +123,7 @@ def keystore_migration_run(*, migration: KeystoreMigration) -> KeystoreMigration
         moved = KeyAccess.objects.filter(job=str(migration.uuid), purpose=KeyAccess.Purpose.MIGRATION,
                                          outcome=KeyAccess.Outcome.SUCCEEDED).count()
         deleted_at, copies_left = None, moved
+        migration.refresh_from_db(fields=["keep_source"])  # may have been chosen while this run went on
         if not migration.keep_source and migration.source == HAVEN:
             _source_delete(migration, target, actor_label=_label(migration))
             deleted_at, copies_left = timezone.now(), 0

@@ -60,6 +60,8 @@ def storage_key_problem() -> str:
     configured = settings.HAVEN_STORAGE_KEY
     if configured and len(configured) < MIN_STORAGE_KEY_CHARS:
         return f"HAVEN_STORAGE_KEY is shorter than {MIN_STORAGE_KEY_CHARS} characters"
+    if configured and configured == settings.SECRET_KEY:
+        return "HAVEN_STORAGE_KEY is the secret key itself: it must be a separate secret"
     if settings.HAVEN_STORAGE_KEY_FILE and _inside_data_dir(settings.HAVEN_STORAGE_KEY_FILE):
         return "HAVEN_STORAGE_KEY_FILE lies inside the data folder, next to the database it protects"
     if configured:

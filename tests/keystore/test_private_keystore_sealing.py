@@ -109,3 +109,13 @@ def test_the_data_migration_reseals_v1_values(vault, private_vault, org_a, alice
     keystore = PrivateKeystore.objects.get(pk=keystore.pk)
     assert bytes(keystore.pkcs12_sealed).startswith(MAGIC_V2)
     assert private_vault_config(keystore).identity.fingerprint_sha256 == keystore.cert_fingerprint
+
+
+def test_a_storage_key_that_is_the_secret_key_or_short_is_refused(settings):
+    from keystore.sealing import SealedIn, StorageKeyMissing, seal
+
+    owner = SealedIn(table="t", organization=uuid.uuid4(), row=uuid.uuid4())
+    for key, reason in ((settings.SECRET_KEY, "separate secret"), ("short", "shorter than 32")):
+        settings.HAVEN_STORAGE_KEY = key
+        with pytest.raises(StorageKeyMissing, match=reason):
+            seal("pkcs12", b"secret", owner=owner)

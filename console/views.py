@@ -31,14 +31,8 @@ from console.forms import EmailLoginForm, MigrationForm, PrivateKeystoreForm, Sa
 from console.saml.metadata import MetadataError, idp_entity_id, metadata_fetch
 from console.saml.sp import public_base, sp_urls
 from keystore.migration import MigrationRefused, keystore_migration_start
-from keystore.private_keystores import (
-    PrivateKeystoreInvalid,
-    private_keystore_configure,
-    private_keystore_state,
-    source_copies_note,
-)
-from keystore.sealing import storage_key_problem
-from keystore.selectors import key_accesses_visible_to, key_locations_of, keystore_settings_of
+from keystore.private_keystores import PrivateKeystoreInvalid, keystore_overview, private_keystore_configure
+from keystore.selectors import key_accesses_visible_to, keystore_settings_of
 from keystore.tasks import keystore_migrate_task
 from keystore.vault import keystore_status
 
@@ -127,14 +121,9 @@ def keystore_settings(request):
             except MigrationRefused as refused:
                 migration_form.add_error(None, str(refused))
     status_code = 400 if request.method == "POST" else 200
-    context = keystore_settings_of(organization)
-    private = context["private_keystore"]
     return render(request, "console/keystore.html", {
         "form": form, "migration_form": migration_form, "haven_status": keystore_status(),
-        "private_state": private_keystore_state(private) if private else None,
-        "source_copies": source_copies_note(organization), "storage_warning": storage_key_problem(),
-        "key_locations": key_locations_of(organization),
-        **context,
+        **keystore_settings_of(organization), **keystore_overview(organization),
     }, status=status_code)
 
 

@@ -31,7 +31,15 @@ from keystore.private_vault import (
     issue_client_certificate,
     private_vault_health,
 )
-from keystore.sealing import StorageKeyMissing, is_current, private_keystore_owner, seal, sealing_check, unseal
+from keystore.sealing import (
+    StorageKeyMissing,
+    is_current,
+    private_keystore_owner,
+    seal,
+    sealing_check,
+    storage_key_problem,
+    unseal,
+)
 from keystore.services import key_access_record, key_path
 
 logger = logging.getLogger(__name__)
@@ -278,3 +286,16 @@ def source_copies_note(organization: Organization) -> str:
     return (f"{latest.source_copies_left} copy(ies) remain in your keystore at secret/haven/{organization.uuid}/ "
             f"after the migration back of {latest.finished_at:%Y-%m-%d}: Haven's policy cannot delete them; "
             "remove them there")
+
+
+def keystore_overview(organization: Organization) -> dict:
+    """What the console shows beside the settings: the private Vault's state (a `sys/health` call),
+    where each key lives, copies left by the latest migration, whether the storage key is set."""
+    keystore = PrivateKeystore.objects.filter(organization=organization).first()
+    return {
+        "private_state": private_keystore_state(keystore) if keystore else None,
+        "source_copies": source_copies_note(organization),
+        "storage_warning": storage_key_problem(),
+        "key_locations": UserKey.objects.filter(organization=organization, state=UserKey.State.ESCROWED)
+        .select_related("user").order_by("user__email")[:200],
+    }

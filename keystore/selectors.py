@@ -26,9 +26,3 @@ def keystore_settings_of(organization) -> dict:
         "keys_in_haven": keys.filter(location=UserKey.Location.HAVEN).count(),
         "keys_in_private": keys.filter(location=UserKey.Location.PRIVATE).count(),
     }
-
-
-def key_locations_of(organization, *, limit: int = 200) -> QuerySet[UserKey]:
-    """Each escrowed key of the organization and the keystore it lives in (for the console)."""
-    return (UserKey.objects.filter(organization=organization, state=UserKey.State.ESCROWED)
-            .select_related("user").order_by("user__email")[:limit])

@@ -259,7 +259,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    else {}
+    else {
+        # With acks_late, Redis hands an unacknowledged task to another worker after the visibility
+        # timeout (default 1 h): it must outlast the longest task time limit (the key migration's),
+        # or a long migration would run twice at once. tests/test_settings_celery.py checks it.
+        "visibility_timeout": 2 * 3600,
+    }
 )
 if CELERY_BROKER_URL.startswith("filesystem"):
     # kombu's filesystem transport does not create its folders itself.
@@ -305,8 +310,14 @@ VAULT_CLIENT_KEY = env_str("VAULT_CLIENT_KEY")
 VAULT_PRIVILEGED_TOKEN = env_str("VAULT_PRIVILEGED_TOKEN")
 HAVEN_KEYSTORE_DIR = DATA_DIR / "keystore"
 HAVEN_KEYSTORE_PORT = env_int("HAVEN_KEYSTORE_PORT", 8200)
-# Seals secrets kept in the database (a private keystore's PKCS12); defaults to the secret key.
-HAVEN_STORAGE_KEY = env_str("HAVEN_STORAGE_KEY")
+# Seals secrets kept in the database (a private keystore's PKCS12). It must live outside the data
+# folder: the variable, or a file outside it (HAVEN_STORAGE_KEY_FILE, e.g. a systemd credential).
+# Required in production; only the embedded default falls back to the secret key (keystore/sealing.py).
+HAVEN_STORAGE_KEY_FILE = env_str("HAVEN_STORAGE_KEY_FILE")
+HAVEN_STORAGE_KEY = env_str("HAVEN_STORAGE_KEY") or (
+    Path(HAVEN_STORAGE_KEY_FILE).read_text().strip() if HAVEN_STORAGE_KEY_FILE else "")
+# Private keystores (an organization's own Vault) on private/loopback addresses (off: public only).
+HAVEN_PRIVATE_KEYSTORE_ALLOW_PRIVATE = env_bool("HAVEN_PRIVATE_KEYSTORE_ALLOW_PRIVATE", False)
 # Lifetime asked for a renewed private-keystore client certificate (the customer's role may cap it).
 HAVEN_PRIVATE_CERT_TTL = env_str("HAVEN_PRIVATE_CERT_TTL", "2160h")
 # Where each key-access record's hash is anchored in the keystore (create-only, listable).

@@ -12,7 +12,9 @@ class PrivateKeystoreForm(forms.Form):
     """Seed 004: the organization's Vault address, its CA chain and Haven's client certificate."""
 
     address = forms.URLField(label="Vault address", max_length=300, help_text="https://vault.example.com:8200")
-    ca_pem = forms.CharField(label="CA chain (PEM)", widget=forms.Textarea(attrs={"rows": 6}), max_length=200_000)
+    ca_pem = forms.CharField(label="CA chain (PEM text)", widget=forms.Textarea(attrs={"rows": 6}), max_length=200_000,
+                             help_text="Paste the text of the PEM file of the CA that signed your Vault's TLS "
+                                       "certificate (-----BEGIN CERTIFICATE----- ...), not a file name.")
     pkcs12 = forms.FileField(label="Client certificate (PKCS12, at most 5 MB)")
     password = forms.CharField(label="PKCS12 password", widget=forms.PasswordInput, max_length=1000)
     cert_role = forms.RegexField(label="Login entry (auth/cert/certs/…)", regex=r"^haven-[A-Za-z0-9_-]+$",
@@ -27,6 +29,9 @@ class PrivateKeystoreForm(forms.Form):
 
 class MigrationForm(forms.Form):
     target = forms.ChoiceField(choices=[("private", "the private keystore"), ("haven", "Haven's keystore")])
+    keep_source = forms.BooleanField(required=False, label="Keep the source copies",
+                                     help_text="By default the copies in Haven's keystore are deleted once every key "
+                                               "is verified at the target.")
 
 
 class SamlSettingsForm(forms.Form):

@@ -35,7 +35,7 @@ from console.forms import EmailLoginForm, MigrationForm, PrivateKeystoreForm, Sa
 from console.saml.metadata import MetadataError, idp_entity_id, metadata_fetch
 from console.saml.sp import public_base, sp_urls
 from keystore.migration import MigrationRefused, keystore_migration_start
-from keystore.private_keystores import PrivateKeystoreInvalid, private_keystore_configure
+from keystore.private_keystores import PrivateKeystoreInvalid, keystore_overview, private_keystore_configure
 from keystore.selectors import key_accesses_visible_to, keystore_settings_of
 from keystore.tasks import keystore_migrate_task
 from keystore.vault import keystore_status
@@ -123,6 +123,7 @@ def keystore_settings(request):
             try:
                 migration = keystore_migration_start(organization=organization,
                                                      target=migration_form.cleaned_data["target"],
+                                                     keep_source=migration_form.cleaned_data["keep_source"],
                                                      actor_label=request.user.email)
                 transaction.on_commit(lambda: keystore_migrate_task.delay(migration.pk))
                 messages.success(request, "The migration started; keys move one at a time.")
@@ -132,7 +133,7 @@ def keystore_settings(request):
     status_code = 400 if request.method == "POST" else 200
     return render(request, "console/keystore.html", {
         "form": form, "migration_form": migration_form, "haven_status": keystore_status(),
-        **keystore_settings_of(organization),
+        **keystore_settings_of(organization), **keystore_overview(organization),
     }, status=status_code)
 
 

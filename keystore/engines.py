@@ -12,7 +12,7 @@ from django.conf import settings
 from keystore.models import PrivateKeystore, UserKey
 from keystore.pkcs12 import Pkcs12Error, pkcs12_load
 from keystore.private_vault import KeyExists, PrivateVaultConfig, PrivateVaultError, PrivateVaultSession
-from keystore.sealing import unseal
+from keystore.sealing import private_keystore_owner, unseal
 from keystore.vault import KeystorePathExists, KeystoreUnavailable, kv_create, kv_read
 
 HAVEN, PRIVATE = UserKey.Location.HAVEN, UserKey.Location.PRIVATE
@@ -37,10 +37,11 @@ class HavenEngine:
 
 
 def private_vault_config(keystore: PrivateKeystore) -> PrivateVaultConfig:
+    owner = private_keystore_owner(keystore)
     try:
-        identity = pkcs12_load(unseal("pkcs12", keystore.pkcs12_sealed), unseal("pkcs12-password",
-                                                                               keystore.password_sealed).decode())
-    except Pkcs12Error as error:
+        identity = pkcs12_load(unseal("pkcs12", keystore.pkcs12_sealed, owner=owner),
+                               unseal("pkcs12-password", keystore.password_sealed, owner=owner).decode())
+    except (Pkcs12Error, ValueError) as error:  # ValueError: sealed for another row, or another storage key
         raise KeystoreUnavailable(f"the private keystore's client certificate is unusable: {error}") from None
     return PrivateVaultConfig(address=keystore.address, ca_pem=keystore.ca_pem.encode(), identity=identity,
                               cert_role=keystore.cert_role)

@@ -84,10 +84,12 @@ class AuditChainHead(models.Model):
 class PrivateKeystore(models.Model):
     """An organization's own Vault (seed 004): address, CA chain and the PKCS12 Haven logs in with.
 
-    The PKCS12 and its password are stored encrypted (keystore/sealing.py). `in_use` says whether
+    The PKCS12 and its password are stored encrypted (keystore/sealing.py), bound to this row's
+    uuid and organization. `in_use` says whether
     new escrows of the organization go there; where each user's key lives is `UserKey.location`.
     """
 
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)  # bound into the sealed values
     organization = models.OneToOneField(Organization, on_delete=models.PROTECT, related_name="private_keystore")
     address = models.URLField(max_length=300)
     ca_pem = models.TextField()
@@ -97,6 +99,7 @@ class PrivateKeystore(models.Model):
                                  help_text="The auth/cert/certs/<name> entry Haven logs in with.")
     cert_subject = models.CharField(max_length=300, blank=True)
     cert_not_after = models.DateTimeField()
+    cert_fingerprint = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the client certificate.")
     in_use = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -124,6 +127,10 @@ class KeystoreMigration(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.CharField(max_length=500, blank=True)
     source_deleted_at = models.DateTimeField(null=True, blank=True)
+    # Opt-out of deleting the source copies once every key is verified at the target.
+    keep_source = models.BooleanField(default=False)
+    # Copies left at the source when it completed: kept on request, or in a Vault Haven may not delete from.
+    source_copies_left = models.IntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization"], condition=models.Q(state="running"),

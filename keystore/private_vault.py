@@ -361,3 +361,26 @@ def cert_auth_delete(session: PrivateVaultSession, name: str) -> None:
 def _check_entry_name(name: str) -> None:
     if not _ENTRY_NAME.fullmatch(name):
         raise ValueError(f"not a cert auth entry name: {name!r}")
+
+
+# --- health -------------------------------------------------------------------------------------
+
+def private_vault_health(address: str, ca_pem: bytes, *, timeout: float = 5.0) -> str:
+    """unsealed, sealed, uninitialized, unreachable or untrusted (wrong CA) — `sys/health`, no login.
+
+    Asks for 200 in every state so the state is read from the body instead of being raised.
+    """
+    with PrivateFile(ca_pem, name="haven-vault-ca") as ca_file:
+        client = hvac.Client(url=address, verify=ca_file.path, timeout=timeout)
+        try:
+            body = client.sys.read_health_status(method="GET", standby_ok=True, sealed_code=200, uninit_code=200)
+        except requests.exceptions.SSLError as exc:
+            return "untrusted" if "verify failed" in _ssl_reason(exc).lower() else "unreachable"
+        except (requests.exceptions.RequestException, hvac.exceptions.VaultError):
+            return "unreachable"
+        finally:
+            client.adapter.close()
+    body = body.json() if hasattr(body, "json") else body
+    if not body.get("initialized"):
+        return "uninitialized"
+    return "sealed" if body.get("sealed") else "unsealed"

@@ -6,6 +6,7 @@ PKCS12 file an org admin would upload. The `private_vault` fixture (module-scope
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -39,6 +40,22 @@ def bao_binary() -> str:
     return binary
 
 
+def doc_audit_config(log_path: Path) -> str:
+    """The declarative audit device exactly as docs/private-keystore.md gives it, logging to `log_path`."""
+    match = re.search(r"```hcl\n(audit \"file\".*?)```", DOC.read_text(), re.S)
+    assert match, "docs/private-keystore.md lost its declarative audit device (```hcl audit \"file\" ...)"
+    config, count = re.subn(r'file_path\s*=\s*"[^"]*"', f'file_path = "{log_path}"', match.group(1))
+    assert count == 1, "the doc's audit device has no file_path"
+    return config
+
+
+def audit_entries(log_path: Path) -> list[dict]:
+    """The audit device's entries (requests and responses), oldest first."""
+    if not log_path.exists():
+        return []
+    return [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+
+
 def doc_policy() -> str:
     """The HCL policy exactly as docs/private-keystore.md gives it (the heredoc of step 6)."""
     match = re.search(r"cat > haven-policy\.hcl <<'EOF'\n(.*?)\nEOF\n", DOC.read_text(), re.S)
@@ -59,6 +76,7 @@ class DevServer:
     root: hvac.Client
     process: subprocess.Popen
     log: Path
+    audit_log: Path
 
     def stop(self) -> None:
         self.root.adapter.close()
@@ -85,12 +103,14 @@ def _start_dev_server(workdir: Path) -> DevServer:
     tls_dir.mkdir(parents=True)
     home.mkdir()
     port = free_port()
-    log = workdir / "bao.log"
+    log, audit_log = workdir / "bao.log", workdir / "audit.log"
+    config = workdir / "audit.hcl"  # the doc's declarative audit device: OpenBao 2.7 refuses API-enabled ones
+    config.write_text(doc_audit_config(audit_log))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
     env["HOME"] = str(home)  # dev mode writes its root token to ~/.vault-token: keep it out of the real home
     process = subprocess.Popen(
         [bao_binary(), "server", "-dev", "-dev-tls", f"-dev-tls-cert-dir={tls_dir}",
-         f"-dev-root-token-id={ROOT_TOKEN}", f"-dev-listen-address=127.0.0.1:{port}"],
+         f"-dev-root-token-id={ROOT_TOKEN}", f"-dev-listen-address=127.0.0.1:{port}", f"-config={config}"],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=workdir,
     )
     ca_path = tls_dir / "vault-ca.pem"
@@ -107,7 +127,7 @@ def _start_dev_server(workdir: Path) -> DevServer:
         stop_process(process, timeout=10)
         raise
     return DevServer(address=address, ca_pem=ca_path.read_bytes(), ca_path=ca_path, root_token=ROOT_TOKEN,
-                     root=root, process=process, log=log)
+                     root=root, process=process, log=log, audit_log=audit_log)
 
 
 def _ready(client: hvac.Client) -> bool:

@@ -23,6 +23,15 @@ from tests.keystore.private_vault_fixture import private_vault_fixture  # noqa: 
 from tests.support import PYTHON, REPO, wait_until
 
 pytestmark = pytest.mark.slow
+STORAGE_KEY = "a-test-storage-key-outside-the-data-folder"
+
+
+@pytest.fixture(autouse=True)
+def _production_settings(settings):
+    """Tests run as production does (PostgreSQL): a storage key is required. The test Vaults listen on
+    loopback, which only an operator's setting allows."""
+    settings.HAVEN_STORAGE_KEY = STORAGE_KEY
+    settings.HAVEN_PRIVATE_KEYSTORE_ALLOW_PRIVATE = True
 
 
 def _configure(org, actor, setup, **overrides):
@@ -88,7 +97,8 @@ def test_migration_both_ways_survives_a_crash_halfway(vault, private_vault, org_
     env = {**os.environ, "DATABASE_URL": os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/"
            + connection.settings_dict["NAME"], "HAVEN_TEST_DATABASE_NAME": "", "VAULT_ADDR": settings.VAULT_ADDR,
            "VAULT_TOKEN": settings.VAULT_TOKEN, "HAVEN_AUDIT_ANCHOR_PREFIX": settings.HAVEN_AUDIT_ANCHOR_PREFIX,
-           "HAVEN_SECRET_KEY": settings.SECRET_KEY, "HAVEN_FAULT_DIR": str(tmp_path),
+           "HAVEN_SECRET_KEY": settings.SECRET_KEY, "HAVEN_STORAGE_KEY": STORAGE_KEY,
+           "HAVEN_PRIVATE_KEYSTORE_ALLOW_PRIVATE": "1", "HAVEN_FAULT_DIR": str(tmp_path),
            "HAVEN_FAULT_POINTS": "keystore.migration.after_copy=pause@2"}
     process = subprocess.Popen([PYTHON, "manage.py", "keystore", "migrate", "--org", org_a.name, "--to", "private"],
                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -201,3 +211,54 @@ def test_the_private_keystore_cannot_be_replaced_while_keys_live_there(vault, pr
     with pytest.raises(PrivateKeystoreInvalid, match="migrate them back"):
         _configure(org_a, alice, private_vault, address="https://other.example:8200")
     assert PrivateKeystore.objects.get().address == private_vault.address
+
+
+# --- helpers shared with the migration and sealing tests ----------------------------------------
+
+def _migrate(org, target, **options):
+    return keystore_migration_run(migration=keystore_migration_start(organization=org, target=target,
+                                                                     actor_label="test", **options))
+
+
+def _new_pkcs12(setup, entry):
+    """What the admin does to renew by hand: issue a certificate, pin it under a new entry, export it."""
+    issued = setup.issue(ttl="2160h")
+    setup.register(entry, issued["certificate"])
+    return pkcs12_build(issued["certificate"].encode(), issued["private_key"].encode(),
+                        "\n".join(issued["ca_chain"]).encode() + b"\n", setup.password)
+
+
+# --- the private Vault's state, renewal now -----------------------------------------------------
+
+def test_keystore_status_reports_the_private_vaults_state(vault, org_a, alice, tmp_path, capsys):
+    from django.core.management import CommandError, call_command
+
+    from tests.keystore.private_vault_fixture import start_private_vault
+
+    setup = start_private_vault(tmp_path)
+    try:
+        keystore = _configure(org_a, alice, setup)
+        _migrate(org_a, "private")  # no keys yet: the organization simply switches to it
+        call_command("keystore", "status")
+        out = capsys.readouterr().out
+        assert f"private keystore {setup.address}: unsealed" in out and keystore.cert_fingerprint in out
+        assert f"expires {keystore.cert_not_after:%Y-%m-%d}" in out
+        setup.root.sys.seal()
+        with pytest.raises(CommandError, match="sealed"):
+            call_command("keystore", "status")
+        assert f"private keystore {setup.address}: sealed" in capsys.readouterr().out
+    finally:
+        setup.stop()
+    with pytest.raises(CommandError, match="unreachable"):
+        call_command("keystore", "status")
+
+
+def test_renewal_can_be_run_now_from_the_command_line(vault, private_vault, org_a, alice, capsys):
+    from django.core.management import call_command
+
+    pkcs12 = _new_pkcs12(private_vault, "haven-renew-now")
+    keystore = _configure(org_a, alice, private_vault, pkcs12=pkcs12, cert_role="haven-renew-now")
+    call_command("keystore", "renew", "--org", org_a.name)  # not due for 90 days: renewed all the same
+    renewed = PrivateKeystore.objects.get(pk=keystore.pk)
+    assert renewed.cert_role != "haven-renew-now" and renewed.cert_fingerprint != keystore.cert_fingerprint
+    assert f"renewed, login entry {renewed.cert_role}" in capsys.readouterr().out

@@ -41,6 +41,7 @@ from keystore.private_vault import (
     cert_auth_register,
     issue_client_certificate,
     key_path,
+    private_vault_health,
     private_vault_login,
 )
 from tests.keystore.private_vault_fixture import (  # noqa: F401 - private_vault_fixture is the `private_vault` fixture
@@ -49,6 +50,7 @@ from tests.keystore.private_vault_fixture import (  # noqa: F401 - private_vault
     INITIAL_ENTRY,
     POLICY,
     PrivateVaultSetup,
+    audit_entries,
     bao_binary,
     private_vault_fixture,
     start_dev_server,
@@ -394,6 +396,8 @@ def test_the_documented_setup_commands_work_on_openbao(tmp_path):
         capabilities = [line for line in result.stdout.splitlines() if re.fullmatch(r"[a-z, ]+", line)]
         assert capabilities == ["create, read", "deny", "create, delete, read, update", "deny"]
         assert not (workdir / "haven-key.pem").exists() and not (workdir / "haven-cert.json").exists()
+        for written in ("haven.p12", "haven-cert.pem", "haven-ca-chain.pem"):  # the doc's `umask 077`
+            assert stat.S_IMODE((workdir / written).stat().st_mode) == 0o600, written
 
         password = re.search(r"^PKCS12 password .*: (\S+)$", result.stdout, re.M).group(1)
         setup = PrivateVaultSetup(server=server, pkcs12=(workdir / "haven.p12").read_bytes(), password=password)
@@ -412,3 +416,27 @@ def _doc_shell_blocks() -> list[str]:
 
 def _certificate(identity: ClientIdentity) -> x509.Certificate:
     return x509.load_pem_x509_certificate(identity.cert_pem)
+
+
+# --- the audit device and the Vault's health ----------------------------------------------------
+
+def test_the_documented_audit_device_records_havens_requests(private_vault, session):
+    path = new_key_path()
+    session.create_key(path, {"wrapped_key": "k"})
+    requests_ = [e["request"] for e in audit_entries(private_vault.server.audit_log) if e["type"] == "request"]
+    assert {"path": f"secret/{path}", "operation": "create"} in [
+        {"path": r["path"], "operation": r["operation"]} for r in requests_]
+    assert stat.S_IMODE(private_vault.server.audit_log.stat().st_mode) == 0o600
+
+
+def test_the_health_of_a_private_vault_is_read_without_logging_in(tmp_path, private_vault):
+    assert private_vault_health(private_vault.address, private_vault.ca_pem) == "unsealed"
+    pki_root_ca = private_vault.root.secrets.pki.read_ca_certificate(mount_point="pki").encode()
+    assert private_vault_health(private_vault.address, pki_root_ca) == "untrusted"
+    assert private_vault_health(f"https://127.0.0.1:{free_port()}", private_vault.ca_pem, timeout=2) == "unreachable"
+    setup = start_private_vault(tmp_path)
+    try:
+        setup.root.sys.seal()
+        assert private_vault_health(setup.address, setup.ca_pem) == "sealed"
+    finally:
+        setup.stop()

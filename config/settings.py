@@ -272,6 +272,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "haven.archives.orphan_packs_collect",
         "schedule": 24 * 3600.0,
     },
+    # Restore zips are kept 24 h; this deletes them once expired (archives/restores.py).
+    "restore-results-expire": {"task": "haven.archives.restore_results_expire", "schedule": 3600.0},
 }
 
 # Vault (keystore): Vault's own variable names, as hvac and the vault CLI read them.

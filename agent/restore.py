@@ -29,7 +29,6 @@ from formats.reassembly import (
 )
 
 FETCH_WORKERS = 3
-__all__ = ["FETCH_BYTES", "FETCH_WORKERS", "RestoreError", "RestoreSummary", "manifests_at", "restore", "selected"]
 
 
 class RestoreError(Exception):

@@ -378,3 +378,24 @@ def test_expired_results_are_deleted_and_only_those(alice, archives_of, queued, 
     assert RestoreJob.objects.get(pk=stuck.pk).status == "failed"
     assert RestoreJob.objects.get(pk=fresh_running.pk).status == "running"
     assert restore_results_expire_task() == {"deleted": 0, "stale_failed": 0}
+
+
+def test_an_unreachable_keystore_requeues_the_job_then_fails_it_clearly(alice, archives_of, queued, settings,
+                                                                        data_dir):
+    from keystore.vault import KeystoreUnavailable, vault_client_reset
+    from tests.support import free_port
+
+    settings.VAULT_ADDR, settings.VAULT_TOKEN = f"http://127.0.0.1:{free_port()}", "nothing-listens-there"
+    vault_client_reset()
+    archive = archives_of(alice)
+    UserKey.objects.create(organization=alice.organization, user=alice, key_id="0" * 32, state="escrowed")
+    job = restore_job_request(actor=alice, archive=archive)
+    buffer = bytearray(b"\xff" * 32)
+    with pytest.raises(KeystoreUnavailable):
+        restore_job_run(job=restore_job_claim(job_id=job.pk), key_buffer=buffer, retry=True)
+    assert RestoreJob.objects.get(pk=job.pk).status == "queued"  # the task retries it later
+    job = restore_job_run(job=restore_job_claim(job_id=job.pk), key_buffer=buffer, retry=False)
+    assert job.status == "failed" and "keystore is unavailable" in job.error
+    assert bytes(buffer) == bytes(32)
+    assert [a.outcome for a in KeyAccess.objects.order_by("seq")] == ["started", "failed"] * 2
+    vault_client_reset()

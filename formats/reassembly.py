@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from formats.blocks import BLOCK_OVERHEAD, MAX_BLOCK_SIZE, block_decrypt
 from formats.errors import FormatError, IntegrityError
@@ -92,13 +92,13 @@ class FileAssembly:
     and a block shared by files is fetched once). Not thread-safe: callers hold a lock."""
 
     manifest: Manifest
-    remaining: int = -1
-    written: int = 0
+    extents: list[Extent] = field(init=False)
+    remaining: int = field(init=False)  # blocks still to write
+    written: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.extents = file_extents(self.manifest)
-        if self.remaining < 0:
-            self.remaining = len(self.extents)
+        self.remaining = len(self.extents)
 
     @property
     def complete(self) -> bool:

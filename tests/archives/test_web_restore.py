@@ -138,6 +138,9 @@ def test_the_zip_holds_every_file_byte_for_byte(backed_up, alice, queued):
     with zipfile.ZipFile(zip_path) as archive:
         script = next(i for i in archive.infolist() if i.filename.endswith("scripts/run.sh"))
         assert script.external_attr >> 16 & 0o7777 == 0o755
+        ut = script.extra.index(b"UT\x05\x00\x01")  # Info-ZIP extended timestamp: mtime in UTC seconds
+        mtime = int.from_bytes(script.extra[ut + 5:ut + 9], "little", signed=True)
+        assert mtime == int((backed_up.source / "scripts" / "run.sh").stat().st_mtime)
     assert not list(zip_path.parent.glob(".*.tmp"))
 
 

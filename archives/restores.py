@@ -188,7 +188,8 @@ def restore_job_run(*, job: RestoreJob, key_buffer: bytearray | None = None, ret
             return job
         keys = _key_into(buffer, archive=job.archive, actor=job.requested_by, job=str(job.uuid))
         chosen = restore_selection(manifests_at(job.archive, keys, job.at), job.paths)
-        RestoreJob.objects.filter(pk=job.pk).update(files_total=len(chosen), bytes_total=sum(m.size for m in chosen))
+        job.files_total, job.bytes_total = len(chosen), sum(m.size for m in chosen)
+        job.save(update_fields=["files_total", "bytes_total"])
         fetch, progress = _fetcher(job.archive), _Progress(job)
         with zip_writer(final) as archive:
             for manifest in chosen:

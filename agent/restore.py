@@ -1,6 +1,7 @@
 """Restore any point in time: fetch manifests, then blocks in batches (several at once), verify
-every block (frame checksum, GCM tag, keyed id), write files under a temporary name and move
-each into place with its mode and mtime once all of its bytes are written.
+every block and place it in its files (formats/reassembly.py, shared with the server's web
+restore), write files under a temporary name and move each into place with its mode and mtime
+once all of its bytes are written.
 """
 import base64
 import os
@@ -13,15 +14,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.backup import path_within
 from agent.client import ApiClient
-from formats.blocks import block_decrypt
-from formats.errors import FormatError, IntegrityError
-from formats.frames import FRAME_BLOCK, frames_decode
+from formats.errors import IntegrityError
 from formats.keys import KeySet
 from formats.manifests import Manifest, manifest_decrypt
+from formats.reassembly import (
+    FETCH_BYTES,
+    FileAssembly,
+    ReassemblyError,
+    blocks_open,
+    fetch_batches,
+    path_within,
+    restore_selection,
+)
 
-FETCH_BYTES = 16 * 1024 * 1024
 FETCH_WORKERS = 3
 
 
@@ -40,11 +46,14 @@ class RestoreSummary:
 
 @dataclass
 class _Target:
-    manifest: Manifest
+    assembly: FileAssembly
     final: Path
     temporary: Path
-    remaining: int  # blocks still to write
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.assembly.manifest
 
 
 def manifests_at(client: ApiClient, keys: KeySet, archive_id: str, at: str | None) -> list[Manifest]:
@@ -81,10 +90,11 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
     prefixes = [os.path.abspath(p) for p in (paths or [])]
     if manifests is None:
         manifests = manifests_at(client, keys, archive_id, at)
-    manifests = sorted((m for m in manifests if not m.deleted and selected(m.path, prefixes)), key=lambda m: m.path)
-    duplicated = {a.path for a, b in zip(manifests, manifests[1:]) if a.path == b.path}
-    if duplicated:  # two versions of one path would share a destination and its temporary file
-        raise RestoreError(f"the server listed {len(duplicated)} path(s) twice, e.g. {sorted(duplicated)[0]!r}")
+    try:
+        manifests = restore_selection(manifests, prefixes)
+        assemblies = [FileAssembly(manifest) for manifest in manifests]
+    except ReassemblyError as error:
+        raise RestoreError(str(error)) from None
     summary = RestoreSummary()
     dest.mkdir(parents=True, exist_ok=True)
 
@@ -92,19 +102,17 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
     # block id -> [(target, offset in file)], and the plaintext size of each block
     places: dict[bytes, list[tuple[_Target, int]]] = defaultdict(list)
     sizes: dict[bytes, int] = {}
-    for manifest in manifests:
-        final = _destination(dest, manifest.path)
+    for assembly in assemblies:
+        final = _destination(dest, assembly.manifest.path)
         final.parent.mkdir(parents=True, exist_ok=True)
         temporary = final.with_name(f".{final.name}.haven-restore")
         with open(temporary, "wb") as handle:
-            handle.truncate(manifest.size)
-        target = _Target(manifest, final, temporary, remaining=len(manifest.block_ids))
+            handle.truncate(assembly.manifest.size)
+        target = _Target(assembly, final, temporary)
         targets.append(target)
-        offset = 0
-        for block_id, size in zip(manifest.block_ids, manifest.block_sizes):
-            places[block_id].append((target, offset))
-            sizes[block_id] = size
-            offset += size
+        for extent in assembly.extents:
+            places[extent.block_id].append((target, extent.offset))
+            sizes[extent.block_id] = extent.size
 
     summary_lock = threading.Lock()
 
@@ -119,56 +127,39 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
         progress(1, 0)
 
     for target in targets:
-        if target.remaining == 0:
+        if target.assembly.complete:
             finish(target)
 
-    batches, batch, batch_bytes = [], [], 0
-    for block_id in places:
-        batch.append(block_id)
-        batch_bytes += sizes[block_id]
-        if batch_bytes >= FETCH_BYTES or len(batch) >= 5000:
-            batches.append(batch)
-            batch, batch_bytes = [], 0
-    if batch:
-        batches.append(batch)
+    archive_uuid = uuid.UUID(archive_id)
 
     def fetch(block_ids: list[bytes]) -> None:
         data = client.blocks_fetch(archive_id, block_ids)
-        try:
-            # GCM and the keyed block id authenticate each payload below; the frame checksum
-            # (for key-less scrubbing on the server) would only hash it a second time.
-            frames = [frame for _, frame in frames_decode(data, verify_checksums=False)]
-        except FormatError as error:
-            raise RestoreError(f"the server sent damaged data: {error}") from None
-        if len(frames) != len(block_ids):
-            raise RestoreError(f"asked for {len(block_ids)} blocks, received {len(frames)}")
         written = 0
-        for block_id, frame in zip(block_ids, frames):
-            if frame.kind != FRAME_BLOCK or bytes(frame.block_id) != block_id:
-                raise RestoreError(f"the server answered block {bytes(frame.block_id).hex()} for {block_id.hex()}")
-            try:
-                plaintext = block_decrypt(keys, block_id, frame.payload)
-            except IntegrityError as error:
-                raise RestoreError(f"block {block_id.hex()} failed verification: {error}") from None
-            for target, offset in places[block_id]:
-                fd = os.open(target.temporary, os.O_WRONLY)
-                try:
-                    os.pwrite(fd, plaintext, offset)
-                finally:
-                    os.close(fd)
-                with target.lock:
-                    target.remaining -= 1
-                    done = target.remaining == 0
-                if done:
-                    finish(target)
-            written += len(plaintext)
+        try:
+            # GCM and the keyed block id authenticate each payload; the frame checksum (for
+            # key-less scrubbing on the server) would only hash it a second time.
+            for block_id, plaintext in blocks_open(keys, block_ids, data, sizes=[sizes[b] for b in block_ids],
+                                                   archive_id=archive_uuid, verify_checksums=False):
+                for target, offset in places[block_id]:
+                    fd = os.open(target.temporary, os.O_WRONLY)
+                    try:
+                        os.pwrite(fd, plaintext, offset)
+                    finally:
+                        os.close(fd)
+                    with target.lock:
+                        done = target.assembly.block_written(len(plaintext))
+                    if done:
+                        finish(target)
+                written += len(plaintext)
+        except ReassemblyError as error:
+            raise RestoreError(f"the server sent data that failed verification ({error})") from None
         with summary_lock:
             summary.blocks += len(block_ids)
         progress(0, written)
 
     try:
         with ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="haven-restore") as pool:
-            futures = [pool.submit(fetch, batch) for batch in batches]
+            futures = [pool.submit(fetch, batch) for batch in fetch_batches(sizes, max_bytes=FETCH_BYTES)]
             for future in futures:
                 if future.exception() is not None:
                     for other in futures:
@@ -176,10 +167,10 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
                     raise future.exception()
     except BaseException:
         for target in targets:
-            if target.remaining:
+            if not target.assembly.complete:
                 target.temporary.unlink(missing_ok=True)
         raise
-    leftover = [t for t in targets if t.remaining]
+    leftover = [t for t in targets if not t.assembly.complete]
     if leftover:
         raise RestoreError(f"{len(leftover)} file(s) were not completed")
     summary.seconds = time.monotonic() - started

@@ -105,4 +105,59 @@ class FileVersion(models.Model):
             models.Index(fields=["archive", "path_id", "committed_at"]),
             models.Index(fields=["archive", "committed_at"]),
         ]
+
+
+class RestoreJob(models.Model):
+    """A restore asked for in the console or the public API: which archive, which point in time
+    (server time), which paths; its progress; and for a web restore the zip it produced.
+
+    The zip is served only to the person who asked and the organization's administrators, until
+    `expires_at` (24 h after it finished); a beat task then deletes it and clears `result_key`.
+    """
+
+    class Kind(models.TextChoices):
+        WEB = "web", "Web restore (zip download)"
+        PUSH = "push", "Push restore to a device"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="restore_jobs")
+    archive = models.ForeignKey(Archive, on_delete=models.PROTECT, related_name="restore_jobs")
+    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="restore_jobs")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.WEB)
+    at = models.DateTimeField(help_text="The point in time restored (server commit times).")
+    paths = models.JSONField(default=list, blank=True, help_text="Absolute path prefixes; empty: everything.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    files_total = models.BigIntegerField(default=0)
+    files_done = models.BigIntegerField(default=0)
+    bytes_total = models.BigIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    result_key = models.CharField(max_length=255, blank=True, help_text="Under the restore results directory.")
+    result_size = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "-created_at"]),
+            models.Index(fields=["status", "expires_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(status__in=["queued", "running", "done", "failed"]),
+                                   name="restorejob_status_valid"),
+            models.CheckConstraint(condition=models.Q(kind__in=["web", "push"]), name="restorejob_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} restore {self.uuid} ({self.status})"
+
+
 from archives.policy_models import BackupPolicy, DeviceStatus  # noqa: E402,F401 - models of this app

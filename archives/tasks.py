@@ -5,6 +5,14 @@ from celery import shared_task
 from django.conf import settings
 
 from archives.gc import orphan_packs_collect
+from archives.restores import (
+    RESTORE_SOFT_TIME_LIMIT,
+    RESTORE_TIME_LIMIT,
+    restore_job_claim,
+    restore_job_run,
+    restore_results_expire,
+)
+from keystore.vault import KeystoreUnavailable
 
 
 @shared_task(name="haven.archives.orphan_packs_collect", soft_time_limit=3600, time_limit=3900)
@@ -14,3 +22,26 @@ def orphan_packs_collect_task() -> dict:
     sweep = orphan_packs_collect(grace=timedelta(hours=settings.HAVEN_ORPHAN_GRACE_HOURS),
                                  retention=timedelta(days=settings.HAVEN_ORPHAN_RETENTION_DAYS))
     return {"quarantined": len(sweep.quarantined), "deleted": len(sweep.deleted), "refused": sweep.refused}
+
+
+# --- restores ---------------------------------------------------------------------------------
+# Named haven.keystore.* on purpose: CELERY_TASK_ROUTES sends those to the `keys` queue, whose
+# worker runs one task per child process, so no key outlives the restore that fetched it.
+
+@shared_task(name="haven.keystore.restore_job_run", bind=True, soft_time_limit=RESTORE_SOFT_TIME_LIMIT,
+             time_limit=RESTORE_TIME_LIMIT, acks_late=True, max_retries=5, default_retry_delay=120)
+def restore_job_run_task(self, job_id: int) -> str:
+    job = restore_job_claim(job_id=job_id)
+    if job is None:  # already claimed (a redelivered message) or gone
+        return "skipped"
+    try:
+        return restore_job_run(job=job, retry=self.request.retries < self.max_retries).status
+    except KeystoreUnavailable as error:  # the service put the job back in the queue
+        raise self.retry(exc=error) from None
+
+
+@shared_task(name="haven.archives.restore_results_expire", soft_time_limit=600, time_limit=900)
+def restore_results_expire_task() -> dict:
+    """Hourly: delete restore zips past their 24 hours; fail jobs whose worker died."""
+    sweep = restore_results_expire()
+    return {"deleted": len(sweep.deleted), "stale_failed": sweep.stale_failed}

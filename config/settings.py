@@ -261,9 +261,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     if CELERY_BROKER_URL.startswith("filesystem")
     else {
         # With acks_late, Redis hands an unacknowledged task to another worker after the visibility
-        # timeout (default 1 h): it must outlast the longest task time limit (the key migration's),
-        # or a long migration would run twice at once. tests/test_settings_celery.py checks it.
-        "visibility_timeout": 2 * 3600,
+        # timeout (default 1 h): it must outlast the longest task time limit (a web restore's 6 h),
+        # or a long restore or key migration would run twice at once.
+        # tests/keystore/test_celery_settings.py checks it.
+        "visibility_timeout": 7 * 3600,
     }
 )
 if CELERY_BROKER_URL.startswith("filesystem"):
@@ -295,6 +296,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "haven.archives.orphan_packs_collect",
         "schedule": 24 * 3600.0,
     },
+    # Restore zips are kept 24 h; this deletes them once expired (archives/restores.py).
+    "restore-results-expire": {"task": "haven.archives.restore_results_expire", "schedule": 3600.0},
 }
 
 # Vault (keystore): Vault's own variable names, as hvac and the vault CLI read them.

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0005_user_scim_deleted_at'),
-        ('archives', '0002_backuprun_pack_fileversion_block_and_more'),
+        ('archives', '0003_restorejob'),
     ]
 
     operations = [

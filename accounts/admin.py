@@ -1,8 +1,10 @@
 """Django admin for Haven operators. Deauthorization goes through the same service as the console."""
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from accounts.models import AuditEvent, Device, DeviceToken, Group, Organization, User
+from accounts.domains import DomainRefused, domain_normalize, domain_owner, verified_domains_change
+from accounts.models import AuditEvent, Device, DeviceToken, Group, Organization, SamlSettings, User
 from accounts.services import device_deauthorize, device_reauthorize
 
 
@@ -92,3 +94,40 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class SamlSettingsForm(forms.ModelForm):
+    class Meta:
+        model = SamlSettings
+        fields = ["verified_domains"]
+
+    def clean_verified_domains(self):
+        try:
+            domains = [domain_normalize(d) for d in self.cleaned_data["verified_domains"].split(",") if d.strip()]
+        except DomainRefused as refused:
+            raise forms.ValidationError(str(refused)) from None
+        for domain in domains:
+            owner = domain_owner(domain, other_than=self.instance.organization)
+            if owner is not None:
+                raise forms.ValidationError(f"{domain} is verified for another organization ({owner.name})")
+        return ",".join(domains)
+
+
+@admin.register(SamlSettings)
+class SamlSettingsAdmin(admin.ModelAdmin):
+    """Operators record verified domains here (or with `manage.py verifydomain`); the organization's
+    own administrators configure the rest of single sign-on in the console."""
+
+    form = SamlSettingsForm
+    list_display = ("organization", "enabled", "idp_entity_id", "verified_domains")
+    readonly_fields = ("organization", "enabled", "idp_entity_id", "jit_enabled", "updated_at")
+    fields = ("organization", "verified_domains", "enabled", "idp_entity_id", "jit_enabled", "updated_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        wanted = obj.domains()
+        current = SamlSettings.objects.get(pk=obj.pk).domains()
+        verified_domains_change(organization=obj.organization, add=[d for d in wanted if d not in current],
+                                remove=[d for d in current if d not in wanted], actor_label=f"admin {request.user.email}")

@@ -7,6 +7,7 @@ trusted proxy appends the address it saw, so the first address from the right th
 trusted proxy is the client; whatever lies to its left was written by the client itself.
 """
 import ipaddress
+import socket
 from functools import lru_cache
 
 from django.conf import settings
@@ -62,3 +63,18 @@ def client_address(request) -> str:
         if not _trusted(address):
             break
     return str(client)
+
+
+class HostUnresolvable(ValueError):
+    """The name does not resolve (or is not a valid host name)."""
+
+
+def host_is_public(host: str) -> bool:
+    """Every address the name resolves to is a global one: the test before Haven connects to an
+    address an administrator typed (IdP metadata, a private keystore), so the console cannot be
+    used to probe Haven's internal network."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError):
+        raise HostUnresolvable(f"cannot resolve {host}") from None
+    return all(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses)

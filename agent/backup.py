@@ -32,6 +32,7 @@ from formats.chunking import iter_chunks
 from formats.frames import FRAME_BLOCK, frame_encode
 from formats.keys import KeySet
 from formats.manifests import Manifest, manifest_encrypt, path_id_for
+from formats.reassembly import path_within
 
 BATCH_BYTES = 24 * 1024 * 1024
 COMMIT_VERSIONS = 1000
@@ -58,10 +59,6 @@ class ScanResult:
     skipped: int = 0
     excluded: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-def path_within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions | None = None) -> ScanResult:

@@ -23,8 +23,12 @@ from keystore.engines import HAVEN, PRIVATE, engine_named, privileged_haven_toke
 from keystore.models import KeyAccess, KeystoreMigration, PrivateKeystore, UserKey
 from keystore.private_keystores import PrivateKeystoreInvalid, private_keystore_address_check
 from keystore.services import key_access_record, key_path
-from keystore.vault import KeystorePathExists, KeystoreUnavailable, vault_address
-from keystore.vault import _guarded as vault_guarded  # the one translation of Vault errors
+from keystore.vault import (
+    KeystorePathExists,
+    KeystoreUnavailable,
+    vault_address,
+    vault_call,  # the one translation of Vault errors
+)
 
 
 class MigrationRefused(Exception):
@@ -203,7 +207,7 @@ def _source_delete_one(migration: KeystoreMigration, row: UserKey, target, privi
 
 def _privileged_delete(client: hvac.Client, path: str) -> None:
     try:
-        vault_guarded(lambda: client.secrets.kv.v1.delete_secret(path=path, mount_point="secret"))
+        vault_call(lambda: client.secrets.kv.v1.delete_secret(path=path, mount_point="secret"))
     except hvac_errors.Forbidden:
         raise KeystoreUnavailable("the keystore refused the deletion (check the privileged token's policy)") from None
     except hvac_errors.VaultError as error:

@@ -1,10 +1,8 @@
 """An organization's own Vault (seed 004): set it up from an uploaded PKCS12, renew its client
 certificate before it expires. See docs/private-keystore.md for the customer's side."""
 import base64
-import ipaddress
 import logging
 import secrets
-import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Organization, User
+from accounts.network import HostUnresolvable, host_is_public
 from accounts.selectors import org_admin_emails
 from accounts.services import audit_record
 from formats.keys import KEY_SIZE, key_id_for
@@ -105,10 +104,10 @@ def private_keystore_address_check(address: str) -> None:
     if settings.HAVEN_PRIVATE_KEYSTORE_ALLOW_PRIVATE:
         return
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except (socket.gaierror, UnicodeError):
-        raise PrivateKeystoreInvalid(f"cannot resolve {host}") from None
-    if not all(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
+        public = host_is_public(host)
+    except HostUnresolvable as error:
+        raise PrivateKeystoreInvalid(str(error)) from None
+    if not public:
         raise PrivateKeystoreInvalid(f"{host} is not a public address; Haven only connects to keystores at public "
                                      "addresses (an operator can allow private ones: "
                                      "HAVEN_PRIVATE_KEYSTORE_ALLOW_PRIVATE=1)")

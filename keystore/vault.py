@@ -48,12 +48,12 @@ def _new_client() -> hvac.Client:
     elif settings.VAULT_TOKEN:
         client.token = settings.VAULT_TOKEN
     elif settings.VAULT_ROLE_ID:
-        _guarded(lambda: client.auth.approle.login(role_id=settings.VAULT_ROLE_ID,
+        vault_call(lambda: client.auth.approle.login(role_id=settings.VAULT_ROLE_ID,
                                                    secret_id=settings.VAULT_SECRET_ID))
     elif settings.VAULT_CLIENT_CERT:
         client = hvac.Client(url=vault_address(), verify=verify, timeout=10,
                              cert=(settings.VAULT_CLIENT_CERT, settings.VAULT_CLIENT_KEY))
-        _guarded(lambda: client.auth.cert.login())
+        vault_call(lambda: client.auth.cert.login())
     else:
         raise KeystoreUnavailable("VAULT_ADDR is set but no VAULT_TOKEN, AppRole or client certificate is")
     return client
@@ -71,7 +71,7 @@ def vault_client_reset() -> None:
     _local.client = None
 
 
-def _guarded(call):
+def vault_call(call):
     """Run a Vault call, turning every way the keystore can be unavailable into one error."""
     try:
         return call()
@@ -91,7 +91,7 @@ def kv_read(path: str) -> dict | None:
     """Read one KV v1 secret under secret/ (None if absent)."""
     client = vault_client()
     try:
-        return _guarded(lambda: client.secrets.kv.v1.read_secret(path=path, mount_point="secret"))["data"]
+        return vault_call(lambda: client.secrets.kv.v1.read_secret(path=path, mount_point="secret"))["data"]
     except hvac_errors.InvalidPath:
         return None
 
@@ -101,7 +101,7 @@ def kv_create(path: str, data: dict) -> None:
     exists the keystore answers 403, reported as KeystorePathExists."""
     client = vault_client()
     try:
-        _guarded(lambda: client.secrets.kv.v1.create_or_update_secret(path=path, secret=data, mount_point="secret"))
+        vault_call(lambda: client.secrets.kv.v1.create_or_update_secret(path=path, secret=data, mount_point="secret"))
     except hvac_errors.Forbidden:
         if kv_read(path) is not None:
             raise KeystorePathExists(path) from None
@@ -111,7 +111,7 @@ def kv_create(path: str, data: dict) -> None:
 def kv_list(path: str) -> list[str]:
     client = vault_client()
     try:
-        return _guarded(lambda: client.secrets.kv.v1.list_secrets(path=path, mount_point="secret"))["data"]["keys"]
+        return vault_call(lambda: client.secrets.kv.v1.list_secrets(path=path, mount_point="secret"))["data"]["keys"]
     except hvac_errors.InvalidPath:
         return []
 

@@ -1,14 +1,14 @@
 """Reading an IdP's metadata: from an upload, or fetched from its URL — public addresses only,
 unless the operator allows private ones (a console URL must not become a way to probe the
 internal network)."""
-import ipaddress
-import socket
 from urllib.parse import urlparse
 from xml.etree.ElementTree import ParseError
 
 import httpx
 from defusedxml.ElementTree import fromstring
 from django.conf import settings
+
+from accounts.network import HostUnresolvable, host_is_public
 
 MAX_METADATA_BYTES = 1024 * 1024
 MD_NS = "{urn:oasis:names:tc:SAML:2.0:metadata}"
@@ -35,10 +35,9 @@ def idp_entity_id(xml: str) -> str:
 
 def _public(host: str) -> bool:
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except socket.gaierror:
-        raise MetadataError(f"cannot resolve {host}") from None
-    return all(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses)
+        return host_is_public(host)
+    except HostUnresolvable as error:
+        raise MetadataError(str(error)) from None
 
 
 def metadata_fetch(url: str) -> str:

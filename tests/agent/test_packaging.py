@@ -30,9 +30,9 @@ def _build_wheel(tmp_path: Path) -> Path:
 def _pins() -> dict[str, Version]:
     pins = {}
     for line in (ROOT / "requirements.txt").read_text().splitlines():
-        if "==" in line:
-            name, version = line.split("==")
-            pins[name.strip().lower()] = Version(version.strip())
+        if "==" in line and not line.lstrip().startswith("#"):
+            requirement = Requirement(line)
+            pins[requirement.name.lower()] = Version(next(iter(requirement.specifier)).version)
     return pins
 
 

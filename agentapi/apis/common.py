@@ -1,8 +1,10 @@
 """What several agent endpoints share: the body-size guard, the run lookup, the block-id field."""
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers
 
 from accounts.selectors import parse_uuid_or_404
 from agentapi.exceptions import LengthRequired, PayloadTooLarge
+from agentapi.schema import BLOCK_ID_PATTERN
 from archives.models import BackupRun
 from archives.services import block_id_parse
 
@@ -32,6 +34,7 @@ def run_for(archive, run_id):
     return run
 
 
+@extend_schema_field({"type": "string", "pattern": BLOCK_ID_PATTERN})
 class HexBlockIdField(serializers.Field):
     """A 32-byte block id written as 64 hexadecimal characters."""
 

@@ -40,7 +40,7 @@ class ErrorSerializer(serializers.Serializer):
 
 _ERRORS = {
     400: "The request is malformed or invalid",
-    401: "No, an unknown or a revoked device token (or wrong enrollment credentials)",
+    401: "Missing, unknown or revoked device token (enrollment: wrong email, password or code)",
     403: "The device was deauthorized by an administrator",
     404: "No such archive, run or blocks (or not readable by this device)",
     409: "Conflicts with the stored state (see `code`)",

@@ -1,4 +1,5 @@
 """What several agent endpoints share: the body-size guard, the run lookup, the block-id field."""
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers
 
@@ -32,6 +33,11 @@ def run_for(archive, run_id):
     if run is None:
         raise exceptions.NotFound("No such backup run", code="not_found")
     return run
+
+
+@extend_schema_field(OpenApiTypes.BYTE)
+class Base64Field(serializers.CharField):
+    """A base64 string; the view decodes it (documented as `format: byte`)."""
 
 
 @extend_schema_field({"type": "string", "pattern": BLOCK_ID_PATTERN})

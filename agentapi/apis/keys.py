@@ -7,7 +7,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentapi.apis.common import body_limit
+from agentapi.apis.common import Base64Field, body_limit
 from agentapi.exceptions import KeystoreUnavailableError
 from agentapi.schema import body_errors, errors
 from formats.keys import key_id_for
@@ -45,7 +45,7 @@ class KeyEscrowApi(APIView):
     """The first device of a user escrows the key it generated. Idempotent for the same key."""
 
     class InputSerializer(serializers.Serializer):
-        key = serializers.CharField(max_length=64, write_only=True)
+        key = Base64Field(max_length=64, write_only=True)
         key_id = serializers.RegexField(r"^[0-9a-f]{32}$")
 
         class Meta:
@@ -84,7 +84,7 @@ class KeyRetrieveApi(APIView):
     """Computer replacement: a new device of the user receives the escrowed key (audited, notified)."""
 
     class OutputSerializer(serializers.Serializer):
-        key = serializers.CharField(help_text="The user key K, base64")
+        key = Base64Field(help_text="The user key K, base64")
         key_id = serializers.CharField()
 
         class Meta:

@@ -10,7 +10,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentapi.apis.common import MAX_BIGINT, body_limit, run_for
+from agentapi.apis.common import MAX_BIGINT, Base64Field, body_limit, run_for
 from agentapi.schema import ARCHIVE_ID, AUTHENTICATED, BLOCK_ID_PATTERN, PATH_ID_PATTERN, body_errors, errors
 from agentapi.versions_input import PATH_ID, versions_parse
 from archives.selectors import archive_for_device, manifests_read, versions_at, versions_of_path
@@ -26,7 +26,7 @@ class VersionInSerializer(serializers.Serializer):
     path_id = serializers.RegexField(PATH_ID_PATTERN)
     deleted = serializers.BooleanField(default=False)
     block_ids = serializers.ListField(child=serializers.RegexField(BLOCK_ID_PATTERN), default=list)
-    manifest = serializers.CharField(help_text="The encrypted manifest, base64 (at most 64 MiB)")
+    manifest = Base64Field(help_text="The encrypted manifest, base64 (at most 64 MiB)")
 
     class Meta:
         ref_name = "VersionIn"
@@ -45,7 +45,7 @@ class VersionOutSerializer(serializers.Serializer):
     committed_at = serializers.DateTimeField()
     deleted = serializers.BooleanField()
     stored_size = serializers.IntegerField()
-    manifest = serializers.CharField(help_text="The encrypted manifest, base64")
+    manifest = Base64Field(help_text="The encrypted manifest, base64")
 
     class Meta:
         ref_name = "Version"

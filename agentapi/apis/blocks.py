@@ -7,8 +7,9 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentapi.apis.common import HexBlockIdField, body_limit, run_for
+from agentapi.apis.common import body_limit, run_for
 from agentapi.exceptions import KeyNotEscrowedError, PayloadTooLarge
+from agentapi.fields import HexBlockIdField
 from agentapi.schema import ARCHIVE_ID, BLOCK_ID_PATTERN, body_errors, errors
 from archives.selectors import BlocksNotFound, FetchTooLarge, archive_for_device, blocks_read
 from archives.services import BatchInvalid, BlocksBeforeEscrow, blocks_ingest, blocks_missing

@@ -7,8 +7,9 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentapi.apis.common import Base64Field, body_limit
+from agentapi.apis.common import body_limit
 from agentapi.exceptions import KeystoreUnavailableError
+from agentapi.fields import Base64Field
 from agentapi.schema import body_errors, errors
 from formats.keys import key_id_for
 from keystore.models import UserKey

@@ -4,7 +4,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentapi.apis.common import MAX_BIGINT, body_limit, run_for
+from agentapi.apis.common import body_limit, run_for
+from agentapi.fields import MAX_BIGINT
 from agentapi.schema import ARCHIVE_ID, AUTHENTICATED, RUN_ID, body_errors, errors
 from archives.selectors import archive_for_device
 from archives.services import backup_run_finish, backup_run_start

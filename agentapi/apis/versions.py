@@ -1,22 +1,19 @@
 """Versions: list them (a point in time, or one path's history) and commit new ones."""
 import base64
-from datetime import UTC, datetime
 
 from django.conf import settings
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentapi.apis.common import MAX_BIGINT, Base64Field, body_limit, run_for
+from agentapi.apis.common import body_limit, run_for
+from agentapi.fields import MAX_BIGINT, Base64Field
 from agentapi.schema import ARCHIVE_ID, AUTHENTICATED, BLOCK_ID_PATTERN, PATH_ID_PATTERN, body_errors, errors
-from agentapi.versions_input import PATH_ID, versions_parse
+from agentapi.versions_input import listing_query_parse, versions_parse
 from archives.selectors import archive_for_device, manifests_read, versions_at, versions_of_path
 from archives.services import MissingBlocks, VersionsInvalid, versions_commit
-
-QUERY_RULES = "limit is 1 to 1000, after a non-negative integer, at an ISO 8601 time"
 
 
 class VersionInSerializer(serializers.Serializer):
@@ -89,31 +86,13 @@ class VersionsApi(APIView):
     ], responses={200: VersionListSerializer, **errors(*AUTHENTICATED, 400)})
     def get(self, request, archive_id):
         archive = archive_for_device(request.user.device, archive_id)
-        params = request.query_params
-        try:
-            limit = int(params.get("limit", 1000))
-            after = int(params.get("after", 0))
-            at = datetime.fromisoformat(params["at"]) if params.get("at") else timezone.now()
-            if not 1 <= limit <= 1000 or not 0 <= after <= MAX_BIGINT:
-                raise ValueError
-        except ValueError:
-            raise exceptions.ValidationError({"query": [QUERY_RULES]}) from None
-        if timezone.is_naive(at):
-            raise exceptions.ValidationError({"at": ["give a time zone, e.g. 2026-01-31T12:00:00+00:00"]})
-        try:
-            # The database compares in UTC; a time with no UTC calendar date (9999-12-31T23:59-23:59)
-            # would otherwise fail there, as a 500.
-            at = at.astimezone(UTC)
-        except OverflowError:
-            raise exceptions.ValidationError({"query": [QUERY_RULES]}) from None
-        if params.get("path_id") and not PATH_ID.fullmatch(params["path_id"]):
-            raise exceptions.ValidationError({"path_id": ["must be 64 lowercase hexadecimal characters"]})
-        if params.get("path_id"):
-            versions = versions_of_path(archive, path_id=params["path_id"], limit=limit)
+        query = listing_query_parse(request.query_params)
+        if query.path_id:
+            versions = versions_of_path(archive, path_id=query.path_id, limit=query.limit)
             next_cursor = None
         else:
-            versions = versions_at(archive, at=at, after=after, limit=limit)
-            next_cursor = str(versions[-1].pk) if len(versions) == limit else None
+            versions = versions_at(archive, at=query.at, after=query.after, limit=query.limit)
+            next_cursor = str(versions[-1].pk) if len(versions) == query.limit else None
         blobs = manifests_read(versions)
         # Plain dicts, not a serializer: a restore lists every version of an archive, and DRF's
         # per-field machinery cost more than reading the manifests from their packs.

@@ -1,4 +1,6 @@
 """Every API error is JSON with a human `detail` and a machine-readable `code` agents switch on."""
+import logging
+
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404
 from rest_framework import exceptions
@@ -25,6 +27,8 @@ class RequestTooLarge(exceptions.APIException):
 def _refused_while_reading(exc: SuspiciousOperation) -> exceptions.APIException:
     """Django refuses some requests while DRF reads them (size, field and file counts); without
     this they would leave DRF as exceptions and come back as Django's HTML error page."""
+    # Logged where Django logs the ones it handles itself, so the security log misses none.
+    logging.getLogger(f"django.security.{exc.__class__.__name__}").warning("%s", exc)
     if isinstance(exc, RequestDataTooBig):
         return RequestTooLarge()
     if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):

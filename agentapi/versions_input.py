@@ -1,15 +1,54 @@
-"""The hand parser for version commits (`POST archives/<id>/versions`)."""
+"""Hand parsers of the versions endpoint: the commit body and the listing query."""
 import base64
 import binascii
 import re
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from django.utils import timezone
 from rest_framework import exceptions
 
+from agentapi.fields import MAX_BIGINT
+from agentapi.schema import PATH_ID_PATTERN
 from archives.services import VersionIn, block_id_parse
 
-PATH_ID = re.compile(r"[0-9a-f]{64}")
+PATH_ID = re.compile(PATH_ID_PATTERN)
 MAX_MANIFEST_B64 = 64 * 1024 * 1024
+QUERY_RULES = "limit is 1 to 1000, after a non-negative integer, at an ISO 8601 time"
+
+
+@dataclass(frozen=True)
+class ListingQuery:
+    limit: int
+    after: int
+    at: datetime
+    path_id: str | None
+
+
+def listing_query_parse(params) -> ListingQuery:
+    """`GET archives/<id>/versions?at=&after=&limit=&path_id=`; every value reaches SQL, so each
+    is refused here (400) before it could fail there (a 500)."""
+    try:
+        limit = int(params.get("limit", 1000))
+        after = int(params.get("after", 0))
+        at = datetime.fromisoformat(params["at"]) if params.get("at") else timezone.now()
+        if not 1 <= limit <= 1000 or not 0 <= after <= MAX_BIGINT:
+            raise ValueError
+    except ValueError:
+        raise exceptions.ValidationError({"query": [QUERY_RULES]}) from None
+    if timezone.is_naive(at):
+        raise exceptions.ValidationError({"at": ["give a time zone, e.g. 2026-01-31T12:00:00+00:00"]})
+    try:
+        # The database compares in UTC: a time with no UTC calendar date (9999-12-31T23:59-23:59)
+        # is refused here rather than by the database.
+        at = at.astimezone(UTC)
+    except OverflowError:
+        raise exceptions.ValidationError({"query": [QUERY_RULES]}) from None
+    path_id = params.get("path_id") or None
+    if path_id is not None and not PATH_ID.fullmatch(path_id):
+        raise exceptions.ValidationError({"path_id": ["must be 64 lowercase hexadecimal characters"]})
+    return ListingQuery(limit=limit, after=after, at=at, path_id=path_id)
 
 
 def versions_parse(items: list) -> list[VersionIn]:

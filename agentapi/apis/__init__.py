@@ -1,7 +1,7 @@
 """Agent endpoints, one module per area: validate input, check access, call one service, serialize
 output. The views stay importable from `agentapi.apis` (urls.py and tests use these names)."""
 from agentapi.apis.blocks import BlocksFetchApi, BlocksMissingApi, BlocksUploadApi
-from agentapi.apis.common import HexBlockIdField, body_limit, run_for
+from agentapi.apis.common import body_limit, run_for
 from agentapi.apis.devices import ArchiveApi, ArchiveListApi, DeviceApi
 from agentapi.apis.enroll import EnrollApi
 from agentapi.apis.keys import KeyEscrowApi, KeyRetrieveApi, KeyStatusApi
@@ -9,6 +9,7 @@ from agentapi.apis.runs import RunFinishApi, RunStartApi
 from agentapi.apis.service import DevicePolicyApi, DeviceStatusApi
 from agentapi.apis.versions import VersionsApi
 from agentapi.exceptions import KeyNotEscrowedError, KeystoreUnavailableError, LengthRequired, PayloadTooLarge
+from agentapi.fields import HexBlockIdField
 from agentapi.versions_input import MAX_MANIFEST_B64, versions_parse
 
 __all__ = [

@@ -1,13 +1,16 @@
 """Blocks: which are missing, upload a batch (one new pack), fetch stored frames for a restore."""
 from django.conf import settings
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentapi.apis.common import HexBlockIdField, body_limit, run_for
+from agentapi.apis.common import body_limit, run_for
 from agentapi.exceptions import KeyNotEscrowedError, PayloadTooLarge
+from agentapi.fields import HexBlockIdField
+from agentapi.schema import ARCHIVE_ID, BLOCK_ID_PATTERN, body_errors, errors
 from archives.selectors import BlocksNotFound, FetchTooLarge, archive_for_device, blocks_read
 from archives.services import BatchInvalid, BlocksBeforeEscrow, blocks_ingest, blocks_missing
 
@@ -18,7 +21,17 @@ class BlocksMissingApi(APIView):
     class InputSerializer(serializers.Serializer):
         block_ids = serializers.ListField(child=HexBlockIdField(), max_length=10_000)
 
-    @extend_schema(request=InputSerializer, responses={200: None})
+        class Meta:
+            ref_name = "BlocksMissingRequest"
+
+    class OutputSerializer(serializers.Serializer):
+        missing = serializers.ListField(child=serializers.RegexField(BLOCK_ID_PATTERN))
+
+        class Meta:
+            ref_name = "BlocksMissing"
+
+    @extend_schema(operation_id="blocks_missing", parameters=[ARCHIVE_ID], request=InputSerializer,
+                   responses={200: OutputSerializer, **body_errors()})
     def post(self, request, archive_id):
         body_limit(request, 2 * 1024 * 1024)
         archive = archive_for_device(request.user.device, archive_id, write=True)
@@ -31,7 +44,19 @@ class BlocksMissingApi(APIView):
 class BlocksUploadApi(APIView):
     """An upload batch (frames back to back) → one new immutable pack. Idempotent."""
 
-    @extend_schema(request={"application/octet-stream": bytes}, responses={201: None})
+    class OutputSerializer(serializers.Serializer):
+        stored = serializers.IntegerField(help_text="Blocks stored by this batch")
+        duplicates = serializers.IntegerField(help_text="Blocks the archive already held")
+        pack_id = serializers.UUIDField(allow_null=True, help_text="The new pack; null when nothing was new")
+
+        class Meta:
+            ref_name = "BlocksStored"
+
+    @extend_schema(
+        operation_id="blocks_upload",
+        parameters=[ARCHIVE_ID, OpenApiParameter("run", OpenApiTypes.UUID, description="The backup run it belongs to")],
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses={201: OutputSerializer, **errors(401, 404, 400, 409, 411, 413)})
     def post(self, request, archive_id):
         length = body_limit(request, settings.HAVEN_MAX_BATCH_BYTES)
         archive = archive_for_device(request.user.device, archive_id, write=True)
@@ -55,7 +80,12 @@ class BlocksFetchApi(APIView):
     class InputSerializer(serializers.Serializer):
         block_ids = serializers.ListField(child=HexBlockIdField(), min_length=1, max_length=10_000)
 
-    @extend_schema(request=InputSerializer, responses={(200, "application/octet-stream"): bytes})
+        class Meta:
+            ref_name = "BlocksFetchRequest"
+
+    @extend_schema(operation_id="blocks_fetch", parameters=[ARCHIVE_ID], request=InputSerializer,
+                   responses={(200, "application/octet-stream"): OpenApiResponse(
+                       OpenApiTypes.BINARY, description="The blocks' stored frames, back to back"), **body_errors()})
     def post(self, request, archive_id):
         body_limit(request, 2 * 1024 * 1024)
         archive = archive_for_device(request.user.device, archive_id)

@@ -1,14 +1,9 @@
-"""What several agent endpoints share: the body-size guard, the run lookup, the block-id field."""
-from rest_framework import exceptions, serializers
+"""What several agent endpoints share: the body-size guard and the run lookup."""
+from rest_framework import exceptions
 
 from accounts.selectors import parse_uuid_or_404
 from agentapi.exceptions import LengthRequired, PayloadTooLarge
 from archives.models import BackupRun
-from archives.services import block_id_parse
-
-# The largest integer a BigIntegerField holds (PostgreSQL bigint, SQLite INTEGER): a larger one
-# reaches the database and fails there as a 500, after the request was accepted.
-MAX_BIGINT = 2 ** 63 - 1
 
 
 def body_limit(request, limit: int) -> int:
@@ -30,18 +25,3 @@ def run_for(archive, run_id):
     if run is None:
         raise exceptions.NotFound("No such backup run", code="not_found")
     return run
-
-
-class HexBlockIdField(serializers.Field):
-    """A 32-byte block id written as 64 hexadecimal characters."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str) or len(data) != 64:
-            raise serializers.ValidationError("a block id is 64 hexadecimal characters")
-        try:
-            return block_id_parse(data)
-        except ValueError:
-            raise serializers.ValidationError("a block id is 64 hexadecimal characters") from None
-
-    def to_representation(self, value):
-        return bytes(value).hex()

@@ -12,6 +12,7 @@ from accounts.services import (
     credentials_check,
     enrollment_code_redeem,
 )
+from agentapi.schema import errors
 from archives.services import DeviceDeauthorized, device_enroll
 
 
@@ -32,6 +33,9 @@ class EnrollApi(APIView):
         device_id = serializers.UUIDField(required=False, allow_null=True, default=None,
                                           help_text="Set when an enrolled agent enrolls again")
 
+        class Meta:
+            ref_name = "EnrollRequest"
+
         def validate(self, attrs):
             if attrs.get("code") and not attrs.get("email") and not attrs.get("password"):
                 return attrs
@@ -45,9 +49,14 @@ class EnrollApi(APIView):
         user_id = serializers.UUIDField()
         user_email = serializers.EmailField()
         organization_id = serializers.UUIDField()
-        token = serializers.CharField()
+        token = serializers.CharField(help_text="The device token, shown this once (`Authorization: Bearer …`)")
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer}, auth=[])
+        class Meta:
+            ref_name = "Enrollment"
+
+    @extend_schema(operation_id="enroll", request=InputSerializer,
+                   responses={201: OutputSerializer, **errors(400, 401, 403, 413, 415, 429)},
+                   auth=[])
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -9,6 +9,8 @@ from rest_framework.views import APIView
 
 from agentapi.apis.common import body_limit
 from agentapi.exceptions import KeystoreUnavailableError
+from agentapi.fields import Base64Field
+from agentapi.schema import body_errors, errors
 from formats.keys import key_id_for
 from keystore.models import UserKey
 from keystore.selectors import escrowed_key_of
@@ -26,7 +28,14 @@ def _keystore_call(call):
 class KeyStatusApi(APIView):
     """Does the calling device's user have an escrowed key, and which (by key_id)?"""
 
-    @extend_schema(responses={200: None})
+    class OutputSerializer(serializers.Serializer):
+        key_id = serializers.CharField(allow_null=True, help_text="null when no escrow was started")
+        escrowed = serializers.BooleanField()
+
+        class Meta:
+            ref_name = "KeyStatus"
+
+    @extend_schema(operation_id="key_status", responses={200: OutputSerializer, **errors(401)})
     def get(self, request):
         row = escrowed_key_of(request.user.user)
         return Response({"key_id": row.key_id if row else None,
@@ -37,10 +46,21 @@ class KeyEscrowApi(APIView):
     """The first device of a user escrows the key it generated. Idempotent for the same key."""
 
     class InputSerializer(serializers.Serializer):
-        key = serializers.CharField(max_length=64, write_only=True)
+        key = Base64Field(max_length=64, write_only=True)
         key_id = serializers.RegexField(r"^[0-9a-f]{32}$")
 
-    @extend_schema(request=InputSerializer, responses={201: None})
+        class Meta:
+            ref_name = "KeyEscrowRequest"
+
+    class OutputSerializer(serializers.Serializer):
+        key_id = serializers.CharField()
+        escrowed = serializers.BooleanField()
+
+        class Meta:
+            ref_name = "KeyEscrowed"
+
+    @extend_schema(operation_id="key_escrow", request=InputSerializer,
+                   responses={201: OutputSerializer, **body_errors(409, 503)})
     def post(self, request):
         body_limit(request, 4096)
         data = self.InputSerializer(data=request.data)
@@ -64,7 +84,15 @@ class KeyEscrowApi(APIView):
 class KeyRetrieveApi(APIView):
     """Computer replacement: a new device of the user receives the escrowed key (audited, notified)."""
 
-    @extend_schema(request=None, responses={200: None})
+    class OutputSerializer(serializers.Serializer):
+        key = Base64Field(help_text="The user key K, base64")
+        key_id = serializers.CharField()
+
+        class Meta:
+            ref_name = "UserKey"
+
+    @extend_schema(operation_id="key_retrieve", request=None,
+                   responses={200: OutputSerializer, **errors(401, 404, 503)})
     def post(self, request):
         device = request.user.device
         try:

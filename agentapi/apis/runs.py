@@ -4,7 +4,9 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentapi.apis.common import MAX_BIGINT, body_limit, run_for
+from agentapi.apis.common import body_limit, run_for
+from agentapi.fields import MAX_BIGINT
+from agentapi.schema import ARCHIVE_ID, AUTHENTICATED, RUN_ID, body_errors, errors
 from archives.selectors import archive_for_device
 from archives.services import backup_run_finish, backup_run_start
 
@@ -14,7 +16,11 @@ class RunStartApi(APIView):
         run_id = serializers.UUIDField(source="uuid")
         started_at = serializers.DateTimeField()
 
-    @extend_schema(request=None, responses={201: OutputSerializer})
+        class Meta:
+            ref_name = "RunStarted"
+
+    @extend_schema(operation_id="run_start", parameters=[ARCHIVE_ID], request=None,
+                   responses={201: OutputSerializer, **errors(*AUTHENTICATED)})
     def post(self, request, archive_id):
         archive = archive_for_device(request.user.device, archive_id, write=True)
         run = backup_run_start(archive=archive)
@@ -30,7 +36,18 @@ class RunFinishApi(APIView):
         bytes_sent = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, default=0)
         errors = serializers.ListField(child=serializers.CharField(max_length=2000), max_length=1000, default=list)
 
-    @extend_schema(request=InputSerializer, responses={200: None})
+        class Meta:
+            ref_name = "RunFinishRequest"
+
+    class OutputSerializer(serializers.Serializer):
+        run_id = serializers.UUIDField()
+        status = serializers.ChoiceField(choices=["completed", "failed", "interrupted"])
+
+        class Meta:
+            ref_name = "RunFinished"
+
+    @extend_schema(operation_id="run_finish", parameters=[ARCHIVE_ID, RUN_ID], request=InputSerializer,
+                   responses={200: OutputSerializer, **body_errors()})
     def post(self, request, archive_id, run_id):
         body_limit(request, 1024 * 1024)
         archive = archive_for_device(request.user.device, archive_id, write=True)

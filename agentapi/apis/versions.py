@@ -1,20 +1,68 @@
 """Versions: list them (a point in time, or one path's history) and commit new ones."""
 import base64
-from datetime import UTC, datetime
 
 from django.conf import settings
-from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentapi.apis.common import MAX_BIGINT, body_limit, run_for
-from agentapi.versions_input import PATH_ID, versions_parse
+from agentapi.apis.common import body_limit, run_for
+from agentapi.fields import MAX_BIGINT, Base64Field
+from agentapi.schema import ARCHIVE_ID, AUTHENTICATED, BLOCK_ID_PATTERN, PATH_ID_PATTERN, body_errors, errors
+from agentapi.versions_input import listing_query_parse, versions_parse
 from archives.selectors import archive_for_device, manifests_read, versions_at, versions_of_path
 from archives.services import MissingBlocks, VersionsInvalid, versions_commit
 
-QUERY_RULES = "limit is 1 to 1000, after a non-negative integer, at an ISO 8601 time"
+
+class VersionInSerializer(serializers.Serializer):
+    """One version of a commit, as documented; versions_input.py validates it (see why there)."""
+
+    version_id = serializers.UUIDField()
+    path_id = serializers.RegexField(PATH_ID_PATTERN)
+    deleted = serializers.BooleanField(default=False)
+    block_ids = serializers.ListField(child=serializers.RegexField(BLOCK_ID_PATTERN), default=list)
+    manifest = Base64Field(help_text="The encrypted manifest, base64 (at most 64 MiB)")
+
+    class Meta:
+        ref_name = "VersionIn"
+
+
+@extend_schema_field(VersionInSerializer(many=True))
+class VersionItemsField(serializers.ListField):
+    pass
+
+
+class VersionOutSerializer(serializers.Serializer):
+    """Documents the listed versions, which the view builds as plain dicts (see why there)."""
+
+    version_id = serializers.UUIDField()
+    path_id = serializers.CharField()
+    committed_at = serializers.DateTimeField()
+    deleted = serializers.BooleanField()
+    stored_size = serializers.IntegerField()
+    manifest = Base64Field(help_text="The encrypted manifest, base64")
+
+    class Meta:
+        ref_name = "Version"
+
+
+class VersionListSerializer(serializers.Serializer):
+    versions = serializers.ListField(child=VersionOutSerializer())
+    next = serializers.CharField(allow_null=True, help_text="`after` for the next page; null on the last")
+
+    class Meta:
+        ref_name = "VersionList"
+
+
+class VersionsCommittedSerializer(serializers.Serializer):
+    committed = serializers.IntegerField()
+    existing = serializers.IntegerField(help_text="Versions this archive already held (a retried commit)")
+    committed_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "VersionsCommitted"
 
 
 class VersionsApi(APIView):
@@ -22,43 +70,29 @@ class VersionsApi(APIView):
 
     class CommitSerializer(serializers.Serializer):
         run_id = serializers.UUIDField(required=False, allow_null=True, default=None)
-        versions = serializers.ListField(min_length=1, max_length=2000)
+        versions = VersionItemsField(min_length=1, max_length=2000)
 
-    class VersionOutSerializer(serializers.Serializer):
-        version_id = serializers.UUIDField(source="uuid")
-        path_id = serializers.CharField()
-        committed_at = serializers.DateTimeField()
-        deleted = serializers.BooleanField()
-        stored_size = serializers.IntegerField()
+        class Meta:
+            ref_name = "VersionsCommitRequest"
 
-    @extend_schema(responses={200: VersionOutSerializer(many=True)})
+    @extend_schema(operation_id="versions_list", parameters=[
+        ARCHIVE_ID,
+        OpenApiParameter("at", OpenApiTypes.DATETIME, description="The point in time (default: now)"),
+        OpenApiParameter("after", {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT},
+                         description="The `next` of the previous page"),
+        OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        OpenApiParameter("path_id", {"type": "string", "pattern": PATH_ID_PATTERN},
+                         description="Every version of this one path instead"),
+    ], responses={200: VersionListSerializer, **errors(*AUTHENTICATED, 400)})
     def get(self, request, archive_id):
         archive = archive_for_device(request.user.device, archive_id)
-        params = request.query_params
-        try:
-            limit = int(params.get("limit", 1000))
-            after = int(params.get("after", 0))
-            at = datetime.fromisoformat(params["at"]) if params.get("at") else timezone.now()
-            if not 1 <= limit <= 1000 or not 0 <= after <= MAX_BIGINT:
-                raise ValueError
-        except ValueError:
-            raise exceptions.ValidationError({"query": [QUERY_RULES]}) from None
-        if timezone.is_naive(at):
-            raise exceptions.ValidationError({"at": ["give a time zone, e.g. 2026-01-31T12:00:00+00:00"]})
-        try:
-            # The database compares in UTC; a time with no UTC calendar date (9999-12-31T23:59-23:59)
-            # would otherwise fail there, as a 500.
-            at = at.astimezone(UTC)
-        except OverflowError:
-            raise exceptions.ValidationError({"query": [QUERY_RULES]}) from None
-        if params.get("path_id") and not PATH_ID.fullmatch(params["path_id"]):
-            raise exceptions.ValidationError({"path_id": ["must be 64 lowercase hexadecimal characters"]})
-        if params.get("path_id"):
-            versions = versions_of_path(archive, path_id=params["path_id"], limit=limit)
+        query = listing_query_parse(request.query_params)
+        if query.path_id:
+            versions = versions_of_path(archive, path_id=query.path_id, limit=query.limit)
             next_cursor = None
         else:
-            versions = versions_at(archive, at=at, after=after, limit=limit)
-            next_cursor = str(versions[-1].pk) if len(versions) == limit else None
+            versions = versions_at(archive, at=query.at, after=query.after, limit=query.limit)
+            next_cursor = str(versions[-1].pk) if len(versions) == query.limit else None
         blobs = manifests_read(versions)
         # Plain dicts, not a serializer: a restore lists every version of an archive, and DRF's
         # per-field machinery cost more than reading the manifests from their packs.
@@ -68,7 +102,8 @@ class VersionsApi(APIView):
                 for version in versions]
         return Response({"versions": body, "next": next_cursor})
 
-    @extend_schema(request=CommitSerializer, responses={201: None})
+    @extend_schema(operation_id="versions_commit", parameters=[ARCHIVE_ID], request=CommitSerializer,
+                   responses={201: VersionsCommittedSerializer, **body_errors(409)})
     def post(self, request, archive_id):
         body_limit(request, settings.HAVEN_MAX_COMMIT_BYTES)
         archive = archive_for_device(request.user.device, archive_id, write=True)

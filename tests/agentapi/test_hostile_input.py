@@ -101,3 +101,12 @@ def test_a_form_with_too_many_fields_is_400_json(anonymous, db, settings):
 def test_an_unknown_api_path_is_404_json(device):
     assert _json_error(device.get("/api/v1/no-such-endpoint"), 404)["code"] == "not_found"
 
+
+
+def test_an_unexpected_server_error_is_still_a_json_body(device, monkeypatch):
+    """The safety net under every /api/ answer: a bug is a 500 the agent can parse, not HTML."""
+    def broken(user):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("agentapi.apis.keys.escrowed_key_of", broken)
+    assert _json_error(device.get("/api/v1/keys/mine"), 500)["code"] == "server_error"

@@ -207,6 +207,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "The versioned API endpoint agents use to enroll, back up and restore.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Two choice sets are both called `status`: name each, or the schema gets a generated name.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "agentapi.apis.runs.RUN_STATUSES",
+        "LastBackupResultEnum": "agentapi.apis.service.LAST_RESULTS",
+    },
 }
 
 SCIM_SERVICE_PROVIDER = {

@@ -10,6 +10,9 @@ from agentapi.schema import ARCHIVE_ID, AUTHENTICATED, RUN_ID, body_errors, erro
 from archives.selectors import archive_for_device
 from archives.services import backup_run_finish, backup_run_start
 
+# How a backup run ended (named in the schema through ENUM_NAME_OVERRIDES).
+RUN_STATUSES = ["completed", "failed", "interrupted"]
+
 
 class RunStartApi(APIView):
     class OutputSerializer(serializers.Serializer):
@@ -29,7 +32,7 @@ class RunStartApi(APIView):
 
 class RunFinishApi(APIView):
     class InputSerializer(serializers.Serializer):
-        status = serializers.ChoiceField(choices=["completed", "failed", "interrupted"])
+        status = serializers.ChoiceField(choices=RUN_STATUSES)
         files_scanned = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, default=0)
         bytes_scanned = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, default=0)
         files_changed = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, default=0)
@@ -41,7 +44,7 @@ class RunFinishApi(APIView):
 
     class OutputSerializer(serializers.Serializer):
         run_id = serializers.UUIDField()
-        status = serializers.ChoiceField(choices=["completed", "failed", "interrupted"])
+        status = serializers.ChoiceField(choices=RUN_STATUSES)
 
         class Meta:
             ref_name = "RunFinished"

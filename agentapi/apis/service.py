@@ -5,9 +5,13 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentapi.apis.common import MAX_BIGINT, body_limit
+from agentapi.apis.common import body_limit
+from agentapi.fields import MAX_BIGINT
 from archives.device_status import device_status_report
 from archives.policies import policy_effective, policy_etag
+
+# The last backup's result in a status report (named in the schema through ENUM_NAME_OVERRIDES).
+LAST_RESULTS = ["none", "completed", "completed_with_errors", "failed", "interrupted"]
 
 
 class EffectivePolicySerializer(serializers.Serializer):
@@ -57,7 +61,7 @@ class DevicePolicyApi(APIView):
 
 
 class DeviceLastResultSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["none", "completed", "completed_with_errors", "failed", "interrupted"])
+    status = serializers.ChoiceField(choices=LAST_RESULTS)
     finished_at = serializers.DateTimeField(required=False, allow_null=True)
     files_changed = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, required=False, default=0)
     bytes_sent = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, required=False, default=0)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from archives.storage import fsync_dir
 from formats.manifests import Manifest
 
 _EXTENDED_TIMESTAMP = 0x5455  # Info-ZIP "UT": mtime in UTC seconds, what unzip restores
@@ -56,14 +57,6 @@ def _dos_time(mtime_ns: int) -> tuple[int, int, int, int, int, int]:
     return time.gmtime(seconds)[:6]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @contextmanager
 def zip_writer(final: Path) -> Iterator[zipfile.ZipFile]:
     """A zip written to a temporary name (mode 0600), fsynced and renamed into place on success;
@@ -81,7 +74,7 @@ def zip_writer(final: Path) -> Iterator[zipfile.ZipFile]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 def zip_entry_write(archive: zipfile.ZipFile, manifest: Manifest,

@@ -78,7 +78,7 @@ def _write_all(fd: int, views: list[memoryview]) -> None:
         views = views[done:]
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -102,17 +102,17 @@ def _makedirs_durable(path: Path) -> None:
         except FileExistsError:  # a concurrent writer made it; fsync it anyway, it may not have yet
             pass
     for directory in reversed(missing):
-        _fsync_dir(directory.parent)
-        _fsync_dir(directory)
+        fsync_dir(directory.parent)
+        fsync_dir(directory)
 
 
 def _move_durable(source: Path, target: Path) -> None:
     """Move a pack without ever replacing one: link, fsync the new directory, unlink, fsync the old."""
     _makedirs_durable(target.parent)
     os.link(source, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     os.unlink(source)
-    _fsync_dir(source.parent)
+    fsync_dir(source.parent)
 
 
 class LocalPackStorage:
@@ -155,7 +155,7 @@ class LocalPackStorage:
             raise PackExists(key) from None
         finally:
             os.unlink(tmp)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
 
     def read_at(self, key: str, offset: int, length: int) -> bytes:
         fd = os.open(self._path(key), os.O_RDONLY)
@@ -225,7 +225,7 @@ class LocalPackStorage:
     def quarantined_delete(self, key: str) -> None:
         path = self._path(key, area=self._quarantine)
         path.unlink()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     # --- the collector's own small records ---
 
@@ -247,7 +247,7 @@ class LocalPackStorage:
         finally:
             os.close(fd)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
 
     def open_reader(self, key: str) -> "PackReader":
         return PackReader(self._path(key))

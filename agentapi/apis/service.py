@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from agentapi.apis.common import body_limit
 from agentapi.fields import MAX_BIGINT
+from agentapi.schema import body_errors, errors
 from archives.device_status import device_status_report
 from archives.policies import policy_effective, policy_etag
 
@@ -47,7 +48,8 @@ class DevicePolicyApi(APIView):
         operation_id="device_policy",
         parameters=[OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, required=False,
                                      description="The ETag of the policy the agent holds.")],
-        responses={200: EffectivePolicySerializer, 304: OpenApiResponse(description="The policy is unchanged.")})
+        responses={200: EffectivePolicySerializer, 304: OpenApiResponse(description="The policy is unchanged."),
+                   **errors(401)})
     def get(self, request):
         effective = policy_effective(device=request.user.device)
         etag = policy_etag(effective)
@@ -92,7 +94,7 @@ class DeviceStatusApi(APIView):
     """POST what the agent is doing; the answer lists the commands waiting for it (each once)."""
 
     @extend_schema(operation_id="device_status_report", request=DeviceStatusInputSerializer,
-                   responses={200: DeviceStatusOutputSerializer})
+                   responses={200: DeviceStatusOutputSerializer, **body_errors()})
     def post(self, request):
         body_limit(request, 64 * 1024)
         data = DeviceStatusInputSerializer(data=request.data)

@@ -60,6 +60,8 @@ def haven_env(transactional_db, tmp_path, vault, settings):
     return {**os.environ, "DATABASE_URL": url, "HAVEN_TEST_DATABASE_NAME": "", "HAVEN_DATA_DIR": str(tmp_path / "var"),
             "HAVEN_PACK_DIR": str(tmp_path / "packs"), "HAVEN_SECRET_KEY": "test-secret",
             "VAULT_ADDR": vault["url"], "VAULT_TOKEN": vault["app_token"],
+            # as the operator's key worker runs: migrations delete Haven's copies through it
+            "VAULT_PRIVILEGED_TOKEN": vault["privileged_token"],
             "HAVEN_AUDIT_ANCHOR_PREFIX": settings.HAVEN_AUDIT_ANCHOR_PREFIX,
             "HAVEN_EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
 

@@ -19,6 +19,8 @@ from tests.e2e.conftest import restored, run_agent, tree_state
 from tests.keystore.private_vault_fixture import private_vault_fixture  # noqa: F401 - the fixture
 from tests.support import REPO, VENV_BIN, free_port, http_ready, stop_process, wait_until
 
+STORAGE_KEY = "a-test-storage-key-outside-the-data-folder"
+
 pytestmark = pytest.mark.slow
 
 
@@ -106,10 +108,13 @@ def test_the_key_is_in_no_log_file_task_message_or_table_after_a_full_cycle(have
 
     logs = tmp_path / "logs"
     logs.mkdir()
-    # Both processes must unseal the private keystore's PKCS12 that this process seals.
-    env = {**haven_env, "HAVEN_LOG_LEVEL": "DEBUG", "HAVEN_SECRET_KEY": settings.SECRET_KEY}
-    if settings.HAVEN_STORAGE_KEY:
-        env["HAVEN_STORAGE_KEY"] = settings.HAVEN_STORAGE_KEY
+    # Run as production does (PostgreSQL): a storage key is required, and the test Vault listens on
+    # loopback, which only an operator's setting allows. Both processes must unseal the private
+    # keystore's PKCS12 that this process seals.
+    settings.HAVEN_STORAGE_KEY = STORAGE_KEY
+    settings.HAVEN_PRIVATE_KEYSTORE_ALLOW_PRIVATE = True
+    env = {**haven_env, "HAVEN_LOG_LEVEL": "DEBUG", "HAVEN_SECRET_KEY": settings.SECRET_KEY,
+           "HAVEN_STORAGE_KEY": STORAGE_KEY, "HAVEN_PRIVATE_KEYSTORE_ALLOW_PRIVATE": "1"}
     recorder = BrokerRecorder(os.environ["CELERY_BROKER_URL"])
     port = free_port()
     with open(logs / "gunicorn.log", "wb") as web_log:

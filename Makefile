@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 DATABASE_URL_TEST ?= postgresql://postgres@127.0.0.1:5432/haven
 CELERY_BROKER_URL_TEST ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test install install-test system-deps
+.PHONY: run test install install-test system-deps browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,17 @@ system-deps:
 	    (apt-get install -y -q xmlsec1 || (apt-get update -q && apt-get install -y -q xmlsec1)) >/dev/null; \
 	  else echo "make: xmlsec1 is missing: sudo apt-get install xmlsec1" >&2; exit 1; fi; }
 
-$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed | browser-deps
 	$(BIN)/pip install --quiet -r requirements-test.txt
 	touch $@
+
+# Browser tests drive Debian's chromium through Playwright (`playwright install` cannot download
+# here and is not needed): install it when we can (root), or say how.
+browser-deps:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null; \
+	  else echo "make: chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

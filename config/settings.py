@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_scim",
     "djangosaml2",
+    "django_htmx",
     # Haven's apps, lowest layer first (DESIGN §2); formats/ and agent/ are plain packages.
     "accounts",
     "archives",
@@ -78,6 +79,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "djangosaml2.middleware.SamlSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

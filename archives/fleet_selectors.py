@@ -18,6 +18,7 @@ from django.db.models import (
     Case,
     CharField,
     Count,
+    Exists,
     F,
     OuterRef,
     Q,
@@ -182,8 +183,9 @@ class ArchiveFigures:
 def device_archives(actor: User, device: Device) -> list[ArchiveFigures]:
     """The device's archives the actor may see, with storage and current file figures.
 
-    A file counts when its newest version is not a deletion marker: DISTINCT ON (path_id) over
-    the (archive, path_id, committed_at) index, one query per archive (a device has one per user).
+    A file counts when its newest version is not a deletion marker: a version with no newer one of
+    the same path (NOT EXISTS on the (archive, path_id, committed_at) index; PostgreSQL and SQLite
+    alike), one query per archive (a device has one archive per user).
     """
     figures = []
     # Figures, not names: an analyst sees them for every device it sees; a plain user only
@@ -195,10 +197,11 @@ def device_archives(actor: User, device: Device) -> list[ArchiveFigures]:
             stored=Coalesce(Subquery(Pack.objects.filter(archive=OuterRef("pk")).order_by().values("archive")
                                      .annotate(total=Sum("size")).values("total"),
                                      output_field=BigIntegerField()), Value(0))).order_by("created_at"):
-        newest = (FileVersion.objects.filter(archive=archive).order_by("path_id", "-committed_at")
-                  .distinct("path_id").values("pk"))
-        live = FileVersion.objects.filter(pk__in=newest, deleted=False).aggregate(
-            files=Count("pk"), size=Coalesce(Sum("stored_size"), Value(0), output_field=BigIntegerField()))
+        newer = FileVersion.objects.filter(archive=archive, path_id=OuterRef("path_id")).filter(
+            Q(committed_at__gt=OuterRef("committed_at")) | Q(committed_at=OuterRef("committed_at"), pk__gt=OuterRef("pk")))
+        live = (FileVersion.objects.filter(archive=archive, deleted=False).filter(~Exists(newer))
+                .aggregate(files=Count("pk"), size=Coalesce(Sum("stored_size"), Value(0),
+                                                            output_field=BigIntegerField())))
         figures.append(ArchiveFigures(archive=archive, stored_bytes=archive.stored, file_count=live["files"],
                                       current_bytes=live["size"]))
     return figures

@@ -3,8 +3,8 @@ dashboard's aggregates, one device's archive figures and run history.
 
 Every read starts from an access helper (`devices_visible_to`, `archives_visible_to`), so the
 organization and, for plain users, the owner are always in the WHERE clause. Per-device figures
-are correlated subqueries on indexed columns (runs by (archive, status, -finished_at), packs by
-archive), computed in the one query that lists the page: no per-row queries at 10,000 devices.
+are correlated subqueries on indexed columns, computed in the one query that lists the page: no
+per-row queries at 10,000 devices.
 
 "Size" is what an archive occupies in storage: the sum of its packs' sizes (every version kept,
 after deduplication and compression). It comes from the packs table — tens of rows per archive —
@@ -62,21 +62,29 @@ def _health_edges(now: datetime) -> tuple[datetime, datetime]:
 
 def devices_with_health(actor: User, *, now: datetime | None = None) -> QuerySet[Device]:
     """The devices the actor sees, each with `last_backup` (finish of its last completed run),
-    `stored_bytes` (its archives' packs) and `health` (one of HEALTH_LABELS)."""
+    `stored_bytes` (its archives' packs) and `health` (one of HEALTH_LABELS).
+
+    Each figure is one correlated subquery on an index (runs by (archive, status, -finished_at),
+    packs by archive). `health` is computed inside its own subquery, so a filter or a GROUP BY on
+    it runs one lookup per device (a CASE over `last_backup` would repeat the lookup per branch),
+    and PostgreSQL evaluates the display-only figures after ORDER BY ... LIMIT, for one page."""
     day_ago, three_days_ago = _health_edges(now or timezone.now())
-    last_backup = (BackupRun.objects.filter(archive__device=OuterRef("pk"), status=BackupRun.Status.COMPLETED)
-                   .order_by("-finished_at").values("finished_at")[:1])
+    completed = (BackupRun.objects.filter(archive__device=OuterRef("pk"), status=BackupRun.Status.COMPLETED)
+                 .order_by("-finished_at"))
+    bucket = completed.annotate(bucket=Case(
+        When(finished_at__gte=day_ago, then=Value(HEALTH_RECENT)),
+        When(finished_at__gte=three_days_ago, then=Value(HEALTH_DAYS)),
+        default=Value(HEALTH_STALE), output_field=CharField(),
+    )).values("bucket")[:1]
     stored = (Pack.objects.filter(archive__device=OuterRef("pk")).order_by()
               .values("archive__device").annotate(total=Sum("size")).values("total"))
-    return devices_visible_to(actor).annotate(
-        last_backup=Subquery(last_backup),
+    # The owner comes in a second query (one per page), not a join: a filter on `health` is
+    # estimated at a few rows, and PostgreSQL would nested-loop the users over it.
+    return devices_visible_to(actor).select_related(None).prefetch_related("owner").annotate(
+        last_backup=Subquery(completed.values("finished_at")[:1]),
         stored_bytes=Coalesce(Subquery(stored, output_field=BigIntegerField()), Value(0)),
-    ).annotate(health=Case(
-        When(last_backup__isnull=True, then=Value(HEALTH_NEVER)),
-        When(last_backup__gte=day_ago, then=Value(HEALTH_RECENT)),
-        When(last_backup__gte=three_days_ago, then=Value(HEALTH_DAYS)),
-        default=Value(HEALTH_STALE), output_field=CharField(),
-    ))
+        health=Coalesce(Subquery(bucket, output_field=CharField()), Value(HEALTH_NEVER)),
+    )
 
 
 def devices_filtered(actor: User, *, search: str = "", health: str = "", authorized: str = "",
@@ -102,19 +110,22 @@ def _descending(field):
 
 
 def health_counts(actor: User, *, now: datetime | None = None) -> dict[str, int]:
-    """How many of the actor's devices are in each health bucket (one query)."""
-    day_ago, three_days_ago = _health_edges(now or timezone.now())
-    counts = devices_with_health(actor, now=now).aggregate(
-        recent=Count("pk", filter=Q(last_backup__gte=day_ago)),
-        days=Count("pk", filter=Q(last_backup__lt=day_ago, last_backup__gte=three_days_ago)),
-        stale=Count("pk", filter=Q(last_backup__lt=three_days_ago)),
-        never=Count("pk", filter=Q(last_backup__isnull=True)),
-    )
-    return {key: counts[key] for key in HEALTH_LABELS}
+    """How many of the actor's devices are in each health bucket (one query, one GROUP BY)."""
+    counts = dict(devices_with_health(actor, now=now).order_by().values("health").annotate(n=Count("pk"))
+                  .values_list("health", "n"))
+    return {key: counts.get(key, 0) for key in HEALTH_LABELS}
+
+
+def _scope(actor: User, prefix: str) -> Q:
+    """The rows (packs, runs) of archives on devices the actor sees, as a plain filter: staff by
+    organization (no join to the devices), plain users by their own devices."""
+    if actor.role in ORG_WIDE_ROLES:
+        return Q(**{f"{prefix}organization_id": actor.organization_id})
+    return Q(**{f"{prefix}organization_id": actor.organization_id, f"{prefix}device__owner": actor})
 
 
 def _packs_visible_to(actor: User) -> QuerySet[Pack]:
-    return Pack.objects.filter(archive__device__in=devices_visible_to(actor).values("pk"))
+    return Pack.objects.filter(_scope(actor, "archive__"))
 
 
 @dataclass(frozen=True)
@@ -132,8 +143,7 @@ def storage_use(actor: User, *, top: int = 5) -> StorageUse:
 
 
 def runs_in_progress(actor: User, *, limit: int = 10) -> tuple[int, list[BackupRun]]:
-    runs = (BackupRun.objects.filter(archive__device__in=devices_visible_to(actor).values("pk"),
-                                     status=BackupRun.Status.RUNNING)
+    runs = (BackupRun.objects.filter(_scope(actor, "archive__"), status=BackupRun.Status.RUNNING)
             .select_related("archive__device", "archive__user").order_by("started_at"))
     return runs.count(), list(runs[:limit])
 
@@ -160,8 +170,8 @@ def daily_activity(actor: User, *, days: int = 30, now: datetime | None = None) 
     stored = dict(_packs_visible_to(actor).filter(created_at__gte=since).order_by()
                   .annotate(day=TruncDate("created_at")).values("day").annotate(total=Sum("size"))
                   .values_list("day", "total"))
-    completed = dict(BackupRun.objects.filter(archive__device__in=devices_visible_to(actor).values("pk"),
-                                              status=BackupRun.Status.COMPLETED, finished_at__gte=since)
+    completed = dict(BackupRun.objects.filter(_scope(actor, "archive__"), status=BackupRun.Status.COMPLETED,
+                                              finished_at__gte=since)
                      .order_by().annotate(day=TruncDate("finished_at")).values("day").annotate(total=Count("pk"))
                      .values_list("day", "total"))
     span = [first_day + timedelta(days=offset) for offset in range(days)]

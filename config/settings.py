@@ -118,6 +118,10 @@ def _database() -> dict:
             "timeout": 30,
         }
     elif engine == "django.db.backends.postgresql":
+        # No JIT: the console's fleet queries are costed high (a subquery per device) and JIT
+        # compiled them for ~0.5 s to save milliseconds (bench/console.py); short OLTP queries
+        # never gain from it.
+        config["OPTIONS"] = {"options": "-c jit=off"}
         test_name = env_str("HAVEN_TEST_DATABASE_NAME")
         if test_name:
             config["TEST"] = {"NAME": test_name}

@@ -49,3 +49,42 @@ class SamlSettingsForm(forms.Form):
         if upload and upload.size > 1024 * 1024:
             raise forms.ValidationError("The metadata file is larger than 1 MB.")
         return upload.read().decode("utf-8", errors="replace") if upload else ""
+
+
+# --- fleet: the device list's filters and bulk actions ---------------------------------------
+
+DEVICE_SORT_CHOICES = [(key, key) for key in ("name", "user", "os", "last_seen", "last_backup", "size")]
+
+
+class DeviceFilterForm(forms.Form):
+    """The device list's query string: search, health bucket, authorization, sort, page."""
+
+    q = forms.CharField(required=False, max_length=200, strip=True, label="Search")
+    health = forms.ChoiceField(required=False, label="Backup health", choices=[
+        ("", "Any health"), ("recent", "< 24 hours"), ("days", "1–3 days"), ("stale", "> 3 days"), ("never", "Never")])
+    authorized = forms.ChoiceField(required=False, label="Authorization", choices=[
+        ("", "Authorized or not"), ("yes", "Authorized"), ("no", "Deauthorized")])
+    sort = forms.ChoiceField(required=False, choices=DEVICE_SORT_CHOICES)
+    dir = forms.ChoiceField(required=False, choices=[("asc", "asc"), ("desc", "desc")])
+    page = forms.IntegerField(required=False, min_value=1, max_value=1_000_000)
+
+
+class DeviceBulkForm(forms.Form):
+    """Checked rows of the device list (at most 500 at once)."""
+
+    devices = forms.MultipleChoiceField(required=True, widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Any UUID may be posted; the access helper decides which are the actor's.
+        self.fields["devices"].valid_value = lambda value: True
+
+    def clean_devices(self):
+        values = self.cleaned_data["devices"]
+        if len(values) > 500:
+            raise forms.ValidationError("Select at most 500 devices at once.")
+        return [forms.UUIDField().clean(value) for value in values]
+
+
+class DeviceRunsPageForm(forms.Form):
+    page = forms.IntegerField(required=False, min_value=1, max_value=1_000_000)

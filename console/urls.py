@@ -15,5 +15,10 @@ urlpatterns = [
     path("provisioning/", views.scim_tokens, name="scim-tokens"),
     path("groups/<str:group_id>/role", views.group_role, name="group-role"),
     path("devices/enroll/", views.enrollment_code, name="enroll"),
-    path("devices/<str:device_id>/<str:action>", views.device_authorization, name="device-authorization"),
+    path("devices/export.csv", views.device_export, name="devices-export"),
+    path("devices/deauthorize", views.device_bulk_deauthorize, name="devices-deauthorize"),
+    path("devices/<uuid:device_id>/", views.device_page, name="device"),
+    path("devices/<uuid:device_id>/backup-now", views.device_backup_now, name="device-backup-now"),
+    path("devices/<uuid:device_id>/authorization/<str:action>", views.device_authorization,
+         name="device-authorization"),
 ]

@@ -1,8 +1,10 @@
 """The web console: thin views over the apps' selectors and services, one module per area."""
 from console.views.auth import LoginView
-from console.views.fleet import dashboard, device_authorization, device_list, enrollment_code
+from console.views.devices import device_backup_now, device_bulk_deauthorize, device_export, device_list, device_page
+from console.views.fleet import dashboard, device_authorization, enrollment_code
 from console.views.identity import group_role, saml_settings, scim_tokens
 from console.views.keys import key_access_history, keystore_settings
 
-__all__ = ["LoginView", "dashboard", "device_authorization", "device_list", "enrollment_code", "group_role",
+__all__ = ["LoginView", "dashboard", "device_authorization", "device_backup_now", "device_bulk_deauthorize",
+           "device_export", "device_list", "device_page", "enrollment_code", "group_role",
            "key_access_history", "keystore_settings", "saml_settings", "scim_tokens"]

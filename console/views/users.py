@@ -76,7 +76,7 @@ def user_detail(request, user_id):
         "accesses": key_accesses_visible_to(request.user).filter(subject=person).order_by("-seq")[:100],
         "role_form": UserRoleForm(initial={"role": person.role}),
         "has_mfa": totp_device_confirmed(person) is not None,
-        "scim_managed": scim_provisioned(person.organization),
+        "scim_managed": scim_provisioned(request.user.organization),  # the same organization, already loaded
         "can_manage": request.user.is_org_admin,
         "org_wide": request.user.role in ORG_WIDE_ROLES,
     })

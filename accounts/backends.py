@@ -1,4 +1,5 @@
 """Password sign-in for the console and /admin/ through the one throttled check."""
+from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 
 from accounts.network import client_address
@@ -19,3 +20,9 @@ class ThrottledModelBackend(ModelBackend):
         except AuthenticationRefused:
             return None
         return user if self.user_can_authenticate(user) else None
+
+    def get_user(self, user_id):
+        """The session's user with its organization in one query: every console page shows the
+        organization, and the two-factor guard reads its settings."""
+        user = get_user_model()._default_manager.select_related("organization").filter(pk=user_id).first()
+        return user if user is not None and self.user_can_authenticate(user) else None

@@ -2,6 +2,7 @@
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 
+from accounts.mfa import totp_device_confirmed
 from accounts.services import AuthenticationThrottled
 
 
@@ -18,4 +19,10 @@ class ThrottledLoginMixin:
 
 
 class AdminLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):
-    pass
+    def confirm_login_allowed(self, user):
+        """The admin's form has no code step: people with an authenticator app sign in at the
+        console (which asks for the code) and come back to /admin/ signed in."""
+        super().confirm_login_allowed(user)
+        if totp_device_confirmed(user) is not None:
+            raise forms.ValidationError("This account uses two-factor authentication: sign in at "
+                                        "/login/?next=/admin/ and come back.", code="mfa_required")

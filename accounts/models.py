@@ -32,6 +32,9 @@ class Organization(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=60, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    require_admin_mfa = models.BooleanField(
+        default=False, help_text="Administrators who sign in with a password must use a TOTP code "
+                                 "(console or manage.py orgsettings --require-admin-mfa).")
 
     objects = OrganizationManager()
 

@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     "django_scim",
     "djangosaml2",
     "django_htmx",
+    "django_otp",  # TOTP second factor for password sign-ins (console/mfa.py)
+    "django_otp.plugins.otp_totp",  # OTP_TOTP_ISSUER below names Haven in authenticator apps
     # Haven's apps, lowest layer first (DESIGN §2); formats/ and agent/ are plain packages.
     "accounts",
     "archives",
@@ -77,9 +79,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): this session passed a TOTP code
     "djangosaml2.middleware.SamlSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "console.mfa.mfa_guard",  # unverified TOTP sessions out; administrators to enrollment when required
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -165,6 +169,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+OTP_TOTP_ISSUER = "Haven"
 LOGIN_URL = "console:login"
 LOGIN_REDIRECT_URL = "console:dashboard"
 LOGOUT_REDIRECT_URL = "console:login"

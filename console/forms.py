@@ -1,7 +1,10 @@
 from django import forms
+from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.forms import ThrottledLoginMixin
+from accounts.models import Role
+from accounts.people import USER_SORTS
 
 
 class EmailLoginForm(ThrottledLoginMixin, AuthenticationForm):
@@ -88,3 +91,42 @@ class DeviceBulkForm(forms.Form):
 
 class DeviceRunsPageForm(forms.Form):
     page = forms.IntegerField(required=False, min_value=1, max_value=1_000_000)
+# --- people and accounts (console/views/users.py, console/views/account.py) ---------------------
+
+class TotpCodeForm(forms.Form):
+    code = forms.RegexField(label="Code from your authenticator app", regex=r"^\s*(\d\s*){6}$", max_length=20,
+                            error_messages={"invalid": "Enter the six digits your authenticator app shows."},
+                            widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric",
+                                                          "autofocus": True}))
+
+    def clean_code(self):
+        return "".join(self.cleaned_data["code"].split())
+
+
+class UserCreateForm(forms.Form):
+    email = forms.EmailField(max_length=254)
+    full_name = forms.CharField(max_length=200, required=False, label="Name")
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.USER)
+    password = forms.CharField(required=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                               max_length=200, label="Initial password",
+                               help_text="Leave empty for people who sign in through single sign-on only.")
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        if password:
+            password_validation.validate_password(password)
+        return password
+
+
+class UserRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class UserSearchForm(forms.Form):
+    q = forms.CharField(required=False, max_length=200)
+    sort = forms.ChoiceField(required=False, choices=[(key, key) for key in USER_SORTS])
+    page = forms.IntegerField(required=False, min_value=1, max_value=1_000_000)
+
+
+class RequireAdminMfaForm(forms.Form):
+    require_admin_mfa = forms.BooleanField(required=False, label="Require two-factor authentication for administrators")

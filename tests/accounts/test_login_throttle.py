@@ -151,7 +151,9 @@ def test_failures_are_audited_against_the_account(api, alice):
 
 def test_a_successful_login_is_not_audited_as_a_failure(alice):
     assert console_login(Client(), alice.email, PASSWORD, OWNER).status_code == 302
-    assert not AuditEvent.objects.filter(action__startswith="login.").exists()
+    # Issue 9 audits successful sign-ins too: exactly that one row, no failure or throttle row.
+    assert list(AuditEvent.objects.filter(action__startswith="login.").values_list("action", flat=True)) == [
+        "login.success"]
 
 
 @override_settings(HAVEN_AUTH_MAX_FAILURES_PER_ACCOUNT_ADDRESS=2)

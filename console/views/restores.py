@@ -99,6 +99,9 @@ def archive_browser(request, archive_id):
         form = BrowseForm({"path": "/"})
         form.is_valid()
     context, status = _browse_context(request, archive, form)
+    if not form.cleaned_data.get("at"):  # show the moment listed, so a reload or a restore keeps it
+        form = BrowseForm({"path": context["path"], "at": context["at"].strftime("%Y-%m-%dT%H:%M:%S")})
+        form.is_valid()
     template = "console/restores/_tree.html" if request.htmx else "console/restores/browser.html"
     return render(request, template, {**context, "form": form}, status=status)
 

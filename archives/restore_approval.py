@@ -7,6 +7,7 @@ A job that needs approval is created `awaiting_approval`; the task is enqueued o
 mistake would find nothing to run). A rejection ends the job.
 """
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -81,10 +82,17 @@ def restore_job_decide(*, actor: User, job: RestoreJob, approve: bool) -> Restor
 
 def restore_owner_notify(*, job: RestoreJob, actor: User, what: str) -> None:
     """Email the archive's user when someone else restores ("restore") or downloads ("download")
-    their data; sent after the transaction commits, and a mail failure never fails the restore."""
+    their data, after the transaction commits; a mail failure never fails the restore."""
+    notice = restore_owner_notice(job=job, actor=actor, what=what)
+    if notice is not None:
+        transaction.on_commit(notice)
+
+
+def restore_owner_notice(*, job: RestoreJob, actor: User, what: str) -> Callable[[], None] | None:
+    """The email to send (a callable), or None when the user acts on their own data."""
     owner = job.archive.user
     if owner.pk == actor.pk or not owner.email:
-        return
+        return None
     verb = "restored files from" if what == "restore" else "downloaded the files restored from"
     subject = f"Haven: an administrator {verb} your backup"
     body = (f"{actor.email} {verb} the backup of your device \"{job.archive.device.name}\" "
@@ -99,4 +107,4 @@ def restore_owner_notify(*, job: RestoreJob, actor: User, what: str) -> None:
         except Exception:  # noqa: BLE001 - the notice is best-effort; the audit log has the row
             logger.exception("could not email %s about restore %s", owner.email, job.uuid)
 
-    transaction.on_commit(send)
+    return send

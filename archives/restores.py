@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts.models import Role, User
 from accounts.services import audit_record
 from archives.models import Archive, RestoreJob
-from archives.restore_approval import restore_needs_approval, restore_owner_notify
+from archives.restore_approval import restore_needs_approval, restore_owner_notice, restore_owner_notify
 from archives.restore_zip import zip_entry_write, zip_writer
 from archives.selectors import blocks_read, manifests_read, versions_at, versions_of_path
 from formats.errors import FormatError
@@ -122,8 +122,14 @@ def restore_job_request(*, actor: User, archive: Archive, at: datetime | str | N
                                                "at": job.at.isoformat(), "paths": len(job.paths),
                                                "awaiting_approval": waits})
     if not waits:  # otherwise restore_job_decide enqueues it and tells the user
-        transaction.on_commit(lambda: restore_job_run_task.delay(job.pk))
-        restore_owner_notify(job=job, actor=actor, what="restore")
+        notice = restore_owner_notice(job=job, actor=actor, what="restore")
+
+        def enqueue() -> None:
+            restore_job_run_task.delay(job.pk)
+            if notice is not None:
+                notice()
+
+        transaction.on_commit(enqueue)
     return job
 
 

@@ -120,10 +120,12 @@ class RestoreJob(models.Model):
         PUSH = "push", "Push restore to a device"
 
     class Status(models.TextChoices):
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"  # archives/restore_approval.py
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+        REJECTED = "rejected", "Rejected"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="restore_jobs")
@@ -132,7 +134,7 @@ class RestoreJob(models.Model):
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.WEB)
     at = models.DateTimeField(help_text="The point in time restored (server commit times).")
     paths = models.JSONField(default=list, blank=True, help_text="Absolute path prefixes; empty: everything.")
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     files_total = models.BigIntegerField(default=0)
     files_done = models.BigIntegerField(default=0)
     bytes_total = models.BigIntegerField(default=0)
@@ -151,7 +153,8 @@ class RestoreJob(models.Model):
             models.Index(fields=["status", "expires_at"]),
         ]
         constraints = [
-            models.CheckConstraint(condition=models.Q(status__in=["queued", "running", "done", "failed"]),
+            models.CheckConstraint(condition=models.Q(status__in=["awaiting_approval", "queued", "running", "done", "failed",
+                                                                   "rejected"]),
                                    name="restorejob_status_valid"),
             models.CheckConstraint(condition=models.Q(kind__in=["web", "push"]), name="restorejob_kind_valid"),
         ]
@@ -161,3 +164,4 @@ class RestoreJob(models.Model):
 
 
 from archives.policy_models import BackupPolicy, DeviceStatus  # noqa: E402,F401 - models of this app
+from archives.restore_approval_models import RestoreApproval, RestoreApprovalSetting  # noqa: E402,F401

@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.models import Role, User
 from accounts.services import audit_record
 from archives.models import Archive, RestoreJob
+from archives.restore_approval import restore_needs_approval, restore_owner_notice, restore_owner_notify
 from archives.restore_zip import zip_entry_write, zip_writer
 from archives.selectors import blocks_read, manifests_read, versions_at, versions_of_path
 from formats.errors import FormatError
@@ -107,17 +108,28 @@ def restore_paths_parse(paths) -> list[str]:
 def restore_job_request(*, actor: User, archive: Archive, at: datetime | str | None = None,
                         paths: list[str] | None = None) -> RestoreJob:
     """Queue a web restore; the task starts once this transaction commits."""
+    from archives.tasks import restore_job_run_task  # the task module imports this one
+
     restore_access_check(actor=actor, archive=archive)
+    waits = restore_needs_approval(actor=actor, archive=archive)
     job = RestoreJob(organization_id=archive.organization_id, archive=archive, requested_by=actor,
-                     kind=RestoreJob.Kind.WEB, at=restore_time_parse(at), paths=restore_paths_parse(paths))
+                     kind=RestoreJob.Kind.WEB, at=restore_time_parse(at), paths=restore_paths_parse(paths),
+                     status=RestoreJob.Status.AWAITING_APPROVAL if waits else RestoreJob.Status.QUEUED)
     job.full_clean()
     job.save()
     audit_record(organization=archive.organization, actor=actor, action="restore.request", target_type="restore_job",
                  target_uuid=job.uuid, detail={"archive": str(archive.uuid), "user": str(archive.user.uuid),
-                                               "at": job.at.isoformat(), "paths": len(job.paths)})
-    from archives.tasks import restore_job_run_task  # the task module imports this one
+                                               "at": job.at.isoformat(), "paths": len(job.paths),
+                                               "awaiting_approval": waits})
+    if not waits:  # otherwise restore_job_decide enqueues it and tells the user
+        notice = restore_owner_notice(job=job, actor=actor, what="restore")
 
-    transaction.on_commit(lambda: restore_job_run_task.delay(job.pk))
+        def enqueue() -> None:
+            restore_job_run_task.delay(job.pk)
+            if notice is not None:
+                notice()
+
+        transaction.on_commit(enqueue)
     return job
 
 
@@ -240,6 +252,7 @@ def restore_result_downloaded(*, actor: User, job: RestoreJob) -> None:
     """Audit a download of a restore's zip (the console or API view calls this as it serves it)."""
     audit_record(organization=job.organization, actor=actor, action="restore.download", target_type="restore_job",
                  target_uuid=job.uuid, detail={"archive": str(job.archive.uuid), "size": job.result_size})
+    restore_owner_notify(job=job, actor=actor, what="download")
 
 
 # --- expiry -----------------------------------------------------------------------------------

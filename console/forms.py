@@ -130,3 +130,54 @@ class UserSearchForm(forms.Form):
 
 class RequireAdminMfaForm(forms.Form):
     require_admin_mfa = forms.BooleanField(required=False, label="Require two-factor authentication for administrators")
+# --- web restores and the audit log (console/views/restores.py, console/views/audit.py) ----------
+
+class _LocalDateTimeInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, **kwargs):
+        # step=1: seconds are allowed, so a time shown to the second still submits
+        super().__init__(format="%Y-%m-%dT%H:%M:%S", attrs={"step": "1"}, **kwargs)
+
+
+_LOCAL_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
+
+
+class BrowseForm(forms.Form):
+    """A point in time (server time, UTC; empty: now) and a folder of the archive."""
+
+    at = forms.DateTimeField(required=False, label="Point in time (UTC)", input_formats=_LOCAL_FORMATS,
+                             widget=_LocalDateTimeInput())
+    path = forms.CharField(required=False, max_length=4096, initial="/")
+
+    def clean_path(self):
+        path = self.cleaned_data.get("path") or "/"
+        if not path.startswith("/"):
+            raise forms.ValidationError("Give an absolute path, starting with /.")
+        return path
+
+
+class RestoreRequestForm(forms.Form):
+    at = forms.DateTimeField(required=False, input_formats=_LOCAL_FORMATS + ["%Y-%m-%dT%H:%M:%S%z"])
+    paths = forms.MultipleChoiceField(required=True, error_messages={"required": "Select files or folders to restore."})
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Any path the browser sends is a candidate; restore_paths_parse validates them.
+        self.fields["paths"].choices = [(p, p) for p in self.data.getlist("paths")] if hasattr(self.data, "getlist") else []
+
+
+class RestoreApprovalForm(forms.Form):
+    required = forms.BooleanField(required=False, label="A second administrator must approve restores of another "
+                                                        "user's files")
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(required=False, max_length=254)
+    action = forms.CharField(required=False, max_length=64)
+    target = forms.CharField(required=False, max_length=254)
+    since = forms.DateTimeField(required=False, label="From (UTC)", input_formats=_LOCAL_FORMATS,
+                                widget=_LocalDateTimeInput())
+    until = forms.DateTimeField(required=False, label="To (UTC)", input_formats=_LOCAL_FORMATS,
+                                widget=_LocalDateTimeInput())
+    page = forms.IntegerField(required=False, min_value=1, max_value=1_000_000)

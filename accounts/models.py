@@ -259,3 +259,39 @@ class LoginCounter(models.Model):
     key = models.CharField(max_length=200, unique=True)
     count = models.PositiveIntegerField(default=0)
     expires_at = models.DateTimeField(db_index=True)
+
+
+class ApiClient(models.Model):
+    """A customer integration (SOAR, SIEM, a script) calling /api/v1/public/ with a scoped key.
+
+    Only the key's SHA-256 is stored (like device and SCIM tokens); the key is shown once. What a
+    client may do is its scopes (accounts/api_clients.py), inside its organization only. Restores
+    it asks for run on the authority of `created_by`, who must be allowed to restore.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_clients")
+    name = models.CharField(max_length=100)
+    scopes = models.JSONField(default=list)
+    key_hash = models.CharField(max_length=64, unique=True)
+    key_prefix = models.CharField(max_length=16, help_text="The key's first characters, to recognize it.")
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"API client {self.name} ({self.uuid})"
+
+    @property
+    def label(self) -> str:
+        """How audit rows name it (actor_label): never mistaken for a person's email."""
+        return f"api-client:{self.name} ({self.uuid})"
+
+
+class ApiClientRestore(models.Model):
+    """Which API client asked for a restore job: only that client's key may read and download it."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="restores")
+    job = models.OneToOneField("archives.RestoreJob", on_delete=models.CASCADE, related_name="api_request")
+    created_at = models.DateTimeField(auto_now_add=True)

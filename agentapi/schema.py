@@ -24,6 +24,16 @@ class DeviceTokenScheme(OpenApiAuthenticationExtension):
                 "description": "The device token `POST /api/v1/enroll` returned once: `Authorization: Bearer hvd_…`."}
 
 
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "agentapi.public.base.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "hvp_…",
+                "description": "A public-API key from the console (API clients) or `manage.py apiclient`: "
+                               "`Authorization: Bearer hvp_…`. Each call needs the scope its operation names."}
+
+
 class ErrorSerializer(serializers.Serializer):
     """Every error answer: a human `detail` and a `code` agents switch on (agentapi/exceptions.py)."""
 

@@ -212,6 +212,8 @@ REST_FRAMEWORK = {
                                "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
+    # The public API's calls per API client (agentapi/public/base.py), counted in the database cache.
+    "DEFAULT_THROTTLE_RATES": {"public_api": env_str("HAVEN_PUBLIC_API_RATE", "600/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Haven Agent API",
@@ -222,6 +224,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "agentapi.apis.runs.RUN_STATUSES",
         "LastBackupResultEnum": "agentapi.apis.service.LAST_RESULTS",
+        "PublicBackupRunStatusEnum": "agentapi.public.reads.BACKUP_RUN_STATUSES",
+        "PublicRestoreStatusEnum": "agentapi.public.restores.RESTORE_STATUSES",
     },
 }
 

@@ -10,6 +10,7 @@ admin.site.login_form = AdminLoginForm
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/public/", include("agentapi.public.urls")),
     path("api/v1/", include("agentapi.urls")),
     path("scim/v2/", include("console.scim.urls")),
     path("saml/", include("console.saml.urls")),

@@ -20,6 +20,7 @@ urlpatterns = [
     path("keystore/", views.keystore_settings, name="keystore"),
     path("sso/", views.saml_settings, name="sso"),
     path("provisioning/", views.scim_tokens, name="scim-tokens"),
+    path("api-clients/", views.api_clients, name="api-clients"),
     path("groups/<str:group_id>/role", views.group_role, name="group-role"),
     path("devices/enroll/", views.enrollment_code, name="enroll"),
     path("devices/export.csv", views.device_export, name="devices-export"),

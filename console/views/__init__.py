@@ -1,5 +1,6 @@
 """The web console: thin views over the apps' selectors and services, one module per area."""
 from console.views.account import account, account_mfa
+from console.views.api_clients import api_clients
 from console.views.audit import audit_log
 from console.views.auth import LoginView, login_mfa
 from console.views.devices import device_backup_now, device_bulk_deauthorize, device_export, device_list, device_page
@@ -20,7 +21,7 @@ from console.views.restores import (
 from console.views.users import user_add, user_change, user_detail, user_list
 
 __all__ = [
-    "LoginView", "account", "account_mfa", "archive_browser", "audit_log", "dashboard", "device_authorization",
+    "LoginView", "account", "account_mfa", "api_clients", "archive_browser", "audit_log", "dashboard", "device_authorization",
     "device_backup_now", "device_bulk_deauthorize", "device_export", "device_list", "device_page", "enrollment_code",
     "file_versions", "group_role", "key_access_history", "keystore_settings", "login_mfa", "restore_archives",
     "restore_create", "restore_decide", "restore_download", "restore_job", "restore_jobs", "restore_settings",

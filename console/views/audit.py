@@ -45,7 +45,9 @@ def _rows(actor, filters: dict):
     if filters.get("until"):
         condition &= Q(a_when__lte=filters["until"])
     events, accesses = events.filter(condition), accesses.filter(condition)
-    merged = events.values(*COLUMNS).union(accesses.values(*COLUMNS), all=True).order_by("-a_when")
+    # .order_by() drops the models' default ordering: SQLite refuses ORDER BY inside a UNION's parts.
+    merged = (events.order_by().values(*COLUMNS)
+              .union(accesses.order_by().values(*COLUMNS), all=True).order_by("-a_when"))
     return merged, events, accesses
 
 

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from agentapi.apis.common import body_limit
 from agentapi.public.base import PublicApiView
 from agentapi.public.schema import RESTORE_UUID, error_examples, public_errors
+from archives.models import RestoreJob
 from archives.restore_requests import (
     RestoreNotAllowed,
     archive_for_client,
@@ -21,7 +22,9 @@ from archives.restore_requests import (
 from archives.restore_selectors import RestoreResultUnavailable
 from archives.restores import MAX_PATH_LENGTH, MAX_PATHS, RestoreInvalid
 
-RESTORE_STATUSES = ["queued", "running", "done", "failed"]
+# Every status a job can have, from the model: a restore of another user's files may wait for a second
+# administrator (awaiting_approval) and be rejected.
+RESTORE_STATUSES = list(RestoreJob.Status.values)
 _EXAMPLE_ID = "7d6c5b4a-3f2e-4d1c-8b0a-9f8e7d6c5b4a"
 
 

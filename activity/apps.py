@@ -1,3 +1,4 @@
+"""File-activity events, detection rules and alerts (DESIGN §8)."""
 from django.apps import AppConfig
 
 

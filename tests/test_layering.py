@@ -17,7 +17,7 @@ LAYER = {"config": 0, "console": 1, "agentapi": 1, "archives": 2, "keystore": 2,
 PLAIN_PACKAGES = {"formats", "agent"}
 NOT_PLAIN = {"django", "rest_framework", "celery", "djangosaml2", "django_scim"} | (set(LAYER) - {"formats"})
 # Top-level directories holding Python that are outside the layering (they may import anything).
-UNLAYERED = {"tests", "bench", "control"}
+UNLAYERED = {"tests", "bench"}
 
 
 def _module_imports(path: Path, root: Path) -> set[str]:

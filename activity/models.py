@@ -77,3 +77,80 @@ class AlertEntry(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+
+
+class EventCategory(models.TextChoices):
+    DOCUMENT = "document", "Document"
+    SPREADSHEET = "spreadsheet", "Spreadsheet"
+    PRESENTATION = "presentation", "Presentation"
+    PDF = "pdf", "PDF"
+    IMAGE = "image", "Image"
+    AUDIO = "audio", "Audio"
+    VIDEO = "video", "Video"
+    ARCHIVE = "archive", "Archive"
+    SOURCE_CODE = "source_code", "Source code"
+    EXECUTABLE = "executable", "Executable"
+    OTHER = "other", "Other"
+
+
+class EventType(models.TextChoices):
+    CREATED = "created", "Created"
+    MODIFIED = "modified", "Modified"
+    RENAMED = "renamed", "Renamed"
+    DELETED = "deleted", "Deleted"
+
+
+class Vector(models.TextChoices):
+    REMOVABLE_MEDIA = "removable_media", "Removable media"
+    CLOUD_SYNC = "cloud_sync", "Cloud sync folder"
+    ARCHIVE_CREATED = "archive_created", "Archive created"
+    MASS_RENAME = "mass_rename", "Mass rename"
+    MASS_ENCRYPTION = "mass_encryption", "Mass encryption"
+    CLOUD_SERVICE = "cloud_service", "Cloud service (connector)"
+
+
+class EventBatch(models.Model):
+    """One delivered batch (`docs/protocol.md` "File activity"): its id makes delivery idempotent."""
+
+    batch_id = models.UUIDField(unique=True)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    device = models.ForeignKey(Device, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+                               help_text="Null for batches pulled by a cloud-service connector.")
+    source = models.CharField(max_length=64, default="agent", help_text="agent, or the connector's name.")
+    event_count = models.IntegerField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+
+class FileEvent(models.Model):
+    """One file-activity event. Written in bulk (never one ORM save per event); read by time range
+    within one organization, so the table is ordered by (organization, occurred_at)."""
+
+    id = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(unique=True, help_text="Chosen by the agent; a re-sent event is not stored twice.")
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+", db_index=False)
+    device = models.ForeignKey(Device, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+                               db_index=False)
+    user = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                             db_index=False, help_text="The device's owner when the event arrived.")
+    batch = models.ForeignKey(EventBatch, on_delete=models.PROTECT, related_name="events", db_index=False)
+    occurred_at = models.DateTimeField(help_text="Endpoint clock, checked against the server's on arrival.")
+    received_at = models.DateTimeField()
+    event_type = models.CharField(max_length=16, choices=EventType.choices)
+    path = models.CharField(max_length=4096)
+    dest_path = models.CharField(max_length=4096, blank=True)
+    file_name = models.CharField(max_length=255, help_text="Last component of path (or dest_path when renamed).")
+    size = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    category = models.CharField(max_length=16, choices=EventCategory.choices, default=EventCategory.OTHER)
+    mime_type = models.CharField(max_length=127, blank=True)
+    vector = models.CharField(max_length=32, choices=Vector.choices, blank=True)
+    entropy = models.FloatField(null=True, blank=True, help_text="Bits per byte of the file's first 64 KiB.")
+    os_user = models.CharField(max_length=128, blank=True)
+    process = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "occurred_at"], name="fileevent_org_time"),
+            models.Index(fields=["organization", "sha256"], name="fileevent_org_sha256",
+                         condition=~models.Q(sha256="")),
+        ]

@@ -2,8 +2,10 @@
 
 Each row's hash covers the row before it, and every hash is also written (create-only) to the
 keystore, so a database-only attacker can neither edit nor truncate the history unnoticed.
-Appends are serialized on the chain head row; the anchor is written after that short
-transaction commits, so no keystore call ever runs while the head is locked.
+Each organization has its own chain (DESIGN §10): appends are serialized on that chain's head
+row only, so organizations never wait on each other; the anchor is written after that short
+transaction commits, so no keystore call ever runs while a head is locked. Records written before
+chains were per organization stay in the single chain `global` and verify as they always did.
 """
 import hashlib
 import json
@@ -15,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from keystore.models import AuditChainHead, KeyAccess
+from keystore.models import LEGACY_CHAIN, AuditChainHead, KeyAccess
 from keystore.vault import KeystorePathExists, KeystoreUnavailable, kv_create, kv_list, kv_read
 
 logger = logging.getLogger(__name__)
@@ -35,13 +37,25 @@ def _hashed_fields(access: KeyAccess) -> dict:
     }
 
 
+def _anchor_path(chain: str, seq: int) -> str:
+    prefix = settings.HAVEN_AUDIT_ANCHOR_PREFIX
+    return f"{prefix}/{seq:012d}" if chain == LEGACY_CHAIN else f"{prefix}/{chain}/{seq:012d}"
+
+
 def key_access_record(*, subject: User, purpose: str, outcome: str, actor: User | None, actor_label: str,
                       job: str = "", detail: str = "") -> KeyAccess:
-    """Append one line to the chain (serialized on the head row), then anchor it in the keystore."""
+    """Append one line to the subject's organization's chain, then anchor it in the keystore."""
+    return _append(str(subject.organization.uuid), subject=subject, purpose=purpose, outcome=outcome, actor=actor,
+                   actor_label=actor_label, job=job, detail=detail)
+
+
+def _append(chain: str, *, subject: User, purpose: str, outcome: str, actor: User | None, actor_label: str,
+            job: str, detail: str) -> KeyAccess:
     with transaction.atomic():
-        head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
+        # get_or_create retries its get on a concurrent create, under the same row lock.
+        head, _ = AuditChainHead.objects.select_for_update().get_or_create(chain=chain)
         access = KeyAccess(
-            seq=head.seq + 1, organization=subject.organization, subject=subject, actor=actor,
+            chain=chain, seq=head.seq + 1, organization=subject.organization, subject=subject, actor=actor,
             actor_label=actor_label[:254], purpose=purpose, job=job[:100], outcome=outcome, detail=detail[:500],
             occurred_at=timezone.now(), prev_hash=head.hash,
         )
@@ -50,10 +64,10 @@ def key_access_record(*, subject: User, purpose: str, outcome: str, actor: User 
         head.seq, head.hash = access.seq, access.hash
         head.save(update_fields=["seq", "hash"])
     try:
-        kv_create(f"{settings.HAVEN_AUDIT_ANCHOR_PREFIX}/{access.seq:012d}", {"hash": access.hash})
+        kv_create(_anchor_path(chain, access.seq), {"hash": access.hash})
     except (KeystoreUnavailable, KeystorePathExists) as error:
         # The access itself is still recorded; verify-audit reports the gap in anchors.
-        logger.warning("could not anchor key-access record %s: %s", access.seq, error)
+        logger.warning("could not anchor key-access record %s/%s: %s", chain, access.seq, error)
     return access
 
 
@@ -63,6 +77,7 @@ class AuditVerification:
     anchors: int
     problems: list[str]
     unanchored_tail: int = 0  # records after the newest anchor: protected only once a later one is anchored
+    chains: int = 0
 
     @property
     def ok(self) -> bool:
@@ -70,15 +85,37 @@ class AuditVerification:
 
 
 def key_access_verify() -> AuditVerification:
-    """Recompute the chain and compare it with the anchors kept in the keystore.
+    """Recompute every chain and compare it with the anchors kept in the keystore.
 
     Detects an edited record (its hash), a deleted one (a gap or a broken link), a truncated log
-    (anchors beyond the last record) and a rewritten chain (hashes that differ from the anchors).
+    (anchors beyond the last record, even of a chain whose records are all gone), a rewritten chain
+    (hashes that differ from the anchors), and a record moved into another organization's chain.
     """
+    prefix = settings.HAVEN_AUDIT_ANCHOR_PREFIX
+    entries = kv_list(f"{prefix}/")
+    folders = {name.rstrip("/") for name in entries if name.endswith("/")}
+    legacy_anchors = [name for name in entries if not name.endswith("/")]
+    chains = set(KeyAccess.objects.values_list("chain", flat=True).distinct()) | folders
+    if legacy_anchors:
+        chains.add(LEGACY_CHAIN)
+    total = AuditVerification(records=0, anchors=0, problems=[], chains=len(chains))
+    for chain in sorted(chains):
+        anchors = legacy_anchors if chain == LEGACY_CHAIN else kv_list(f"{prefix}/{chain}/")
+        part = _verify_chain(chain, anchors)
+        label = "" if len(chains) == 1 else f"chain {chain}: "
+        total.records += part.records
+        total.anchors += part.anchors
+        total.unanchored_tail += part.unanchored_tail
+        total.problems += [label + problem for problem in part.problems]
+    return total
+
+
+def _verify_chain(chain: str, anchors: list[str]) -> AuditVerification:
     problems: list[str] = []
     previous, expected_seq, count = "0" * 64, 1, 0
     hashes: dict[int, str] = {}
-    for access in KeyAccess.objects.select_related("organization", "subject", "actor").order_by("seq").iterator():
+    rows = KeyAccess.objects.filter(chain=chain).select_related("organization", "subject", "actor").order_by("seq")
+    for access in rows.iterator():
         count += 1
         if access.seq != expected_seq:
             problems.append(f"records {expected_seq}..{access.seq - 1} are missing")
@@ -86,10 +123,10 @@ def key_access_verify() -> AuditVerification:
             problems.append(f"record {access.seq} does not follow the record before it")
         if _record_hash(access.prev_hash, _hashed_fields(access)) != access.hash:
             problems.append(f"record {access.seq} was altered (its hash does not match its content)")
+        if chain != LEGACY_CHAIN and str(access.organization.uuid) != chain:
+            problems.append(f"record {access.seq} belongs to another organization's chain")
         hashes[access.seq] = access.hash
         previous, expected_seq = access.hash, access.seq + 1
-    prefix = settings.HAVEN_AUDIT_ANCHOR_PREFIX
-    anchors = kv_list(f"{prefix}/")
     last = max(hashes) if hashes else 0
     newest_anchor = 0
     for name in anchors:
@@ -98,7 +135,7 @@ def key_access_verify() -> AuditVerification:
             continue
         seq = int(name)
         newest_anchor = max(newest_anchor, seq)
-        anchored = (kv_read(f"{prefix}/{name}") or {}).get("hash")
+        anchored = (kv_read(_anchor_path(chain, seq)) or {}).get("hash")
         if seq > last:
             problems.append(f"record {seq} is anchored in the keystore but missing: the log was truncated")
         elif seq in hashes and hashes[seq] != anchored:

@@ -34,6 +34,9 @@ class UserKey(models.Model):
         return f"key {self.key_id} of {self.user.email} ({self.state})"
 
 
+LEGACY_CHAIN = "global"
+
+
 class KeyAccess(models.Model):
     """One line of the key-access audit log, chained by hash to the line before.
 
@@ -56,7 +59,10 @@ class KeyAccess(models.Model):
         FAILED = "failed", "Failed"
         REFUSED = "refused", "Refused"
 
-    seq = models.PositiveBigIntegerField(unique=True)
+    chain = models.CharField(max_length=36, default=LEGACY_CHAIN,
+                             help_text="The organization's UUID: each organization has its own chain (DESIGN §10). "
+                                       f"'{LEGACY_CHAIN}' marks records of the single chain kept before that.")
+    seq = models.PositiveBigIntegerField(help_text="Position in its chain, from 1.")
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="key_accesses")
     subject = models.ForeignKey(User, on_delete=models.PROTECT, related_name="key_accesses")
@@ -71,12 +77,15 @@ class KeyAccess(models.Model):
     hash = models.CharField(max_length=64, unique=True)
 
     class Meta:
-        ordering = ["-seq"]
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["chain", "seq"], name="keyaccess_seq_unique_per_chain")]
 
 
 class AuditChainHead(models.Model):
-    """A single row: locking it serializes appends to the chain (SELECT ... FOR UPDATE)."""
+    """One row per chain: locking it serializes appends to that chain only (SELECT ... FOR UPDATE),
+    so key accesses of different organizations never wait on each other."""
 
+    chain = models.CharField(max_length=36, unique=True, default=LEGACY_CHAIN)
     seq = models.PositiveBigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)
 

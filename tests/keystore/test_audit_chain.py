@@ -87,3 +87,89 @@ def test_records_whose_anchor_failed_are_covered_by_a_later_anchor(vault, alice,
     KeyAccess.objects.filter(seq=2).update(detail="rewritten")  # the unanchored record, edited
     with pytest.raises(CommandError):
         _verify()
+
+
+def test_each_organization_has_its_own_chain(vault, alice, mallory, capsys):
+    for user in (alice, mallory, alice):
+        key_access_record(subject=user, purpose="escrow", outcome="started", actor=user, actor_label="t")
+    chains = {}
+    for access in KeyAccess.objects.order_by("id"):
+        chains.setdefault(access.chain, []).append(access.seq)
+    assert chains == {str(alice.organization.uuid): [1, 2], str(mallory.organization.uuid): [1]}
+    _verify()
+    assert "3 record(s), 3 anchor(s) in 2 chain(s)" in capsys.readouterr().out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_organizations_do_not_wait_on_each_other(vault, alice, mallory):
+    """While org A's chain head is locked (an append in flight), org B's key access completes."""
+    import threading
+
+    from django.db import connection, transaction
+
+    key_access_record(subject=alice, purpose="escrow", outcome="started", actor=alice, actor_label="t")
+    locked, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_org_a_head():
+        try:
+            with transaction.atomic():
+                AuditChainHead.objects.select_for_update().get(chain=str(alice.organization.uuid))
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def record_for_org_b():
+        try:
+            key_access_record(subject=mallory, purpose="escrow", outcome="started", actor=mallory, actor_label="t")
+            done.set()
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_org_a_head)
+    holder.start()
+    assert locked.wait(10)
+    writer = threading.Thread(target=record_for_org_b)
+    writer.start()
+    finished_while_a_was_locked = done.wait(10)
+    release.set()
+    holder.join()
+    writer.join()
+    assert finished_while_a_was_locked
+
+
+def test_a_record_moved_to_another_organizations_chain_is_detected(vault, alice, mallory, capsys):
+    key_access_record(subject=alice, purpose="escrow", outcome="started", actor=alice, actor_label="t")
+    moved = key_access_record(subject=mallory, purpose="escrow", outcome="started", actor=mallory, actor_label="t")
+    KeyAccess.objects.filter(pk=moved.pk).update(chain=str(alice.organization.uuid), seq=2)
+    with pytest.raises(CommandError):
+        _verify()
+    err = capsys.readouterr().err
+    assert "belongs to another organization's chain" in err
+    assert f"chain {mallory.organization.uuid}: record 1 is anchored in the keystore but missing" in err
+
+
+def test_a_chain_whose_records_are_all_deleted_is_detected(vault, alice, mallory, capsys):
+    key_access_record(subject=alice, purpose="escrow", outcome="started", actor=alice, actor_label="t")
+    key_access_record(subject=mallory, purpose="escrow", outcome="started", actor=mallory, actor_label="t")
+    KeyAccess.objects.filter(organization=mallory.organization).delete()
+    with pytest.raises(CommandError):
+        _verify()
+    assert "record 1 is anchored in the keystore but missing" in capsys.readouterr().err
+
+
+def test_records_of_the_old_single_chain_still_verify(vault, alice, mallory, capsys):
+    """Rows written before chains were per organization (chain 'global', anchors at prefix/seq)."""
+    from keystore.audit import _append
+    from keystore.models import LEGACY_CHAIN
+
+    for user in (alice, mallory):
+        _append(LEGACY_CHAIN, subject=user, purpose="escrow", outcome="started", actor=user, actor_label="old",
+                job="", detail="")
+    key_access_record(subject=alice, purpose="escrow", outcome="started", actor=alice, actor_label="new")
+    _verify()
+    assert "3 record(s), 3 anchor(s) in 2 chain(s)" in capsys.readouterr().out
+    KeyAccess.objects.filter(chain=LEGACY_CHAIN, seq=2).update(detail="edited")
+    with pytest.raises(CommandError):
+        _verify()
+    assert "chain global: record 2 was altered" in capsys.readouterr().err

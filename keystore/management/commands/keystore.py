@@ -68,7 +68,8 @@ class Command(BaseCommand):
             self.stderr.write(f"PROBLEM: {problem}")
         if not result.ok:
             raise CommandError(f"the key-access log failed verification ({len(result.problems)} problem(s))")
-        self.stdout.write(f"key-access log intact: {result.records} record(s), {result.anchors} anchor(s)")
+        self.stdout.write(f"key-access log intact: {result.records} record(s), {result.anchors} anchor(s) "
+                          f"in {result.chains} chain(s)")
         if result.unanchored_tail:
             self.stdout.write(f"note: the newest {result.unanchored_tail} record(s) are not anchored yet (the keystore "
                               "was unavailable); the next anchored access covers them")

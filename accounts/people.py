@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 
+from accounts.domains import domain_owner
 from accounts.models import Organization, Role, ScimToken, User
 from accounts.selectors import users_visible_to
 from accounts.services import PermissionRefused, audit_record, user_deactivate, user_reactivate
@@ -66,8 +67,10 @@ def user_create(*, actor: User, email: str, full_name: str, role: str, password:
     if role not in Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}"})
     email = User.objects.normalize_email(email).strip().lower()
-    if User.objects.filter(email__iexact=email).exists():
-        # Same answer whoever holds it: an administrator learns nothing about other tenants.
+    domain = email.rpartition("@")[2]
+    if User.objects.filter(email__iexact=email).exists() or domain_owner(domain, other_than=organization):
+        # Same answer whoever holds it, and for a domain another organization verified (its people
+        # sign in through that organization's IdP): an administrator learns nothing about other tenants.
         raise ValidationError({"email": "This email address cannot be used."})
     user = User(organization=organization, email=email, full_name=full_name.strip(), role=role)
     if password:

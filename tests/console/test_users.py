@@ -99,6 +99,19 @@ def test_creation_refuses_a_taken_email_weak_password_and_non_admins(alice, bob,
     assert not User.objects.filter(email__in=["f@a.example", "g@a.example"]).exists()
 
 
+def test_creation_refuses_an_address_in_a_domain_another_organization_verified(alice, mallory):
+    """Org B's people sign in through org B's IdP: org A's admin cannot make accounts in b.example,
+    and gets the same answer as for a taken address. Domains nobody verified stay usable."""
+    from accounts.domains import verified_domains_change
+
+    verified_domains_change(organization=mallory.organization, add=["b.example"], remove=[], actor_label="operator")
+    client = _browser(alice)
+    response = client.post("/users/new", {"email": "new.hire@B.example", "role": "user"})
+    assert response.status_code == 400 and b"cannot be used" in response.content
+    assert not User.objects.filter(email="new.hire@b.example").exists()
+    assert client.post("/users/new", {"email": "contractor@elsewhere.example", "role": "user"}).status_code == 302
+
+
 def test_an_admin_changes_a_role_audited(alice, bob):
     assert _browser(alice).post(f"/users/{bob.uuid}/role", {"role": "security_analyst"}).status_code == 302
     bob.refresh_from_db()

@@ -15,6 +15,8 @@ from accounts.services import (
     device_reauthorize,
     enrollment_code_issue,
 )
+from activity.alerts import TRIAGE_ROLES
+from activity.selectors import alerts_visible_to, open_alert_count
 from archives import fleet_selectors as fleet
 from console.saml.sp import public_base
 from console.views.charts import bar_chart
@@ -24,6 +26,8 @@ from keystore.vault import keystore_status
 WORKER_HEALTHY_SECONDS = 5 * 60
 # Vault's health is asked at most this often per web process fleet (cached in the shared cache).
 KEYSTORE_STATUS_CACHE_SECONDS = 30
+# The dashboard lists the most recently seen unresolved alerts; the Alerts page has the rest.
+DASHBOARD_ALERTS = 5
 
 
 def _keystore_status_cached() -> str:
@@ -52,6 +56,9 @@ def dashboard(request):
         "keystore_status": _keystore_status_cached() if org_wide else None,
         "worker_last_seen": seen,
         "worker_healthy": seen is not None and (timezone.now() - seen).total_seconds() < WORKER_HEALTHY_SECONDS,
+        "triage": user.role in TRIAGE_ROLES,
+        "open_alerts": list(alerts_visible_to(user).exclude(status="resolved")[:DASHBOARD_ALERTS]),
+        "open_alert_count": open_alert_count(user),
     })
 
 

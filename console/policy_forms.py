@@ -171,4 +171,6 @@ class PolicyForm(forms.Form):
     def rows(self) -> list[dict]:
         """What the template lays out: each field with its inherit box and its source."""
         return [{"field": self[name], "inherit": self[f"{name}__inherit"], "source": self.sources.get(name),
-                 "kind": FIELDS[name][1]} for name in FIELDS]
+                 "kind": FIELDS[name][1],
+                 "effective": as_text(FIELDS[name][1], self.sources[name].value) if name in self.sources else ""}
+                for name in FIELDS]

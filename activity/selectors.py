@@ -2,7 +2,7 @@
 analysts see alerts (DESIGN §1), and API clients of the organization (by their scope)."""
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet, Window
 from django.http import Http404
 
 from accounts.models import ApiClient, User
@@ -39,6 +39,13 @@ def alert_for_client(client: ApiClient, alert_uuid) -> Alert:
 
 def open_alert_count(actor: User) -> int:
     return alerts_visible_to(actor).exclude(status=Alert.Status.RESOLVED).count()
+
+
+def open_alerts_preview(actor: User, limit: int) -> tuple[list[Alert], int]:
+    """The `limit` most recently seen unresolved alerts and how many there are, in one query."""
+    rows = list(alerts_visible_to(actor).exclude(status=Alert.Status.RESOLVED)
+                .annotate(unresolved_total=Window(Count("id")))[:limit])
+    return rows, rows[0].unresolved_total if rows else 0
 
 
 @dataclass(frozen=True)

@@ -9,4 +9,9 @@ register = template.Library()
 
 @register.simple_tag
 def open_alert_count_of(user) -> int:
-    return open_alert_count(user) if getattr(user, "is_authenticated", False) else 0
+    """A view that already counted (the dashboard) leaves the count on the user."""
+    if not getattr(user, "is_authenticated", False):
+        return 0
+    if getattr(user, "open_alert_count", None) is None:
+        user.open_alert_count = open_alert_count(user)
+    return user.open_alert_count

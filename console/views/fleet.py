@@ -16,7 +16,7 @@ from accounts.services import (
     enrollment_code_issue,
 )
 from activity.alerts import TRIAGE_ROLES
-from activity.selectors import alerts_visible_to, open_alert_count
+from activity.selectors import open_alerts_preview
 from archives import fleet_selectors as fleet
 from console.saml.sp import public_base
 from console.views.charts import bar_chart
@@ -42,6 +42,7 @@ def dashboard(request):
     running_count, running = fleet.runs_in_progress(user)
     seen = worker_last_seen()
     org_wide = user.role in ORG_WIDE_ROLES
+    open_alerts, user.open_alert_count = open_alerts_preview(user, DASHBOARD_ALERTS)  # the navigation reuses it
     return render(request, "console/dashboard.html", {
         "health": [(key, label, counts[key]) for key, label in fleet.HEALTH_LABELS.items()],
         "device_count": sum(counts.values()),
@@ -57,8 +58,8 @@ def dashboard(request):
         "worker_last_seen": seen,
         "worker_healthy": seen is not None and (timezone.now() - seen).total_seconds() < WORKER_HEALTHY_SECONDS,
         "triage": user.role in TRIAGE_ROLES,
-        "open_alerts": list(alerts_visible_to(user).exclude(status="resolved")[:DASHBOARD_ALERTS]),
-        "open_alert_count": open_alert_count(user),
+        "open_alerts": open_alerts,
+        "open_alert_count": user.open_alert_count,
     })
 
 

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import Device, Organization, Role, User
+from accounts.models import ApiClient, Device, Organization, Role, User
 from accounts.selectors import org_admin_emails
 from accounts.services import PermissionRefused, audit_record
 from activity.models import Alert, AlertEntry
@@ -61,21 +61,38 @@ def _notify(alert: Alert) -> None:
               from_email=settings.DEFAULT_FROM_EMAIL, recipient_list=recipients, fail_silently=True)
 
 
-def _require_triage(actor: User, alert: Alert) -> None:
-    if actor.role not in TRIAGE_ROLES or actor.organization_id != alert.organization_id:
+def _require_triage(actor: User | None, alert: Alert, client: ApiClient | None = None) -> None:
+    """A person of a triage role, or an API client (its `alerts:write` scope is checked by the API),
+    of the alert's own organization."""
+    if client is not None:
+        if client.organization_id != alert.organization_id:
+            raise PermissionRefused("This API client belongs to another organization.")
+        return
+    if actor is None or actor.role not in TRIAGE_ROLES or actor.organization_id != alert.organization_id:
         raise PermissionRefused("Only administrators and security analysts triage alerts.")
 
 
-def _entry(alert: Alert, actor: User | None, action: str, **fields) -> AlertEntry:
-    return AlertEntry.objects.create(alert=alert, action=action, actor=actor,
-                                     actor_label=actor.email if actor else "system", **fields)
+def _label(actor: User | None, client: ApiClient | None) -> str:
+    return client.label if client is not None else actor.email if actor is not None else "system"
+
+
+def _entry(alert: Alert, actor: User | None, action: str, client: ApiClient | None = None, **fields) -> AlertEntry:
+    return AlertEntry.objects.create(alert=alert, action=action, actor=actor, actor_label=_label(actor, client),
+                                     **fields)
+
+
+def _audit(alert: Alert, actor: User | None, client: ApiClient | None, action: str, **detail) -> None:
+    audit_record(organization=alert.organization, actor=actor, actor_label=_label(actor, client) if client else None,
+                 action=action, target_type="alert", target_uuid=alert.uuid, detail={"kind": alert.kind, **detail})
 
 
 @transaction.atomic
-def alert_set_status(*, alert: Alert, actor: User | None, status: str, note: str = "") -> Alert:
-    """Acknowledge, resolve or reopen. `actor=None` is the system (a condition that cleared)."""
-    if actor is not None:
-        _require_triage(actor, alert)
+def alert_set_status(*, alert: Alert, actor: User | None, status: str, note: str = "",
+                     client: ApiClient | None = None) -> Alert:
+    """Acknowledge, resolve or reopen. `actor=None` (and no client) is the system (a condition that
+    cleared); `client` is an API client of the public API acting by its scope."""
+    if actor is not None or client is not None:
+        _require_triage(actor, alert, client)
     if status not in Alert.Status.values:
         raise ValueError(f"unknown alert status {status!r}")
     alert = Alert.objects.select_for_update().get(pk=alert.pk)
@@ -88,31 +105,42 @@ def alert_set_status(*, alert: Alert, actor: User | None, status: str, note: str
     previous, alert.status = alert.status, status
     alert.resolved_at = timezone.now() if status == Alert.Status.RESOLVED else None
     alert.save(update_fields=["status", "resolved_at"])
-    _entry(alert, actor, AlertEntry.Action.STATUS, from_status=previous, to_status=status, text=note)
-    if actor is not None:
-        audit_record(organization=alert.organization, actor=actor, action=f"alert.{status}", target_type="alert",
-                     target_uuid=alert.uuid, detail={"kind": alert.kind})
+    _entry(alert, actor, AlertEntry.Action.STATUS, client, from_status=previous, to_status=status, text=note)
+    if actor is not None or client is not None:
+        _audit(alert, actor, client, f"alert.{status}")
     return alert
 
 
 @transaction.atomic
-def alert_assign(*, alert: Alert, actor: User, assignee: User | None) -> Alert:
-    _require_triage(actor, alert)
+def alert_assign(*, alert: Alert, actor: User | None, assignee: User | None, client: ApiClient | None = None) -> Alert:
+    _require_triage(actor, alert, client)
     if assignee is not None and (assignee.organization_id != alert.organization_id
-                                 or assignee.role not in TRIAGE_ROLES):
+                                 or assignee.role not in TRIAGE_ROLES or not assignee.is_active):
         raise PermissionRefused("Alerts are assigned to administrators or security analysts of the organization.")
+    alert = Alert.objects.select_for_update().get(pk=alert.pk)
+    if alert.assignee_id == (assignee.pk if assignee else None):
+        return alert
     alert.assignee = assignee
     alert.save(update_fields=["assignee"])
-    _entry(alert, actor, AlertEntry.Action.ASSIGNED, text=assignee.email if assignee else "")
+    _entry(alert, actor, AlertEntry.Action.ASSIGNED, client, text=assignee.email if assignee else "")
+    _audit(alert, actor, client, "alert.assign", assignee=assignee.email if assignee else None)
     return alert
 
 
-def alert_note(*, alert: Alert, actor: User, text: str) -> AlertEntry:
-    _require_triage(actor, alert)
-    text = text.strip()
+MAX_NOTE_LENGTH = 10_000
+
+
+@transaction.atomic
+def alert_note(*, alert: Alert, actor: User | None, text: str, client: ApiClient | None = None) -> AlertEntry:
+    _require_triage(actor, alert, client)
+    text = (text or "").strip()
     if not text:
         raise ValueError("A note needs some text.")
-    return _entry(alert, actor, AlertEntry.Action.NOTE, text=text[:10_000])
+    if len(text) > MAX_NOTE_LENGTH:
+        raise ValueError(f"A note is at most {MAX_NOTE_LENGTH} characters.")
+    entry = _entry(alert, actor, AlertEntry.Action.NOTE, client, text=text)
+    _audit(alert, actor, client, "alert.note")
+    return entry
 
 
 def alerts_resolve_cleared(*, organization: Organization, kind: str, still_active_keys: set[str]) -> int:

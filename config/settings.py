@@ -226,6 +226,7 @@ SPECTACULAR_SETTINGS = {
         "LastBackupResultEnum": "agentapi.apis.service.LAST_RESULTS",
         "PublicBackupRunStatusEnum": "agentapi.public.reads.BACKUP_RUN_STATUSES",
         "PublicRestoreStatusEnum": "agentapi.public.restores.RESTORE_STATUSES",
+        "PublicAlertStatusEnum": "agentapi.public.alerts.ALERT_STATUSES",
     },
 }
 

@@ -39,4 +39,10 @@ urlpatterns = [
     path("restores/<str:job_id>/download", views.restore_download, name="restore-download"),
     path("restores/<str:job_id>/<str:decision>", views.restore_decide, name="restore-decide"),
     path("audit/", views.audit_log, name="audit"),
+    path("alerts/", views.alert_list, name="alerts"),
+    path("alerts/<str:alert_id>/", views.alert_detail, name="alert"),
+    path("alerts/<str:alert_id>/<str:action>", views.alert_action, name="alert-action"),
+    path("policies/", views.policy_org, name="policy-org"),
+    path("policies/groups/<str:group_id>/", views.policy_group, name="policy-group"),
+    path("policies/devices/<uuid:device_id>/", views.policy_device, name="policy-device"),
 ]

@@ -31,6 +31,11 @@ WITH_IDS = {
     "restores/<str:job_id>/": [("get", {"job_id": "job"}, "both")],
     "restores/<str:job_id>/download": [("get", {"job_id": "job"}, "both")],
     "restores/<str:job_id>/<str:decision>": [("post", {"job_id": "job", "decision": "approve"}, "both")],
+    "alerts/<str:alert_id>/": [("get", {"alert_id": "alert"}, "both")],
+    "alerts/<str:alert_id>/<str:action>": [("post", {"alert_id": "alert", "action": "resolve"}, "both")],
+    "policies/groups/<str:group_id>/": [("get", {"group_id": "group"}, "both"), ("post", {"group_id": "group"}, "both")],
+    "policies/devices/<uuid:device_id>/": [("get", {"device_id": "device"}, "both"),
+                                           ("post", {"device_id": "device"}, "both")],
     # agent API (device tokens): Mallory's device, and Bob's device, name Alice's archive
     "api/v1/archives/<str:archive_id>": [("get", {"archive_id": "archive"}, "both")],
     "api/v1/archives/<str:archive_id>/runs": [("post", {"archive_id": "archive"}, "both")],
@@ -44,16 +49,20 @@ WITH_IDS = {
     "api/v1/public/archives/<str:archive_id>/runs": [("get", {"archive_id": "archive"}, "mallory")],
     "api/v1/public/restores/<str:restore_id>": [("get", {"restore_id": "job"}, "mallory")],
     "api/v1/public/restores/<str:restore_id>/download": [("get", {"restore_id": "job"}, "mallory")],
+    "api/v1/public/alerts/<str:alert_id>": [("get", {"alert_id": "alert"}, "mallory")],
+    "api/v1/public/alerts/<str:alert_id>/status": [("post", {"alert_id": "alert"}, "mallory")],
+    "api/v1/public/alerts/<str:alert_id>/assign": [("post", {"alert_id": "alert"}, "mallory")],
+    "api/v1/public/alerts/<str:alert_id>/notes": [("post", {"alert_id": "alert"}, "mallory")],
 }
 
 # Patterns that take no object id: they act on the caller's own organization, device or account.
 WITHOUT_IDS = {
     "", "login/", "logout/", "login/code/", "account/", "account/two-factor/", "users/", "users/new", "devices/",
     "keys/history/", "keystore/", "sso/", "provisioning/", "api-clients/", "devices/enroll/", "devices/export.csv",
-    "devices/deauthorize", "restores/", "restores/archives/", "restores/settings/", "audit/",
+    "devices/deauthorize", "restores/", "restores/archives/", "restores/settings/", "audit/", "alerts/", "policies/",
     "api/v1/enroll", "api/v1/device", "api/v1/devices/me/policy", "api/v1/devices/me/status", "api/v1/keys/mine",
     "api/v1/keys/escrow", "api/v1/keys/retrieve", "api/v1/archives", "api/v1/public/devices", "api/v1/public/audit",
-    "api/v1/public/restores", "api/schema/", "saml/start/",
+    "api/v1/public/restores", "api/schema/", "saml/start/", "api/v1/public/alerts",
 }
 
 # Scoped elsewhere, with their own tests that call them with another organization's ids.
@@ -84,6 +93,7 @@ def test_every_url_pattern_is_in_the_table():
 @pytest.fixture
 def objects(alice, bob, org_a, enrolled):
     from accounts.models import Group
+    from activity.alerts import alert_raise
     from archives.models import Archive, BackupRun, RestoreJob
 
     enrolled(alice, "alice-laptop")
@@ -91,8 +101,10 @@ def objects(alice, bob, org_a, enrolled):
     run = BackupRun.objects.create(archive=archive)
     job = RestoreJob.objects.create(organization=org_a, archive=archive, requested_by=alice, at=timezone.now())
     group = Group.objects.create(organization=org_a, name="engineering")
+    alert, _ = alert_raise(organization=org_a, kind="stale_device", dedup_key="stale:1", title="stale",
+                           device=archive.device, notify=False)
     return {"device": archive.device.uuid, "archive": archive.uuid, "run": run.uuid, "job": job.uuid,
-            "group": group.uuid, "user": alice.uuid}
+            "group": group.uuid, "user": alice.uuid, "alert": alert.uuid}
 
 
 def _url(route: str, values: dict) -> str:
@@ -116,7 +128,8 @@ def callers(mallory, bob, enrolled, client):
         device = enrolled(person, f"{name}-laptop")
         people[name] = {"session": session, "device": device}
     _, key = api_client_create(organization=mallory.organization, name="siem",
-                               scopes=["devices:read", "archives:read", "restores:write", "audit:read"],
+                               scopes=["devices:read", "archives:read", "restores:write", "audit:read",
+                                       "alerts:read", "alerts:write"],
                                created_by=mallory)
     public = APIClient()
     public.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")

@@ -45,3 +45,4 @@ PAGE_PARAMETERS = [
 ]
 ARCHIVE_UUID = OpenApiParameter("archive_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 RESTORE_UUID = OpenApiParameter("restore_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+ALERT_UUID = OpenApiParameter("alert_id", OpenApiTypes.UUID, OpenApiParameter.PATH)

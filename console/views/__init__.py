@@ -1,5 +1,6 @@
 """The web console: thin views over the apps' selectors and services, one module per area."""
 from console.views.account import account, account_mfa
+from console.views.alerts import alert_action, alert_detail, alert_list
 from console.views.api_clients import api_clients
 from console.views.audit import audit_log
 from console.views.auth import LoginView, login_mfa
@@ -7,6 +8,7 @@ from console.views.devices import device_backup_now, device_bulk_deauthorize, de
 from console.views.fleet import dashboard, device_authorization, enrollment_code
 from console.views.identity import group_role, saml_settings, scim_tokens
 from console.views.keys import key_access_history, keystore_settings
+from console.views.policies import policy_device, policy_group, policy_org
 from console.views.restores import (
     archive_browser,
     file_versions,
@@ -26,4 +28,5 @@ __all__ = [
     "file_versions", "group_role", "key_access_history", "keystore_settings", "login_mfa", "restore_archives",
     "restore_create", "restore_decide", "restore_download", "restore_job", "restore_jobs", "restore_settings",
     "saml_settings", "scim_tokens", "user_add", "user_change", "user_detail", "user_list",
+    "alert_action", "alert_detail", "alert_list", "policy_device", "policy_group", "policy_org",
 ]

@@ -20,6 +20,8 @@ SCOPE_HELP = {
     "restores:write": "ask for restores and download them (as you: your right to restore is checked)",
     "users:write": "manage users (reserved: no public endpoint uses it yet)",
     "audit:read": "read the audit and key-access logs",
+    "alerts:read": "list alerts and read their history",
+    "alerts:write": "acknowledge, resolve, reopen and assign alerts, add notes (as the client)",
 }
 
 

@@ -15,6 +15,8 @@ from accounts.services import (
     device_reauthorize,
     enrollment_code_issue,
 )
+from activity.alerts import TRIAGE_ROLES
+from activity.selectors import open_alerts_preview
 from archives import fleet_selectors as fleet
 from console.saml.sp import public_base
 from console.views.charts import bar_chart
@@ -24,6 +26,8 @@ from keystore.vault import keystore_status
 WORKER_HEALTHY_SECONDS = 5 * 60
 # Vault's health is asked at most this often per web process fleet (cached in the shared cache).
 KEYSTORE_STATUS_CACHE_SECONDS = 30
+# The dashboard lists the most recently seen unresolved alerts; the Alerts page has the rest.
+DASHBOARD_ALERTS = 5
 
 
 def _keystore_status_cached() -> str:
@@ -38,6 +42,7 @@ def dashboard(request):
     running_count, running = fleet.runs_in_progress(user)
     seen = worker_last_seen()
     org_wide = user.role in ORG_WIDE_ROLES
+    open_alerts, user.open_alert_count = open_alerts_preview(user, DASHBOARD_ALERTS)  # the navigation reuses it
     return render(request, "console/dashboard.html", {
         "health": [(key, label, counts[key]) for key, label in fleet.HEALTH_LABELS.items()],
         "device_count": sum(counts.values()),
@@ -52,6 +57,9 @@ def dashboard(request):
         "keystore_status": _keystore_status_cached() if org_wide else None,
         "worker_last_seen": seen,
         "worker_healthy": seen is not None and (timezone.now() - seen).total_seconds() < WORKER_HEALTHY_SECONDS,
+        "triage": user.role in TRIAGE_ROLES,
+        "open_alerts": open_alerts,
+        "open_alert_count": user.open_alert_count,
     })
 
 

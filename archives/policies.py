@@ -23,6 +23,7 @@ GiB = 1024 ** 3
 POLICY_FIELDS = (
     "include", "exclude", "default_excludes", "vm_image_max_bytes", "interval_seconds", "allowed_hours",
     "allowed_days", "bandwidth_active", "bandwidth_away", "cpu_threads", "nice", "version_interval_seconds",
+    "stale_days",
 )
 
 # What nobody wants in a backup: caches, temporary files, package trees that a lock file
@@ -53,6 +54,8 @@ DEFAULTS = {
     "cpu_threads": 2,
     "nice": 10,
     "version_interval_seconds": 0,
+    # CrashPlan warns after about a week without a completed backup; so does Haven by default.
+    "stale_days": 7,
 }
 
 
@@ -145,6 +148,8 @@ def _validate(changes: dict) -> None:
             raise ValidationError({name: "between 1 and 64"})
         elif name == "nice" and not 0 <= value <= 19:
             raise ValidationError({name: "between 0 and 19"})
+        elif name == "stale_days" and not 0 <= value <= 365:
+            raise ValidationError({name: "between 0 (never) and 365 days"})
         elif value < 0:
             raise ValidationError({name: "not negative"})
 

@@ -2,6 +2,7 @@
 from console.views.account import account, account_mfa
 from console.views.api_clients import api_clients
 from console.views.audit import audit_log
+from console.views.deployment import deployment_tokens
 from console.views.auth import LoginView, login_mfa
 from console.views.devices import device_backup_now, device_bulk_deauthorize, device_export, device_list, device_page
 from console.views.fleet import dashboard, device_authorization, enrollment_code
@@ -26,4 +27,5 @@ __all__ = [
     "file_versions", "group_role", "key_access_history", "keystore_settings", "login_mfa", "restore_archives",
     "restore_create", "restore_decide", "restore_download", "restore_job", "restore_jobs", "restore_settings",
     "saml_settings", "scim_tokens", "user_add", "user_change", "user_detail", "user_list",
+    "deployment_tokens",
 ]

@@ -2,8 +2,8 @@
 from console.views.account import account, account_mfa
 from console.views.api_clients import api_clients
 from console.views.audit import audit_log
-from console.views.deployment import deployment_tokens
 from console.views.auth import LoginView, login_mfa
+from console.views.deployment import deployment_tokens
 from console.views.devices import device_backup_now, device_bulk_deauthorize, device_export, device_list, device_page
 from console.views.fleet import dashboard, device_authorization, enrollment_code
 from console.views.identity import group_role, saml_settings, scim_tokens

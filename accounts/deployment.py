@@ -70,6 +70,9 @@ def deployment_token_create(*, organization: Organization, days: int = 7, max_us
         raise DeploymentTokenInvalid("a deployment token allows at least one use (or leave the cap out)")
     if group is not None and group.organization_id != organization.pk:
         raise DeploymentTokenInvalid("that group belongs to another organization")
+    if group is not None and group.role:
+        # Membership would make the token a way to hand out that role (SCIM derives roles from groups).
+        raise DeploymentTokenInvalid(f"the group {group.name} grants a role ({group.role}); choose a group without one")
     raw = DEPLOYMENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = DeploymentToken.objects.create(
         organization=organization, label=label[:100], token_hash=_hash(raw), token_prefix=raw[:12],
@@ -155,6 +158,9 @@ def deployment_token_redeem(*, raw: str, email: str) -> Redeemed:
         raise DeploymentTokenRefused("deployment_token_invalid", "The deployment token is unknown")
     if token.state != "active":
         raise DeploymentTokenRefused(f"deployment_token_{token.state}", _REFUSED[token.state], token, email)
+    if token.group is not None and token.group.role:
+        raise DeploymentTokenRefused("group_grants_role", f"The token's group {token.group.name} was mapped to a "
+                                     "role since the token was made; make a new token", token, email)
     user, created = _user_for(token, email)
     if token.group is not None:
         token.group.members.add(user)

@@ -123,7 +123,7 @@ class DeploymentEnrollApi(APIView):
                    401: OpenApiResponse(ErrorSerializer, description="`deployment_token_invalid`: unknown token"),
                    403: OpenApiResponse(ErrorSerializer, description=(
                        "`deployment_token_expired`, `deployment_token_exhausted`, `deployment_token_revoked`, "
-                       "`user_unknown`, `user_inactive`, `domain_not_verified`, `user_has_key` or "
+                       "`user_unknown`, `user_inactive`, `domain_not_verified`, `user_has_key`, `group_grants_role` or "
                        "`device_deauthorized`")),
                    409: OpenApiResponse(ErrorSerializer, description="`conflict`: the user was created meanwhile")})
     def post(self, request):

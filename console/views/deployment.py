@@ -23,7 +23,8 @@ class DeploymentTokenForm(forms.Form):
 
     def __init__(self, *args, actor, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["group"].queryset = groups_visible_to(actor).order_by("name")
+        # A group mapped to a role is not offered: joining it would grant the role (accounts/deployment.py).
+        self.fields["group"].queryset = groups_visible_to(actor).filter(role="").order_by("name")
 
 
 @login_required

@@ -167,3 +167,19 @@ def test_token_settings_are_checked(alice, org_a, org_b):
         with pytest.raises(DeploymentTokenInvalid):
             deployment_token_create(organization=org_a, actor=alice, **bad)
     assert not DeploymentToken.objects.exists()
+
+
+def test_a_group_that_grants_a_role_is_no_deployment_group(api, alice, bob, org_a):
+    """Joining a role-mapped group would make the token a way to hand out the role."""
+    from accounts.deployment import DeploymentTokenInvalid
+
+    admins = Group.objects.create(organization=org_a, name="Admins", role="org_admin")
+    with pytest.raises(DeploymentTokenInvalid):
+        deployment_token_create(organization=org_a, group=admins, actor=alice)
+    laptops = Group.objects.create(organization=org_a, name="Laptops")
+    token, raw = deployment_token_create(organization=org_a, group=laptops, actor=alice)
+    Group.objects.filter(pk=laptops.pk).update(role="org_admin")  # mapped later
+    response = _enroll(api, raw, bob.email)
+    assert response.status_code == 403 and response.json()["code"] == "group_grants_role"
+    _nothing_created(token)
+    assert not laptops.members.exists()

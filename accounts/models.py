@@ -9,6 +9,7 @@ from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 from django.utils.text import slugify
 from django_scim.models import AbstractSCIMGroupMixin, AbstractSCIMUserMixin
 
@@ -295,3 +296,57 @@ class ApiClientRestore(models.Model):
     client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="restores")
     job = models.OneToOneField("archives.RestoreJob", on_delete=models.CASCADE, related_name="api_request")
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class DeploymentToken(models.Model):
+    """Enrolls a fleet's devices without passwords (DESIGN §11): an MDM script gives it with the
+    user's email. Stored only as its SHA-256, like device tokens; spent one use per device; every
+    use is audited (accounts/deployment.py). Whoever holds it can enroll a device for any user of
+    the organization, so it expires, may be capped and revoked, and by default refuses users who
+    already have an escrowed key (docs/threat-model.md)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deployment_tokens")
+    label = models.CharField(max_length=100, blank=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_prefix = models.CharField(max_length=16, help_text="The token's first characters, to recognize it.")
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, null=True, blank=True, related_name="+",
+                              help_text="Enrolled users join this group (and so follow its backup policy).")
+    create_users = models.BooleanField(default=False, help_text="Create unknown users, in verified domains only.")
+    allow_existing_keys = models.BooleanField(
+        default=False, help_text="Also enroll devices of users who already have an escrowed key (the device "
+                                 "receives it, as a replacement computer does).")
+    max_uses = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: any number until it expires.")
+    use_count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField()
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(max_uses__isnull=True) | models.Q(max_uses__gte=1),
+                                   name="deployment_token_max_uses_positive"),
+            models.CheckConstraint(condition=models.Q(max_uses__isnull=True)
+                                   | models.Q(use_count__lte=models.F("max_uses")),
+                                   name="deployment_token_uses_within_max"),
+        ]
+
+    def __str__(self) -> str:
+        return f"deployment token {self.token_prefix}… of {self.organization_id}"
+
+    @property
+    def state(self) -> str:
+        """active, revoked, expired or exhausted (a token in any but the first enrolls nothing)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        if self.max_uses is not None and self.use_count >= self.max_uses:
+            return "exhausted"
+        return "active"
+
+    @property
+    def label_for_audit(self) -> str:
+        return f"deployment-token:{self.token_prefix} ({self.uuid})"

@@ -10,6 +10,7 @@ from django.http import Http404
 
 from accounts.models import (
     AuditEvent,
+    DeploymentToken,
     Device,
     Group,
     Organization,
@@ -105,3 +106,14 @@ def org_admin_emails(organization_id) -> list[str]:
 def worker_last_seen():
     latest = WorkerHeartbeat.objects.order_by("-seen_at").first()
     return latest.seen_at if latest else None
+
+
+def deployment_tokens_visible_to(actor: User) -> QuerySet[DeploymentToken]:
+    """Deployment tokens enroll devices for anyone in the organization: administrators only."""
+    if actor.role != Role.ORG_ADMIN:
+        return DeploymentToken.objects.none()
+    return DeploymentToken.objects.filter(organization_id=actor.organization_id).select_related("group", "created_by")
+
+
+def deployment_token_for_user(actor: User, token_uuid) -> DeploymentToken:
+    return one_or_404(deployment_tokens_visible_to(actor), token_uuid, kind="deployment token")

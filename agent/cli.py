@@ -36,14 +36,18 @@ def _password() -> str:
 def cmd_enroll(args) -> int:
     previous = config_load_optional(args.config)
     client = ApiClient(args.server, ca_file=args.ca_file)
+    deployment_token = args.deployment_token or os.environ.get("HAVEN_DEPLOYMENT_TOKEN")
     if not args.code and not args.user:
-        raise SystemExit("error: give --user EMAIL (and a password), or --code CODE from the console")
-    credentials = {"code": args.code} if args.code else {"email": args.user, "password": _password()}
-    answer = client.enroll(
-        **credentials, device_name=args.device_name or socket.gethostname(),
-        os_name=f"{platform.system()} {platform.release()}",
-        device_id=previous.device_id if previous and previous.server == args.server else None,
-    )
+        raise SystemExit("error: give --user EMAIL (and a password or --deployment-token), or --code CODE "
+                         "from the console")
+    enrollment = {"device_name": args.device_name or socket.gethostname(),
+                  "os_name": f"{platform.system()} {platform.release()}",
+                  "device_id": previous.device_id if previous and previous.server == args.server else None}
+    if deployment_token and args.user and not args.code:
+        answer = client.enroll_with_token(deployment_token=deployment_token, user_email=args.user, **enrollment)
+    else:
+        credentials = {"code": args.code} if args.code else {"email": args.user, "password": _password()}
+        answer = client.enroll(**credentials, **enrollment)
     config = AgentConfig(
         server=args.server, device_id=answer["device_id"], device_name=args.device_name or socket.gethostname(),
         archive_id=answer["archive_id"], user_id=answer["user_id"], user_email=answer.get("user_email", ""),
@@ -209,7 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     enroll = commands.add_parser("enroll", help="enroll this device with a Haven server")
     enroll.add_argument("--server", required=True, help="e.g. https://haven.example.com")
-    enroll.add_argument("--user", metavar="EMAIL", help="your email; the password comes from HAVEN_PASSWORD or a prompt")
+    enroll.add_argument("--user", "--user-email", dest="user", metavar="EMAIL",
+                        help="your email; the password comes from HAVEN_PASSWORD or a prompt")
+    enroll.add_argument("--deployment-token", metavar="TOKEN",
+                        help="enroll without a password (MDM scripts): an administrator's deployment token, with "
+                             "--user-email; or set HAVEN_DEPLOYMENT_TOKEN, which keeps it out of process lists")
     enroll.add_argument("--code", help="a one-time code from the console (single sign-on users)")
     enroll.add_argument("--device-name", help="defaults to the host name")
     enroll.add_argument("--ca-file", help="CA bundle to verify a server with a private CA")

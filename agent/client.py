@@ -85,6 +85,15 @@ class ApiClient:
             "device_id": device_id,
         }).json()
 
+    def enroll_with_token(self, *, deployment_token: str, user_email: str, device_name: str, os_name: str,
+                          device_id: str | None) -> dict:
+        """Non-interactive enrollment (MDM scripts): an administrator's deployment token and the email
+        of the user this device backs up."""
+        return self.request("POST", "enroll/deployment", json={
+            "deployment_token": deployment_token, "user_email": user_email, "device_name": device_name,
+            "os": os_name, "agent_version": __version__, "device_id": device_id,
+        }).json()
+
     def device(self) -> dict:
         return self.request("GET", "device").json()
 

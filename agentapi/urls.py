@@ -5,6 +5,7 @@ from agentapi import apis
 app_name = "agentapi"
 urlpatterns = [
     path("enroll", apis.EnrollApi.as_view(), name="enroll"),
+    path("enroll/deployment", apis.DeploymentEnrollApi.as_view(), name="enroll-deployment"),
     path("device", apis.DeviceApi.as_view(), name="device"),
     path("devices/me/policy", apis.DevicePolicyApi.as_view(), name="device-policy"),
     path("devices/me/status", apis.DeviceStatusApi.as_view(), name="device-status"),

@@ -23,6 +23,7 @@ GiB = 1024 ** 3
 POLICY_FIELDS = (
     "include", "exclude", "default_excludes", "vm_image_max_bytes", "interval_seconds", "allowed_hours",
     "allowed_days", "bandwidth_active", "bandwidth_away", "cpu_threads", "nice", "version_interval_seconds",
+    "stale_days",
 )
 
 # What nobody wants in a backup: caches, temporary files, package trees that a lock file
@@ -53,6 +54,8 @@ DEFAULTS = {
     "cpu_threads": 2,
     "nice": 10,
     "version_interval_seconds": 0,
+    # CrashPlan warns after about a week without a completed backup; so does Haven by default.
+    "stale_days": 7,
 }
 
 
@@ -145,6 +148,8 @@ def _validate(changes: dict) -> None:
             raise ValidationError({name: "between 1 and 64"})
         elif name == "nice" and not 0 <= value <= 19:
             raise ValidationError({name: "between 0 and 19"})
+        elif name == "stale_days" and not 0 <= value <= 365:
+            raise ValidationError({name: "between 0 (never) and 365 days"})
         elif value < 0:
             raise ValidationError({name: "not negative"})
 
@@ -188,3 +193,25 @@ def policy_reset(*, organization: Organization, group: Group | None = None, devi
                      target_type="device" if device else "group" if group else "organization",
                      target_uuid=(device or group or organization).uuid)
     return bool(deleted)
+
+
+def policies_effective_for_devices(*, organization: Organization, devices: list[Device]) -> dict[int, dict]:
+    """`policy_effective` of many devices of one organization (device pk → policy), from one
+    query per table rather than several per device: for fleet-wide checks such as stale devices."""
+    org_rows = list(BackupPolicy.objects.filter(organization=organization, group=None, device=None))
+    by_device = {row.device_id: row for row in BackupPolicy.objects.filter(organization=organization,
+                                                                           device__in=devices)}
+    by_group = {row.group_id: row for row in BackupPolicy.objects.filter(organization=organization,
+                                                                         group__isnull=False)}
+    groups_of: dict[int, list[int]] = {}
+    memberships = (Group.members.through.objects
+                   .filter(user_id__in={device.owner_id for device in devices}, group__organization=organization)
+                   .order_by("group__name").values_list("user_id", "group_id"))
+    for user_id, group_id in memberships:
+        groups_of.setdefault(user_id, []).append(group_id)
+    effective = {}
+    for device in devices:
+        rows = [by_device[device.pk]] if device.pk in by_device else []
+        rows += [by_group[group_id] for group_id in groups_of.get(device.owner_id, []) if group_id in by_group]
+        effective[device.pk] = _resolve(rows + org_rows, os_family(device.os))
+    return effective

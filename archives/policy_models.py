@@ -32,6 +32,9 @@ class BackupPolicy(models.Model):
     nice = models.IntegerField(null=True, blank=True)
     version_interval_seconds = models.IntegerField(
         null=True, blank=True, help_text="Shortest time between two versions of a changed file; 0 = every backup.")
+    stale_days = models.IntegerField(
+        null=True, blank=True, help_text="Alert the administrators when a device has not completed a backup in this "
+                                         "many days; 0 = never (archives/stale_devices.py).")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -15,6 +15,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.deployment import (
+    DeploymentTokenRefused,
+    deployment_attempt_count,
+    deployment_attempt_forgive,
+    deployment_refusal_record,
+    deployment_token_redeem,
+)
 from accounts.models import Device, User
 from accounts.services import device_create, device_enrolled_notify, device_token_issue, device_touch
 from archives.faults import fault_point
@@ -93,6 +100,32 @@ def device_enroll(*, user: User, device_name: str, os_name: str, agent_version: 
         device_touch(device=device, agent_version=agent_version)
     archive = archive_for_device_ensure(device=device)
     return device, archive, device_token_issue(device=device)
+
+
+def device_enroll_by_token(*, raw_token: str, email: str, device_name: str, os_name: str, agent_version: str,
+                           address: str, device_uuid=None) -> tuple[User, Device, Archive, str]:
+    """Enroll a device of `email` with a deployment token (accounts/deployment.py): all or nothing.
+
+    The token's use, a user it creates, the group it joins and the device are one transaction, so
+    a refusal at any step (expired, exhausted, unknown user, deauthorized device) leaves none of
+    them. Unless the token allows it, a user who already has a key is refused: the new device
+    would receive that key, and a token is not the user's own proof of identity.
+    """
+    deployment_attempt_count(address=address)
+    try:
+        with transaction.atomic():
+            redeemed = deployment_token_redeem(raw=raw_token, email=email)
+            if not redeemed.token.allow_existing_keys and UserKey.objects.filter(user=redeemed.user).exists():
+                raise DeploymentTokenRefused(
+                    "user_has_key", "This user already has a key; enroll with their password or a one-time code, "
+                                    "or use a token that allows existing keys", redeemed.token, redeemed.user.email)
+            device, archive, token = device_enroll(user=redeemed.user, device_name=device_name, os_name=os_name,
+                                                   agent_version=agent_version, device_uuid=device_uuid)
+    except DeploymentTokenRefused as refused:
+        deployment_refusal_record(refused=refused, address=address)
+        raise
+    deployment_attempt_forgive(address=address)
+    return redeemed.user, device, archive, token
 
 
 # --- backup runs ----------------------------------------------------------------------------

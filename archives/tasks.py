@@ -12,6 +12,7 @@ from archives.restores import (
     restore_job_run,
     restore_results_expire,
 )
+from archives.stale_devices import stale_devices_check
 from keystore.vault import KeystoreUnavailable
 
 
@@ -45,3 +46,11 @@ def restore_results_expire_task() -> dict:
     """Hourly: delete restore zips past their 24 hours; fail jobs whose worker died."""
     sweep = restore_results_expire()
     return {"deleted": len(sweep.deleted), "stale_failed": sweep.stale_failed}
+
+
+@shared_task(name="haven.archives.stale_devices_check", soft_time_limit=1800, time_limit=2100)
+def stale_devices_check_task() -> dict:
+    """Hourly: raise a stale_device alert per device past its policy's stale_days without a
+    completed backup; resolve those that backed up since (archives/stale_devices.py)."""
+    sweep = stale_devices_check()
+    return {"stale": len(sweep.stale), "raised": sweep.raised, "resolved": sweep.resolved}

@@ -320,6 +320,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Restore zips are kept 24 h; this deletes them once expired (archives/restores.py).
     "restore-results-expire": {"task": "haven.archives.restore_results_expire", "schedule": 3600.0},
+    # Devices without a completed backup in their policy's stale_days (archives/stale_devices.py).
+    "stale-devices-check": {"task": "haven.archives.stale_devices_check", "schedule": 3600.0},
 }
 
 # Vault (keystore): Vault's own variable names, as hvac and the vault CLI read them.

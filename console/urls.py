@@ -45,4 +45,5 @@ urlpatterns = [
     path("policies/", views.policy_org, name="policy-org"),
     path("policies/groups/<str:group_id>/", views.policy_group, name="policy-group"),
     path("policies/devices/<uuid:device_id>/", views.policy_device, name="policy-device"),
+    path("deployment/", views.deployment_tokens, name="deployment-tokens"),
 ]

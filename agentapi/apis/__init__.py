@@ -3,7 +3,7 @@ output. The views stay importable from `agentapi.apis` (urls.py and tests use th
 from agentapi.apis.blocks import BlocksFetchApi, BlocksMissingApi, BlocksUploadApi
 from agentapi.apis.common import body_limit, run_for
 from agentapi.apis.devices import ArchiveApi, ArchiveListApi, DeviceApi
-from agentapi.apis.enroll import EnrollApi
+from agentapi.apis.enroll import DeploymentEnrollApi, EnrollApi
 from agentapi.apis.keys import KeyEscrowApi, KeyRetrieveApi, KeyStatusApi
 from agentapi.apis.runs import RunFinishApi, RunStartApi
 from agentapi.apis.service import DevicePolicyApi, DeviceStatusApi
@@ -14,7 +14,7 @@ from agentapi.versions_input import MAX_MANIFEST_B64, versions_parse
 
 __all__ = [
     "ArchiveApi", "ArchiveListApi", "BlocksFetchApi", "BlocksMissingApi", "BlocksUploadApi", "DeviceApi", "EnrollApi",
-    "DevicePolicyApi", "DeviceStatusApi",
+    "DevicePolicyApi", "DeviceStatusApi", "DeploymentEnrollApi",
     "HexBlockIdField", "KeyEscrowApi", "KeyNotEscrowedError", "KeyRetrieveApi", "KeyStatusApi",
     "KeystoreUnavailableError", "LengthRequired", "MAX_MANIFEST_B64", "PayloadTooLarge", "RunFinishApi",
     "RunStartApi", "VersionsApi", "body_limit", "run_for", "versions_parse",

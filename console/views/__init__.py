@@ -4,6 +4,7 @@ from console.views.alerts import alert_action, alert_detail, alert_list
 from console.views.api_clients import api_clients
 from console.views.audit import audit_log
 from console.views.auth import LoginView, login_mfa
+from console.views.deployment import deployment_tokens
 from console.views.devices import device_backup_now, device_bulk_deauthorize, device_export, device_list, device_page
 from console.views.fleet import dashboard, device_authorization, enrollment_code
 from console.views.identity import group_role, saml_settings, scim_tokens
@@ -29,4 +30,5 @@ __all__ = [
     "restore_create", "restore_decide", "restore_download", "restore_job", "restore_jobs", "restore_settings",
     "saml_settings", "scim_tokens", "user_add", "user_change", "user_detail", "user_list",
     "alert_action", "alert_detail", "alert_list", "policy_device", "policy_group", "policy_org",
+    "deployment_tokens",
 ]

@@ -67,6 +67,8 @@ class Command(BaseCommand):
         parser.add_argument("--version-interval", type=int, metavar="SECONDS",
                             help="shortest time between two versions of a changed file")
         parser.add_argument("--vm-image-max-bytes", type=int, metavar="BYTES")
+        parser.add_argument("--stale-days", type=int, metavar="N",
+                            help="alert the administrators after N days without a completed backup (0: never)")
         parser.add_argument("--reset", action="store_true", help="drop this override: inherit everything")
 
     def handle(self, *args, **options):
@@ -108,7 +110,8 @@ class Command(BaseCommand):
         if options["no_default_excludes"]:
             changes["default_excludes"] = False
         simple = {"interval": "interval_seconds", "cpu_threads": "cpu_threads", "nice": "nice",
-                  "version_interval": "version_interval_seconds", "vm_image_max_bytes": "vm_image_max_bytes"}
+                  "version_interval": "version_interval_seconds", "vm_image_max_bytes": "vm_image_max_bytes",
+                  "stale_days": "stale_days"}
         for option, field in simple.items():
             if options[option] is not None:
                 changes[field] = options[option]

@@ -46,25 +46,35 @@ def listing_id_for(keys: KeySet, root: str) -> str:
     return mac.finalize().hex()
 
 
-def _relative(root_b: bytes, path_b: bytes) -> bytes:
-    if path_b == root_b:
-        return b""
-    prefix = root_b.rstrip(b"/") + b"/"
-    if not path_b.startswith(prefix):
-        raise ValueError(f"directory {path_b!r} is not under the listing's root {root_b!r}")
-    return path_b[len(prefix):]
-
-
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+_BAD_PARTS = {b"", b".", b".."}
+
+
+def _relative(prefix: bytes, path: str) -> bytes:
+    """The path below the root (b"" for the root itself), checked as §4 would check it whole."""
+    try:
+        path_b = path.encode("utf-8", "surrogateescape")
+    except (AttributeError, UnicodeEncodeError):
+        raise ValueError(f"not a path: {path!r}") from None
+    if path_b == prefix.rstrip(b"/") or (prefix == b"/" and path_b == b"/"):
+        return b""
+    if not path_b.startswith(prefix):
+        raise ValueError(f"directory {path!r} is not under the listing's root")
+    relative = path_b[len(prefix):]
+    if b"\0" in relative or not _BAD_PARTS.isdisjoint(relative.split(b"/")):
+        raise ValueError(f"path is not normalized (empty, '.' or '..' component, or NUL): {path!r}")
+    return relative
+
+
 def listing_validate(root: str, entries: list[DirectoryEntry]) -> list[bytes]:
     """The entries' paths relative to the root, as bytes; ValueError unless the listing is valid."""
-    root_b = _encode_path(root)
+    prefix = _encode_path(root).rstrip(b"/") + b"/"
     relative = []
     for entry in entries:
-        relative.append(_relative(root_b, _encode_path(entry.path)))
+        relative.append(_relative(prefix, entry.path))
         if not _is_int(entry.mode) or not 0 <= entry.mode <= _MAX_MODE or not stat.S_ISDIR(entry.mode):
             raise ValueError("a directory mode must be an integer in [0, 2**32) with S_IFDIR set")
         if not _is_int(entry.mtime_ns):

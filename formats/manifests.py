@@ -187,7 +187,7 @@ def _listing(root: str, entries: list[DirectoryEntry]) -> Manifest:
 
 def listing_manifest(root: str, entries: list[DirectoryEntry]) -> Manifest:
     """A directory listing (§9) as the Manifest it is committed and read back as."""
-    return _listing(root, sorted(entries, key=lambda e: _path_bytes(e.path)))
+    return _listing(root, sorted(entries, key=lambda e: e.path.encode("utf-8", "surrogateescape")))
 
 
 def _expected_id(keys: KeySet, manifest: Manifest) -> str:

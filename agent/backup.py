@@ -38,6 +38,7 @@ from formats.reassembly import path_within
 
 BATCH_BYTES = 24 * 1024 * 1024
 COMMIT_VERSIONS = 1000
+LISTING_ALONE_BYTES = 4 * 1024 * 1024  # a larger directory listing is not merged with file versions
 _shuffle = random.SystemRandom().shuffle
 
 
@@ -417,6 +418,8 @@ class BackupEngine:
             if self.state.listing_digest(root) == digest:
                 continue
             body, _ = self._version(root, manifest)
+            if len(body["manifest"]) > LISTING_ALONE_BYTES:  # keep a commit well under its 32 MiB limit
+                self._flush_commit()
             self._put_commit([body], [], [], [(root, digest)])
 
     def _version(self, path: str, manifest: Manifest) -> tuple[dict, str]:

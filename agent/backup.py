@@ -12,6 +12,7 @@ Pipeline (both cores, nothing waits on what it does not need):
    re-sending nothing the server has.
 """
 import base64
+import hashlib
 import os
 import queue
 import random
@@ -29,13 +30,15 @@ from agent.policy import Exclusions
 from agent.state import CachedFile, LocalState
 from formats.blocks import block_encrypt, block_id_for
 from formats.chunking import iter_chunks
+from formats.directories import DirectoryEntry, listing_id_for, listing_to_json
 from formats.frames import FRAME_BLOCK, frame_encode
 from formats.keys import KeySet
-from formats.manifests import Manifest, manifest_encrypt, path_id_for
+from formats.manifests import Manifest, listing_manifest, manifest_encrypt, path_id_for
 from formats.reassembly import path_within
 
 BATCH_BYTES = 24 * 1024 * 1024
 COMMIT_VERSIONS = 1000
+LISTING_ALONE_BYTES = 4 * 1024 * 1024  # a larger directory listing is not merged with file versions
 _shuffle = random.SystemRandom().shuffle
 
 
@@ -59,6 +62,8 @@ class ScanResult:
     skipped: int = 0
     excluded: int = 0
     errors: list[str] = field(default_factory=list)
+    # directory root -> every directory walked under it, the root included (docs/formats.md §9)
+    directories: dict[str, list[DirectoryEntry]] = field(default_factory=dict)
 
 
 def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions | None = None) -> ScanResult:
@@ -104,6 +109,7 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
             continue
         stack = [root]
         device_of[root] = st.st_dev
+        walked = result.directories.setdefault(root, [DirectoryEntry(root, st.st_mode, st.st_mtime_ns)])
         while stack:
             directory = stack.pop()
             complete = True
@@ -116,8 +122,10 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
                             elif exclude and entry.is_dir(follow_symlinks=False) and exclude.matches(entry.path):
                                 result.excluded += 1
                             elif entry.is_dir(follow_symlinks=False):
+                                st_dir = entry.stat(follow_symlinks=False)
                                 stack.append(entry.path)
-                                device_of[entry.path] = entry.stat(follow_symlinks=False).st_dev
+                                device_of[entry.path] = st_dir.st_dev
+                                walked.append(DirectoryEntry(entry.path, st_dir.st_mode, st_dir.st_mtime_ns))
                             elif entry.is_file(follow_symlinks=False):
                                 st_entry = entry.stat(follow_symlinks=False)
                                 if exclude and exclude.matches(entry.path, size=st_entry.st_size):
@@ -211,12 +219,14 @@ class _Uploader:
                     engine.client.blocks_upload(engine.archive_id, self.run_id, item[1])
                     self.bytes_sent += len(item[1])
                 else:
-                    _, versions, cached, deleted_paths = item
+                    _, versions, cached, deleted_paths, listings = item
                     engine.client.versions_commit(engine.archive_id, self.run_id, versions)
                     if cached:
                         engine.state.record_committed(cached)
                     if deleted_paths:
                         engine.state.forget(deleted_paths)
+                    if listings:
+                        engine.state.record_listings(listings)
                     engine.summary.versions_committed += len(versions)
             except BaseException as error:  # noqa: BLE001 - handed to the main thread
                 self.error = error
@@ -274,6 +284,7 @@ class BackupEngine:
         self._batch_seq = 1
         self._files: deque[_PendingFile] = deque()  # read, waiting for their blocks to be batched
         self._uploader: _Uploader | None = None
+        self._held_commit: tuple | None = None  # a partial commit, topped up by the next one
 
     # -- work done in the pool --
 
@@ -355,6 +366,7 @@ class BackupEngine:
             # Random order (DESIGN §4, docs/formats.md §2): blocks come out of the pool file by
             # file, so in that order their sizes would show which blocks make up which file.
             _shuffle(self._batch_parts)
+            self._flush_commit()
             self._uploader.put(("batch", b"".join(self._batch_parts)))
             self._batch_parts, self._batch_bytes = [], 0
             self._batch_seq += 1
@@ -379,9 +391,40 @@ class BackupEngine:
 
     # -- versions --
 
+    def _put_commit(self, versions: list[dict], cached: list[CachedFile], deleted: list[str],
+                    listings: list[tuple[str, bytes]] = ()) -> None:
+        """Queue a commit; a partial one waits to be merged with the next (the run's last file
+        versions, its deletions and its directory listings then go in one request)."""
+        held = self._held_commit
+        if held is not None and len(held[1]) + len(versions) <= COMMIT_VERSIONS:
+            self._held_commit = ("commit", held[1] + versions, held[2] + cached, held[3] + deleted,
+                                 held[4] + list(listings))
+        else:
+            self._flush_commit()
+            self._held_commit = ("commit", list(versions), list(cached), list(deleted), list(listings))
+        if len(self._held_commit[1]) >= COMMIT_VERSIONS:
+            self._flush_commit()
+
+    def _flush_commit(self) -> None:
+        if self._held_commit is not None:
+            item, self._held_commit = self._held_commit, None
+            self._uploader.put(item)
+
+    def _commit_listings(self, directories: dict[str, list[DirectoryEntry]]) -> None:
+        """One listing per directory root, only when it differs from the last one committed."""
+        for root, entries in directories.items():
+            manifest = listing_manifest(root, entries)
+            digest = hashlib.blake2b(listing_to_json(root, manifest.directories), digest_size=32).digest()
+            if self.state.listing_digest(root) == digest:
+                continue
+            body, _ = self._version(root, manifest)
+            if len(body["manifest"]) > LISTING_ALONE_BYTES:  # keep a commit well under its 32 MiB limit
+                self._flush_commit()
+            self._put_commit([body], [], [], [(root, digest)])
+
     def _version(self, path: str, manifest: Manifest) -> tuple[dict, str]:
         version_id = uuid.uuid4()
-        path_id = path_id_for(self.keys, path)
+        path_id = listing_id_for(self.keys, path) if manifest.is_listing else path_id_for(self.keys, path)
         blob = manifest_encrypt(self.keys, manifest, archive_id=self.archive_uuid, path_id=path_id,
                                 version_id=version_id)
         return ({"version_id": str(version_id), "path_id": path_id, "deleted": manifest.deleted,
@@ -399,14 +442,14 @@ class BackupEngine:
                 versions.append(body)
                 cached.append(CachedFile(entry.path, entry.size, -1 if pending.unstable else entry.mtime_ns,
                                          entry.ctime_ns, entry.inode, version_id, entry.dev))
-            self._uploader.put(("commit", versions, cached, []))
+            self._put_commit(versions, cached, [])
 
     def _commit_deleted(self, paths: list[str]) -> None:
         for start in range(0, len(paths), COMMIT_VERSIONS):
             group = paths[start:start + COMMIT_VERSIONS]
             versions = [self._version(path, Manifest(path=path, size=0, mtime_ns=0, mode=0, block_ids=[],
                                                      block_sizes=[], deleted=True))[0] for path in group]
-            self._uploader.put(("commit", versions, [], group))
+            self._put_commit(versions, [], group)
 
     # -- the run --
 
@@ -424,6 +467,8 @@ class BackupEngine:
         try:
             self._backup_changed(scanned.changed)
             self._commit_deleted(scanned.deleted)
+            self._commit_listings(scanned.directories)
+            self._flush_commit()
             self._uploader.finish()
             status = "completed"
         except KeyboardInterrupt:

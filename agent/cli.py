@@ -16,7 +16,7 @@ from agent.config import AgentConfig, ConfigError, config_load, config_load_opti
 from agent.keys import KeyMissing, user_key_load, user_key_setup, user_key_wipe
 from agent.policy import Policy, policy_cache_load, policy_cache_save
 from agent.progress import progress_bar
-from agent.restore import RestoreError, manifests_at, restore, selected
+from agent.restore import RestoreConflicts, RestoreError, manifests_at, restore, restore_conflicts, selected
 from agent.service import ServiceOptions, service_run
 from agent.state import LocalState
 from agent.storage import StorageError
@@ -173,20 +173,55 @@ def _at(value: str | None) -> str | None:
     return (moment.astimezone() if moment.tzinfo is None else moment).isoformat()
 
 
+_EXISTING_CHOICES = {"o": "overwrite", "s": "skip", "r": "rename", "c": None}
+
+
+def _ask_existing(conflicts) -> str | None:
+    """On a terminal: show what is in the way and ask once for all of it (None: cancel)."""
+    print(f"{len(conflicts)} item(s) to restore already exist:", file=sys.stderr)
+    for conflict in conflicts[:20]:
+        print(f"  {conflict}", file=sys.stderr)
+    if len(conflicts) > 20:
+        print(f"  ... and {len(conflicts) - 20} more", file=sys.stderr)
+    while True:
+        try:
+            answer = input("[o]verwrite them, [s]kip them, restore beside them [r]enamed, or [c]ancel? ")
+        except EOFError:
+            return None
+        if answer.strip().lower()[:1] in _EXISTING_CHOICES:
+            return _EXISTING_CHOICES[answer.strip().lower()[:1]]
+
+
 def cmd_restore(args) -> int:
     config, client, keys = _session(args)
     archive_id = _archive_for(client, config, args.from_device)
     at = _at(args.at)
     manifests = manifests_at(client, keys, archive_id, at)
+    existing = args.existing
+    if existing is None:
+        conflicts = restore_conflicts(dest=Path(args.to), manifests=manifests, paths=args.paths, at=at)
+        if conflicts and sys.stdin.isatty():
+            existing = _ask_existing(conflicts)
+            if existing is None:
+                print("restore cancelled; nothing was written", file=sys.stderr)
+                return 1
+        elif conflicts:
+            raise RestoreConflicts(conflicts)
     prefixes = [os.path.abspath(path) for path in args.paths]
-    chosen = [m for m in manifests if selected(m.path, prefixes)]
+    chosen = [m for m in manifests if not m.is_listing and selected(m.path, prefixes)]
     with progress_bar("Restoring", total_files=len(chosen), total_bytes=sum(m.size for m in chosen)) as advance:
         summary = restore(client=client, keys=keys, archive_id=archive_id, dest=Path(args.to), at=at,
-                          paths=args.paths, on_progress=advance, manifests=manifests)
+                          paths=args.paths, on_progress=advance, manifests=manifests, existing=existing or "refuse",
+                          restore_setuid=args.restore_setuid)
     rate = summary.bytes / summary.seconds / 1e6 if summary.seconds else 0.0
-    print(f"restore completed: {summary.files} files ({_human(summary.bytes)}) to {args.to} "
-          f"in {summary.seconds:.1f}s ({rate:.0f} MB/s)")
-    return 0
+    extra = "".join(f", {n} {what}" for n, what in ((summary.directories, "folders"), (summary.skipped, "skipped"),
+                                                   (summary.unchanged, "unchanged"), (summary.renamed, "renamed"))
+                    if n)
+    print(f"restore {'completed' if not summary.errors else 'completed with errors'}: {summary.files} files "
+          f"({_human(summary.bytes)}){extra} to {args.to} in {summary.seconds:.1f}s ({rate:.0f} MB/s)")
+    for error in summary.errors[:20]:
+        print(f"  warning: {error}", file=sys.stderr)
+    return 1 if summary.errors else 0
 
 
 def cmd_versions(args) -> int:
@@ -249,6 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
     restore_cmd.add_argument("--at", metavar="TIME", help="ISO 8601 time (default: now; local time if no zone)")
     restore_cmd.add_argument("--from-device", metavar="NAME", help="restore another device's archive of yours")
     restore_cmd.add_argument("paths", nargs="*", metavar="PATH", help="only these files or directories")
+    existing = restore_cmd.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", dest="existing", action="store_const", const="overwrite",
+                          help="replace files (and symlinks) already in the destination")
+    existing.add_argument("--skip-existing", dest="existing", action="store_const", const="skip",
+                          help="leave what is already in the destination, restore the rest")
+    existing.add_argument("--rename", dest="existing", action="store_const", const="rename",
+                          help="restore beside what is there as 'name (restored YYYY-MM-DD)'")
+    restore_cmd.add_argument("--restore-setuid", action="store_true",
+                             help="also restore setuid/setgid bits (and the sticky bit of files)")
     restore_cmd.set_defaults(handler=cmd_restore)
 
     versions = commands.add_parser("versions", help="list the versions of one file")

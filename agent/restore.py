@@ -1,7 +1,15 @@
 """Restore any point in time: fetch manifests, then blocks in batches (several at once), verify
 every block and place it in its files (formats/reassembly.py, shared with the server's web
-restore), write files under a temporary name and move each into place with its mode and mtime
-once all of its bytes are written.
+restore).
+
+What users expect of it (README, "Restoring"): nothing is written until the plan is made and every
+conflict with what is already in the destination is settled (agent/restore_plan.py: refuse,
+overwrite, skip, or rename); directories are created private (0700) and files as private (0600)
+temporaries beside their final name, each file gets its mode and mtime and is moved into place
+only once all of its bytes are written, and the directories get their recorded mode and mtime
+(docs/formats.md §9) deepest first at the end. Setuid/setgid bits only on request. Every
+operation in the destination goes through descriptors opened with O_NOFOLLOW
+(agent/restore_dest.py): a symlink there is never followed.
 """
 import base64
 import os
@@ -12,9 +20,13 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from agent.client import ApiClient
+from agent.restore_dest import Destination, DestinationError, Parts, process_umask, restored_bits
+from agent.restore_plan import Conflict, restore_plan
+from formats.directories import DirectoryEntry
 from formats.errors import IntegrityError
 from formats.keys import KeySet
 from formats.manifests import Manifest, manifest_decrypt
@@ -35,6 +47,21 @@ class RestoreError(Exception):
     """The restore could not be completed; files already moved into place are complete."""
 
 
+class NothingToRestore(RestoreError):
+    """The point in time precedes the first backup, or a path asked for was never backed up."""
+
+
+class RestoreConflicts(RestoreError):
+    """Names the restore needs are taken in the destination, and no policy was given."""
+
+    def __init__(self, conflicts: list[Conflict]):
+        shown = "\n  ".join(str(c) for c in conflicts[:20])
+        more = f"\n  ... and {len(conflicts) - 20} more" if len(conflicts) > 20 else ""
+        super().__init__(f"{len(conflicts)} item(s) already exist in the destination; nothing was written. "
+                         f"Choose --overwrite, --skip-existing or --rename:\n  {shown}{more}")
+        self.conflicts = conflicts
+
+
 @dataclass
 class RestoreSummary:
     files: int = 0
@@ -42,13 +69,18 @@ class RestoreSummary:
     blocks: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    directories: int = 0  # given their recorded (or default) mode
+    skipped: int = 0  # files left alone because something was there (--skip-existing)
+    unchanged: int = 0  # already in the destination with the backed-up size and mtime
+    renamed: int = 0  # names restored beside what was there (--rename)
 
 
 @dataclass
 class _Target:
     assembly: FileAssembly
-    final: Path
-    temporary: Path
+    parts: Parts
+    identity: tuple[int, int]  # (device, inode) of the temporary created for it
+    replace: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -76,39 +108,110 @@ def selected(path: str, prefixes: list[str]) -> bool:
 
 def _destination(dest: Path, path: str) -> Path:
     relative = path.lstrip("/")
-    final = (dest / relative)
     if ".." in Path(relative).parts:
         raise RestoreError(f"refusing a path that leaves the destination: {path!r}")
-    return final
+    return dest / relative
+
+
+def restore_listings(manifests: list[Manifest], prefixes: list[str]) -> list[DirectoryEntry]:
+    """The recorded directories within the selection (a directory under two roots: the deeper
+    root's listing wins)."""
+    entries: dict[str, DirectoryEntry] = {}
+    for listing in sorted((m for m in manifests if m.is_listing), key=lambda m: len(m.path)):
+        for entry in listing.directories:
+            if selected(entry.path, prefixes):
+                entries[entry.path] = entry
+    return [entries[path] for path in sorted(entries)]
+
+
+def restore_contents(manifests: list[Manifest], prefixes: list[str], at: str | None
+                     ) -> tuple[list[Manifest], list[DirectoryEntry]]:
+    """The files and recorded folders to restore; NothingToRestore when there are none, or when a
+    path asked for matches nothing (a typo must not look like a successful restore)."""
+    try:
+        files = restore_selection(manifests, prefixes)
+    except ReassemblyError as error:
+        raise RestoreError(str(error)) from None
+    folders = restore_listings(manifests, prefixes)
+    when = f"at {at}" if at else "now"
+    if not any(not m.deleted for m in manifests):
+        raise NothingToRestore(f"nothing to restore: the archive holds no files or folders {when}"
+                               + (" (is that before its first backup?)" if at else " (no backup has completed yet?)"))
+    missing = [p for p in prefixes if not any(path_within(m.path, p) for m in files)
+               and not any(path_within(d.path, p) for d in folders)]
+    if missing:
+        raise NothingToRestore(f"nothing to restore: not in the backup {when}: {', '.join(missing)}")
+    return files, folders
+
+
+def restore_conflicts(*, dest: Path, manifests: list[Manifest], paths: list[str] | None = None,
+                      at: str | None = None) -> list[Conflict]:
+    """What a restore into `dest` would find already there; looks only, writes nothing."""
+    prefixes = [os.path.abspath(p) for p in (paths or [])]
+    files, folders = restore_contents(manifests, prefixes, at)
+    if not dest.is_dir():
+        return []
+    destination = Destination(dest)
+    try:
+        return restore_plan(destination, files, folders, existing="refuse", date="").conflicts
+    finally:
+        destination.close()
 
 
 def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at: str | None = None,
             paths: list[str] | None = None, on_progress: Callable[[int, int], None] | None = None,
-            manifests: list[Manifest] | None = None) -> RestoreSummary:
+            manifests: list[Manifest] | None = None, existing: str = "refuse",
+            restore_setuid: bool = False) -> RestoreSummary:
+    """Restore into `dest` (files land at dest/<absolute path>). `existing` says what to do where
+    a name is taken: "refuse" (RestoreConflicts before anything is written), "overwrite", "skip"
+    or "rename" (`name (restored YYYY-MM-DD)`)."""
     started = time.monotonic()
     progress = on_progress or (lambda files, nbytes: None)
     prefixes = [os.path.abspath(p) for p in (paths or [])]
     if manifests is None:
         manifests = manifests_at(client, keys, archive_id, at)
+    files, folders = restore_contents(manifests, prefixes, at)
+    for manifest in files:
+        _destination(dest, manifest.path)
     try:
-        manifests = restore_selection(manifests, prefixes)
-        assemblies = [FileAssembly(manifest) for manifest in manifests]
+        assemblies = {manifest.path: FileAssembly(manifest) for manifest in files}
     except ReassemblyError as error:
         raise RestoreError(str(error)) from None
-    summary = RestoreSummary()
-    dest.mkdir(parents=True, exist_ok=True)
+    umask = process_umask()
+    destination = Destination(dest)
+    try:
+        return _write(client, keys, archive_id, destination, assemblies, folders, existing=existing,
+                      setuid=restore_setuid, umask=umask, progress=progress, started=started)
+    except (DestinationError, OSError) as error:
+        raise RestoreError(str(error)) from None
+    finally:
+        destination.close()
+
+
+def _write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destination,
+           assemblies: dict[str, FileAssembly], folders: list[DirectoryEntry], *, existing: str, setuid: bool,
+           umask: int, progress: Callable[[int, int], None], started: float) -> RestoreSummary:
+    plan = restore_plan(destination, [a.manifest for a in assemblies.values()], folders, existing=existing,
+                        date=date.today().isoformat())
+    if plan.conflicts and existing == "refuse":
+        raise RestoreConflicts(plan.conflicts)
+    summary = RestoreSummary(skipped=plan.skipped, unchanged=plan.unchanged, renamed=plan.renamed,
+                             errors=list(plan.errors))
+    for parts in plan.removals:
+        destination.remove(parts)
+    created: set[Parts] = set()
+    for parts, (exists, _) in plan.directories.items():
+        if not exists and destination.make_directory(parts):
+            created.add(parts)
 
     targets: list[_Target] = []
     # block id -> [(target, offset in file)], and the plaintext size of each block
     places: dict[bytes, list[tuple[_Target, int]]] = defaultdict(list)
     sizes: dict[bytes, int] = {}
-    for assembly in assemblies:
-        final = _destination(dest, assembly.manifest.path)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        temporary = final.with_name(f".{final.name}.haven-restore")
-        with open(temporary, "wb") as handle:
-            handle.truncate(assembly.manifest.size)
-        target = _Target(assembly, final, temporary)
+    for item in plan.files:
+        assembly = assemblies[item.manifest.path]
+        target = _Target(assembly, item.parts, destination.temporary_create(item.parts, item.manifest.size),
+                         replace=item.replace)
         targets.append(target)
         for extent in assembly.extents:
             places[extent.block_id].append((target, extent.offset))
@@ -117,13 +220,20 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
     summary_lock = threading.Lock()
 
     def finish(target: _Target) -> None:
-        manifest = target.manifest
-        os.chmod(target.temporary, manifest.mode & 0o7777)
-        os.utime(target.temporary, ns=(manifest.mtime_ns, manifest.mtime_ns))
-        os.replace(target.temporary, target.final)
+        manifest = target.assembly.manifest
+        with destination.temporary_open(target.parts, target.identity) as fd:
+            os.fchmod(fd, restored_bits(manifest.mode, is_dir=False, setuid=setuid))
+            os.utime(fd, ns=(manifest.mtime_ns, manifest.mtime_ns))
+        placed = destination.place(target.parts, replace=target.replace)
         with summary_lock:
-            summary.files += 1
-            summary.bytes += manifest.size
+            if placed:
+                summary.files += 1
+                summary.bytes += manifest.size
+            elif existing == "skip":
+                summary.skipped += 1
+            else:
+                summary.errors.append(f"{destination.display(target.parts)} appeared during the restore; "
+                                      "not overwritten")
         progress(1, 0)
 
     for target in targets:
@@ -141,11 +251,8 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
             for block_id, plaintext in blocks_open(keys, block_ids, data, sizes=[sizes[b] for b in block_ids],
                                                    archive_id=archive_uuid, verify_checksums=False):
                 for target, offset in places[block_id]:
-                    fd = os.open(target.temporary, os.O_WRONLY)
-                    try:
+                    with destination.temporary_open(target.parts, target.identity) as fd:
                         os.pwrite(fd, plaintext, offset)
-                    finally:
-                        os.close(fd)
                     with target.lock:
                         done = target.assembly.block_written(len(plaintext))
                     if done:
@@ -168,10 +275,22 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
     except BaseException:
         for target in targets:
             if not target.assembly.complete:
-                target.temporary.unlink(missing_ok=True)
+                destination.temporary_discard(target.parts)
         raise
     leftover = [t for t in targets if not t.assembly.complete]
     if leftover:
         raise RestoreError(f"{len(leftover)} file(s) were not completed")
+
+    # Deepest first: setting a directory's mtime must come after everything written inside it.
+    default_bits = 0o777 & ~umask
+    for parts, (_, entry) in reversed(plan.directories.items()):
+        if parts in created:
+            bits = default_bits if entry is None else restored_bits(entry.mode, is_dir=True, setuid=setuid)
+        elif entry is not None and existing == "overwrite":
+            bits = restored_bits(entry.mode, is_dir=True, setuid=setuid)
+        else:
+            continue
+        destination.directory_finish(parts, bits=bits, mtime_ns=None if entry is None else entry.mtime_ns)
+        summary.directories += 1
     summary.seconds = time.monotonic() - started
     return summary

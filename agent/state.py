@@ -26,6 +26,15 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_parent ON files (archive_id, parent);
 """
+# Added beside the files table (no schema bump: the files cache survives the upgrade).
+LISTINGS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS listings (
+    archive_id TEXT NOT NULL,
+    root BLOB NOT NULL,
+    digest BLOB NOT NULL,
+    PRIMARY KEY (archive_id, root)
+);
+"""
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class LocalState:
             # Only a cache: an older layout is dropped, and the next backup simply reads every file.
             self._db.executescript(f"DROP TABLE IF EXISTS files; PRAGMA user_version = {SCHEMA_VERSION};")
         self._db.executescript(SCHEMA)
+        self._db.executescript(LISTINGS_SCHEMA)
         self.archive_id = archive_id
 
     def close(self) -> None:
@@ -73,3 +83,15 @@ class LocalState:
         with self._db:
             self._db.executemany("DELETE FROM files WHERE archive_id = ? AND path = ?",
                                  [(self.archive_id, os.fsencode(p)) for p in paths])
+
+    # --- directory listings (docs/formats.md §9): the digest of the last one committed per root ---
+
+    def listing_digest(self, root: str) -> bytes | None:
+        row = self._db.execute("SELECT digest FROM listings WHERE archive_id = ? AND root = ?",
+                               (self.archive_id, os.fsencode(root))).fetchone()
+        return row[0] if row else None
+
+    def record_listings(self, listings: Iterable[tuple[str, bytes]]) -> None:
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO listings (archive_id, root, digest) VALUES (?, ?, ?)",
+                                 [(self.archive_id, os.fsencode(root), digest) for root, digest in listings])

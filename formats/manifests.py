@@ -26,6 +26,14 @@ from formats.blocks import (
     zstd_compress,
     zstd_decompress_bounded,
 )
+from formats.directories import (
+    LISTING_VERSION,
+    DirectoryEntry,
+    listing_from_json,
+    listing_id_for,
+    listing_to_json,
+    listing_validate,
+)
 from formats.errors import FormatError, IntegrityError
 from formats.frames import canonical_json, strict_json_object
 from formats.keys import KEY_ID_SIZE, KeySet
@@ -77,10 +85,20 @@ class Manifest:
     block_ids: list[bytes] = field(default_factory=list)
     block_sizes: list[int] = field(default_factory=list)  # plaintext sizes
     deleted: bool = False
+    # A directory listing (§9): the directories under the root `path`; then size 0, no blocks.
+    directories: list[DirectoryEntry] | None = None
+
+    @property
+    def is_listing(self) -> bool:
+        return self.directories is not None
 
     def validate(self) -> None:
-        """Raise ValueError unless the fields are consistent (§5.1)."""
+        """Raise ValueError unless the fields are consistent (§5.1, §9)."""
         _path_bytes(self.path)
+        if self.directories is not None:
+            listing_validate(self.path, self.directories)
+            if self.size or self.block_ids or self.block_sizes or self.deleted:
+                raise ValueError("a directory listing has no size, no blocks and is not deleted")
         if not _is_int(self.size) or self.size < 0:
             raise ValueError("size must be an integer >= 0")
         if not _is_int(self.mtime_ns):
@@ -157,9 +175,23 @@ def _check_ids(archive_id: uuid.UUID, path_id: str, version_id: uuid.UUID) -> by
 
 
 def _manifest_ad(
-    key_id: bytes, archive_id: uuid.UUID, path_id_raw: bytes, version_id: uuid.UUID
+    key_id: bytes, archive_id: uuid.UUID, path_id_raw: bytes, version_id: uuid.UUID,
+    version: int = FORMAT_VERSION,
 ) -> bytes:
-    return bytes((FORMAT_VERSION,)) + key_id + archive_id.bytes + path_id_raw + version_id.bytes
+    return bytes((version,)) + key_id + archive_id.bytes + path_id_raw + version_id.bytes
+
+
+def _listing(root: str, entries: list[DirectoryEntry]) -> Manifest:
+    return Manifest(path=root, size=0, mtime_ns=0, mode=0, directories=entries)
+
+
+def listing_manifest(root: str, entries: list[DirectoryEntry]) -> Manifest:
+    """A directory listing (§9) as the Manifest it is committed and read back as."""
+    return _listing(root, sorted(entries, key=lambda e: e.path.encode("utf-8", "surrogateescape")))
+
+
+def _expected_id(keys: KeySet, manifest: Manifest) -> str:
+    return listing_id_for(keys, manifest.path) if manifest.is_listing else path_id_for(keys, manifest.path)
 
 
 def manifest_encrypt(
@@ -177,18 +209,20 @@ def manifest_encrypt(
     """
     path_id_raw = _check_ids(archive_id, path_id, version_id)
     manifest.validate()
-    if path_id != path_id_for(keys, manifest.path):
-        raise ValueError("path_id is not the path id of manifest.path")
+    if path_id != _expected_id(keys, manifest):
+        raise ValueError("path_id is not the path id (or listing id) of manifest.path")
     nonce = os.urandom(NONCE_SIZE) if _nonce is None else bytes(_nonce)
     if len(nonce) != NONCE_SIZE:
         raise ValueError("nonce must be 12 bytes")
     key_id = keys.key_id_bytes
+    version = LISTING_VERSION if manifest.is_listing else FORMAT_VERSION
+    plaintext = listing_to_json(manifest.path, manifest.directories) if manifest.is_listing else _to_json(manifest)
     ct = AESGCM(keys.manifest_key).encrypt(
         nonce,
-        zstd_compress(_to_json(manifest), DEFAULT_LEVEL),
-        _manifest_ad(key_id, archive_id, path_id_raw, version_id),
+        zstd_compress(plaintext, DEFAULT_LEVEL),
+        _manifest_ad(key_id, archive_id, path_id_raw, version_id, version),
     )
-    return b"".join((bytes((FORMAT_VERSION,)), key_id, nonce, ct))
+    return b"".join((bytes((version,)), key_id, nonce, ct))
 
 
 def manifest_decrypt(
@@ -204,8 +238,9 @@ def manifest_decrypt(
     mv = memoryview(blob).cast("B")
     if len(mv) < MANIFEST_HEADER_SIZE + TAG_SIZE:
         raise IntegrityError(f"manifest blob too short ({len(mv)} bytes)")
-    if mv[0] != FORMAT_VERSION:
-        raise IntegrityError(f"unsupported manifest format version {mv[0]}")
+    version = mv[0]
+    if version not in (FORMAT_VERSION, LISTING_VERSION):
+        raise IntegrityError(f"unsupported manifest format version {version}")
     key_id = bytes(mv[1:_NONCE_AT])
     if key_id != keys.key_id_bytes:
         raise IntegrityError(
@@ -215,7 +250,7 @@ def manifest_decrypt(
         compressed = AESGCM(keys.manifest_key).decrypt(
             bytes(mv[_NONCE_AT:MANIFEST_HEADER_SIZE]),
             mv[MANIFEST_HEADER_SIZE:],
-            _manifest_ad(key_id, archive_id, path_id_raw, version_id),
+            _manifest_ad(key_id, archive_id, path_id_raw, version_id, version),
         )
     except InvalidTag:
         raise IntegrityError(
@@ -223,11 +258,12 @@ def manifest_decrypt(
             "(corrupted, tampered with, or for another archive/path/version)"
         ) from None
     try:
-        manifest = _from_json(zstd_decompress_bounded(compressed, MAX_MANIFEST_SIZE))
+        plaintext = zstd_decompress_bounded(compressed, MAX_MANIFEST_SIZE)
+        manifest = _listing(*listing_from_json(plaintext)) if version == LISTING_VERSION else _from_json(plaintext)
     except IntegrityError:
         raise
     except FormatError as e:
         raise IntegrityError(str(e)) from None
-    if not hmac.compare_digest(path_id_for(keys, manifest.path), path_id):
+    if not hmac.compare_digest(_expected_id(keys, manifest), path_id):
         raise IntegrityError("manifest path does not match its path id")
     return manifest

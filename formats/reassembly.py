@@ -52,11 +52,12 @@ def path_prefix_normalize(prefix: str) -> str:
 
 
 def restore_selection(manifests: Iterable[Manifest], prefixes: Sequence[str] = ()) -> list[Manifest]:
-    """The files to restore, by path: deleted ones left out, only those under a prefix (if any).
+    """The files to restore, by path: deleted ones and directory listings (docs/formats.md §9)
+    left out, only those under a prefix (if any).
 
     A path listed twice is refused: two versions of one file would share one destination.
     """
-    chosen = sorted((m for m in manifests if not m.deleted
+    chosen = sorted((m for m in manifests if not m.deleted and m.directories is None
                      and (not prefixes or any(path_within(m.path, p) for p in prefixes))), key=lambda m: m.path)
     duplicated = {a.path for a, b in zip(chosen, chosen[1:]) if a.path == b.path}
     if duplicated:

@@ -32,6 +32,8 @@ FIELDS = {
     "nice": ("CPU priority (nice)", "int", "0 (normal) to 19 (lowest)."),
     "version_interval_seconds": ("Version frequency", "duration", "Shortest time between two versions of a "
                                                                   "changed file, e.g. 1h; 0: every backup."),
+    "stale_days": ("Alert when a device has not backed up for", "int", "Days without a completed backup "
+                                                                       "before administrators are alerted; 0: never."),
 }
 assert tuple(FIELDS) == POLICY_FIELDS
 

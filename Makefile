@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 DATABASE_URL_TEST ?= postgresql://postgres@127.0.0.1:5432/haven
 CELERY_BROKER_URL_TEST ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test install install-test system-deps browser-deps
+.PHONY: run test install install-test system-deps browser-deps proxy-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ system-deps:
 	    (apt-get install -y -q xmlsec1 || (apt-get update -q && apt-get install -y -q xmlsec1)) >/dev/null; \
 	  else echo "make: xmlsec1 is missing: sudo apt-get install xmlsec1" >&2; exit 1; fi; }
 
-$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed | browser-deps
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed | browser-deps proxy-deps
 	$(BIN)/pip install --quiet -r requirements-test.txt
 	touch $@
 
@@ -35,6 +35,13 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null; \
 	  else echo "make: chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+# The deployment tests put Debian's nginx in front of gunicorn (deploy/nginx/haven.conf), on loopback.
+proxy-deps:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -q nginx || (apt-get update -q && apt-get install -y -q nginx)) >/dev/null; \
+	  else echo "make: nginx is missing: sudo apt-get install nginx" >&2; exit 1; fi; }
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

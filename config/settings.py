@@ -73,6 +73,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "agentapi.middleware.api_errors_as_json",  # outermost: /api/ errors are JSON, whoever produced them
+    "config.monitoring.request_metrics",  # Prometheus counters (config/monitoring.py)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -326,7 +327,11 @@ CELERY_BEAT_SCHEDULE = {
 
 # Vault (keystore): Vault's own variable names, as hvac and the vault CLI read them.
 # Without VAULT_ADDR, Haven runs its embedded OpenBao (raft storage under var/keystore).
-VAULT_ADDR = env_str("VAULT_ADDR")
+# GET /metrics needs `Authorization: Bearer <token>`; unset: only direct, unproxied loopback requests.
+HAVEN_METRICS_TOKEN = env_str("HAVEN_METRICS_TOKEN")
+VAULT_ADDR = env_str("VAULT_ADDR")  # one address, or the comma-separated nodes of a raft cluster
+# With several nodes: how long a call keeps moving across them (an election after the active node died).
+HAVEN_KEYSTORE_FAILOVER_SECONDS = env_int("HAVEN_KEYSTORE_FAILOVER_SECONDS", 30)
 VAULT_CACERT = env_str("VAULT_CACERT")
 VAULT_TOKEN = env_str("VAULT_TOKEN")
 VAULT_ROLE_ID = env_str("VAULT_ROLE_ID")

@@ -63,7 +63,7 @@ WITHOUT_IDS = {
     "deployment/", "api/v1/enroll/deployment",
     "api/v1/enroll", "api/v1/device", "api/v1/devices/me/policy", "api/v1/devices/me/status", "api/v1/keys/mine",
     "api/v1/keys/escrow", "api/v1/keys/retrieve", "api/v1/archives", "api/v1/public/devices", "api/v1/public/audit",
-    "api/v1/public/restores", "api/schema/", "saml/start/", "api/v1/public/alerts",
+    "api/v1/public/restores", "api/schema/", "saml/start/", "api/v1/public/alerts", "healthz", "metrics",
 }
 
 # Scoped elsewhere, with their own tests that call them with another organization's ids.

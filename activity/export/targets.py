@@ -11,7 +11,7 @@ from django.db import transaction
 from accounts.models import Organization, User
 from accounts.services import PermissionRefused, audit_record
 from activity.models import ExportDelivery, ExportTarget
-from keystore.sealing import SealedIn, seal, unseal
+from keystore.sealing import SealedIn, StorageKeyMissing, seal, sealing_check, unseal
 
 
 class ExportTargetInvalid(ValueError):
@@ -77,6 +77,10 @@ def export_target_create(*, organization: Organization, actor: User | None, acto
     _check(target)
     secret = ""
     if kind == ExportTarget.Kind.WEBHOOK:
+        try:
+            sealing_check()
+        except StorageKeyMissing as error:
+            raise ExportTargetInvalid(f"A webhook's signing key is stored sealed: {error}") from None
         secret = "hvw_" + secrets.token_urlsafe(32)
         target.secret_sealed = seal("webhook-secret", secret.encode(), owner=_owner(target))
     last_alert = Alert.objects.filter(organization=organization).order_by("-id").values_list("id", flat=True).first()

@@ -31,6 +31,9 @@ WITH_IDS = {
     "restores/<str:job_id>/": [("get", {"job_id": "job"}, "both")],
     "restores/<str:job_id>/download": [("get", {"job_id": "job"}, "both")],
     "restores/<str:job_id>/<str:decision>": [("post", {"job_id": "job", "decision": "approve"}, "both")],
+    "activity/watch-list/<str:user_id>/remove": [("post", {"user_id": "user"}, "both")],
+    "activity/export/<str:target_id>/remove": [("post", {"target_id": "export_target"}, "both")],
+    "activity/dead-letters/<str:delivery_id>/retry": [("post", {"delivery_id": "dead_letter"}, "both")],
     # agent API (device tokens): Mallory's device, and Bob's device, name Alice's archive
     "api/v1/archives/<str:archive_id>": [("get", {"archive_id": "archive"}, "both")],
     "api/v1/archives/<str:archive_id>/runs": [("post", {"archive_id": "archive"}, "both")],
@@ -54,6 +57,8 @@ WITHOUT_IDS = {
     "api/v1/enroll", "api/v1/device", "api/v1/devices/me/policy", "api/v1/devices/me/status", "api/v1/keys/mine",
     "api/v1/keys/escrow", "api/v1/keys/retrieve", "api/v1/archives", "api/v1/public/devices", "api/v1/public/audit",
     "api/v1/public/restores", "api/schema/", "saml/start/",
+    "activity/", "activity/events.csv", "activity/rules/", "activity/watch-list/", "activity/export/",
+    "api/v1/public/events",
 }
 
 # Scoped elsewhere, with their own tests that call them with another organization's ids.
@@ -91,8 +96,15 @@ def objects(alice, bob, org_a, enrolled):
     run = BackupRun.objects.create(archive=archive)
     job = RestoreJob.objects.create(organization=org_a, archive=archive, requested_by=alice, at=timezone.now())
     group = Group.objects.create(organization=org_a, name="engineering")
+    from activity.export.targets import export_target_create
+    from activity.models import ExportDelivery
+
+    target, _ = export_target_create(organization=org_a, actor=alice, name="siem", kind="syslog", host="127.0.0.1",
+                                     port=6514)
+    dead = ExportDelivery.objects.create(target=target, subject="alert", records=[], status="dead",
+                                         next_attempt_at=timezone.now())
     return {"device": archive.device.uuid, "archive": archive.uuid, "run": run.uuid, "job": job.uuid,
-            "group": group.uuid, "user": alice.uuid}
+            "group": group.uuid, "user": alice.uuid, "export_target": target.uuid, "dead_letter": dead.uuid}
 
 
 def _url(route: str, values: dict) -> str:

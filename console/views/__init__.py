@@ -1,5 +1,15 @@
 """The web console: thin views over the apps' selectors and services, one module per area."""
 from console.views.account import account, account_mfa
+from console.views.activity import (
+    dead_letter_retry,
+    detection_rules,
+    export_target_remove,
+    export_targets,
+    file_activity,
+    file_activity_export,
+    watch_list,
+    watch_list_remove,
+)
 from console.views.api_clients import api_clients
 from console.views.audit import audit_log
 from console.views.auth import LoginView, login_mfa
@@ -26,4 +36,6 @@ __all__ = [
     "file_versions", "group_role", "key_access_history", "keystore_settings", "login_mfa", "restore_archives",
     "restore_create", "restore_decide", "restore_download", "restore_job", "restore_jobs", "restore_settings",
     "saml_settings", "scim_tokens", "user_add", "user_change", "user_detail", "user_list",
+    "dead_letter_retry", "detection_rules", "export_target_remove", "export_targets", "file_activity",
+    "file_activity_export", "watch_list", "watch_list_remove",
 ]

@@ -20,6 +20,7 @@ SCOPE_HELP = {
     "restores:write": "ask for restores and download them (as you: your right to restore is checked)",
     "users:write": "manage users (reserved: no public endpoint uses it yet)",
     "audit:read": "read the audit and key-access logs",
+    "events:read": "search file-activity events (SOAR, SIEM)",
 }
 
 

@@ -17,6 +17,7 @@ from accounts.services import (
 )
 from archives import fleet_selectors as fleet
 from console.saml.sp import public_base
+from console.views.activity_charts import vector_charts
 from console.views.charts import bar_chart
 from keystore.vault import keystore_status
 
@@ -52,6 +53,7 @@ def dashboard(request):
         "keystore_status": _keystore_status_cached() if org_wide else None,
         "worker_last_seen": seen,
         "worker_healthy": seen is not None and (timezone.now() - seen).total_seconds() < WORKER_HEALTHY_SECONDS,
+        "vector_charts": vector_charts(user),
     })
 
 

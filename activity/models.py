@@ -283,3 +283,27 @@ class ExportDelivery(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="exportdelivery_due")]
+
+
+# --- cloud-service connectors (issue 13 item 6) -------------------------------------------------
+
+class CloudConnector(models.Model):
+    """A cloud service whose audit log Haven pulls into file events (activity/connectors/)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32, help_text="A name in activity.connectors.CONNECTORS.")
+    name = models.CharField(max_length=100)
+    base_url = models.URLField(max_length=300, help_text="The service's API root (tests point it at a local server).")
+    settings = models.JSONField(default=dict, blank=True, help_text="Non-secret settings (tenant id, ...).")
+    credentials_sealed = models.BinaryField(help_text="The service's credentials (JSON), sealed.")
+    cursor = models.CharField(max_length=500, blank=True, help_text="Where the next pull starts (the service's own "
+                                                                    "notion: a time or a page token).")
+    enabled = models.BooleanField(default=True)
+    next_pull_at = models.DateTimeField(null=True, blank=True)
+    failures = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    last_pull_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="cloudconnector_name_once")]

@@ -322,6 +322,7 @@ CELERY_BEAT_SCHEDULE = {
     # File activity: detection rules and SIEM export, incremental by cursor (activity/detection, activity/export).
     "activity-detection": {"task": "haven.activity.detection_run", "schedule": 60.0},
     "activity-export": {"task": "haven.activity.export_run", "schedule": 60.0},
+    "activity-connectors": {"task": "haven.activity.connectors_pull", "schedule": 300.0},
 }
 
 # Vault (keystore): Vault's own variable names, as hvac and the vault CLI read them.

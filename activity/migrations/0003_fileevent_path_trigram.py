@@ -5,7 +5,8 @@ from django.db import migrations
 
 CREATE = [
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    "CREATE INDEX IF NOT EXISTS fileevent_path_trgm ON activity_fileevent USING gin (path gin_trgm_ops)",
+    # Django's icontains is UPPER(path::text) LIKE UPPER(%s): the index is on that very expression.
+    "CREATE INDEX IF NOT EXISTS fileevent_path_trgm ON activity_fileevent USING gin (upper(path::text) gin_trgm_ops)",
 ]
 DROP = ["DROP INDEX IF EXISTS fileevent_path_trgm"]
 

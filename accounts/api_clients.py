@@ -17,7 +17,7 @@ from accounts.services import audit_record
 
 API_KEY_PREFIX = "hvp_"
 SCOPES = ("devices:read", "archives:read", "restores:write", "users:write", "audit:read", "alerts:read",
-          "alerts:write")
+          "alerts:write", "events:read")
 # A key's last use is written at most this often: a busy integration must not write on every call.
 _TOUCH_EVERY = timedelta(seconds=60)
 

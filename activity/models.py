@@ -153,4 +153,157 @@ class FileEvent(models.Model):
             models.Index(fields=["organization", "occurred_at"], name="fileevent_org_time"),
             models.Index(fields=["organization", "sha256"], name="fileevent_org_sha256",
                          condition=~models.Q(sha256="")),
+            # Forensic search (activity/search.py): each selective filter has an index that also
+            # yields the keyset order (occurred_at, id). "Path contains" uses a trigram index made
+            # by migration on PostgreSQL only (SQLite has no such index type).
+            models.Index(fields=["organization", "user", "occurred_at", "id"], name="fileevent_org_user_time"),
+            models.Index(fields=["organization", "device", "occurred_at", "id"], name="fileevent_org_device_time"),
+            models.Index(fields=["organization", "file_name"], name="fileevent_org_name"),
+            models.Index(fields=["organization", "vector", "occurred_at", "id"], name="fileevent_org_vector_time",
+                         condition=~models.Q(vector="")),
         ]
+
+
+# --- detection rules (issue 13 item 3) ---------------------------------------------------------
+
+DEFAULT_SENSITIVE_PATTERNS = "*.pem\n*.key\n*.kdbx\n*.pfx\n*confidential*\n*secret*\n*.sql\n*salary*"
+
+
+class DetectionSettings(models.Model):
+    """An organization's detection thresholds, and how far the rules have read its events.
+
+    A threshold of 0 (or no patterns) turns that rule off. The rules read events in id order and
+    keep `last_event_id` in the same transaction as the alerts they raise, so a run that dies
+    half-way is simply redone."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="detection_settings")
+    removable_media_mb = models.PositiveIntegerField(default=100, help_text="MB to removable media per window "
+                                                                            "per user and device.")
+    window_minutes = models.PositiveIntegerField(default=60, help_text="Length of the windows the volume rules "
+                                                                       "count in (removable media, mass deletion, "
+                                                                       "mass encryption).")
+    sensitive_patterns = models.TextField(default=DEFAULT_SENSITIVE_PATTERNS, blank=True,
+                                          help_text="File name patterns (one a line, * and ? wildcards, case "
+                                                    "ignored) that must not appear in cloud-sync folders.")
+    archive_exfil_minutes = models.PositiveIntegerField(default=30, help_text="An archive created, then an "
+                                                                              "exfiltration vector within this.")
+    mass_deletion_count = models.PositiveIntegerField(default=200)
+    mass_encryption_count = models.PositiveIntegerField(default=50)
+    watch_on_scim_deactivation = models.BooleanField(default=False, help_text="Put people the identity provider "
+                                                                              "deactivates on the departing-employee "
+                                                                              "watch list.")
+    last_event_id = models.BigIntegerField(default=0)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    def patterns(self) -> list[str]:
+        return [line.strip().lower() for line in self.sensitive_patterns.splitlines() if line.strip()]
+
+
+class WatchedUser(models.Model):
+    """The departing-employee watch list: any file activity of these people raises an alert."""
+
+    class Source(models.TextChoices):
+        CONSOLE = "console", "Added in the console"
+        COMMAND = "command", "Added by manage.py"
+        SCIM = "scim", "Deactivated by the identity provider"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    reason = models.CharField(max_length=300, blank=True)
+    added_by_label = models.CharField(max_length=254)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-added_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["organization", "user"], name="watcheduser_once")]
+
+
+# --- export to SIEM and SOAR (issue 13 item 5) ----------------------------------------------------
+
+class ExportTarget(models.Model):
+    """Where an organization's alerts (and, if asked, events) are sent: a syslog collector or a
+    webhook. Each target reads alerts and events in id order from its own cursors."""
+
+    class Kind(models.TextChoices):
+        SYSLOG = "syslog", "Syslog (RFC 5424)"
+        WEBHOOK = "webhook", "JSON webhook (HMAC-SHA256 signed)"
+
+    class Payload(models.TextChoices):
+        JSON = "json", "JSON"
+        CEF = "cef", "CEF"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    payload = models.CharField(max_length=8, choices=Payload.choices, default=Payload.JSON)
+    host = models.CharField(max_length=253, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    tls = models.BooleanField(default=True, help_text="Syslog over TLS (RFC 5425); off = plain TCP.")
+    ca_pem = models.TextField(blank=True, help_text="CA that signed the collector's certificate (PEM); empty = "
+                                                    "the system's trust store.")
+    url = models.URLField(max_length=500, blank=True)
+    secret_sealed = models.BinaryField(null=True, blank=True, help_text="The webhook's HMAC key, sealed.")
+    include_events = models.BooleanField(default=False)
+    enabled = models.BooleanField(default=True)
+    alert_cursor = models.BigIntegerField(default=0)
+    event_cursor = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="exporttarget_name_once"),
+            models.CheckConstraint(condition=models.Q(kind="webhook", payload="json") | models.Q(kind="syslog"),
+                                   name="exporttarget_webhook_is_json"),
+        ]
+
+
+class ExportDelivery(models.Model):
+    """One message (an alert) or one chunk of events on its way to a target; retried with backoff,
+    then kept as a dead letter for an administrator to retry."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        DEAD = "dead", "Dead letter"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    target = models.ForeignKey(ExportTarget, on_delete=models.CASCADE, related_name="deliveries")
+    subject = models.CharField(max_length=16, help_text="alert or events")
+    records = models.JSONField(help_text="The alert or events, as exported (a list).")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="exportdelivery_due")]
+
+
+# --- cloud-service connectors (issue 13 item 6) -------------------------------------------------
+
+class CloudConnector(models.Model):
+    """A cloud service whose audit log Haven pulls into file events (activity/connectors/)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32, help_text="A name in activity.connectors.CONNECTORS.")
+    name = models.CharField(max_length=100)
+    base_url = models.URLField(max_length=300, help_text="The service's API root (tests point it at a local server).")
+    settings = models.JSONField(default=dict, blank=True, help_text="Non-secret settings (tenant id, ...).")
+    credentials_sealed = models.BinaryField(help_text="The service's credentials (JSON), sealed.")
+    cursor = models.CharField(max_length=500, blank=True, help_text="Where the next pull starts (the service's own "
+                                                                    "notion: a time or a page token).")
+    enabled = models.BooleanField(default=True)
+    next_pull_at = models.DateTimeField(null=True, blank=True)
+    failures = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    last_pull_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="cloudconnector_name_once")]

@@ -323,6 +323,10 @@ CELERY_BEAT_SCHEDULE = {
     "restore-results-expire": {"task": "haven.archives.restore_results_expire", "schedule": 3600.0},
     # Devices without a completed backup in their policy's stale_days (archives/stale_devices.py).
     "stale-devices-check": {"task": "haven.archives.stale_devices_check", "schedule": 3600.0},
+    # File activity: detection rules and SIEM export, incremental by cursor (activity/detection, activity/export).
+    "activity-detection": {"task": "haven.activity.detection_run", "schedule": 60.0},
+    "activity-export": {"task": "haven.activity.export_run", "schedule": 60.0},
+    "activity-connectors": {"task": "haven.activity.connectors_pull", "schedule": 300.0},
 }
 
 # Vault (keystore): Vault's own variable names, as hvac and the vault CLI read them.
@@ -374,4 +378,6 @@ HAVEN_MAX_COMMIT_BYTES = env_int("HAVEN_MAX_COMMIT_BYTES", 32 * 1024 * 1024)
 # Orphan packs (a crash between a pack's fsync and its index commit): quarantined after the grace
 # period, deleted after the retention period (docs/decisions.md).
 HAVEN_ORPHAN_GRACE_HOURS = env_int("HAVEN_ORPHAN_GRACE_HOURS", 24)
+# Detection rules read events only this old: an ingestion transaction still in flight holds lower ids.
+HAVEN_DETECTION_LAG_SECONDS = env_int("HAVEN_DETECTION_LAG_SECONDS", 10)
 HAVEN_ORPHAN_RETENTION_DAYS = env_int("HAVEN_ORPHAN_RETENTION_DAYS", 30)

@@ -46,4 +46,12 @@ urlpatterns = [
     path("policies/groups/<str:group_id>/", views.policy_group, name="policy-group"),
     path("policies/devices/<uuid:device_id>/", views.policy_device, name="policy-device"),
     path("deployment/", views.deployment_tokens, name="deployment-tokens"),
+    path("activity/", views.file_activity, name="activity"),
+    path("activity/events.csv", views.file_activity_export, name="activity-export-csv"),
+    path("activity/rules/", views.detection_rules, name="activity-rules"),
+    path("activity/watch-list/", views.watch_list, name="activity-watch-list"),
+    path("activity/watch-list/<str:user_id>/remove", views.watch_list_remove, name="activity-unwatch"),
+    path("activity/export/", views.export_targets, name="activity-export"),
+    path("activity/export/<str:target_id>/remove", views.export_target_remove, name="activity-export-remove"),
+    path("activity/dead-letters/<str:delivery_id>/retry", views.dead_letter_retry, name="activity-dead-letter-retry"),
 ]

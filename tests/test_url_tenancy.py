@@ -36,6 +36,9 @@ WITH_IDS = {
     "policies/groups/<str:group_id>/": [("get", {"group_id": "group"}, "both"), ("post", {"group_id": "group"}, "both")],
     "policies/devices/<uuid:device_id>/": [("get", {"device_id": "device"}, "both"),
                                            ("post", {"device_id": "device"}, "both")],
+    "activity/watch-list/<str:user_id>/remove": [("post", {"user_id": "user"}, "both")],
+    "activity/export/<str:target_id>/remove": [("post", {"target_id": "export_target"}, "both")],
+    "activity/dead-letters/<str:delivery_id>/retry": [("post", {"delivery_id": "dead_letter"}, "both")],
     # agent API (device tokens): Mallory's device, and Bob's device, name Alice's archive
     "api/v1/archives/<str:archive_id>": [("get", {"archive_id": "archive"}, "both")],
     "api/v1/archives/<str:archive_id>/runs": [("post", {"archive_id": "archive"}, "both")],
@@ -64,6 +67,8 @@ WITHOUT_IDS = {
     "api/v1/enroll", "api/v1/device", "api/v1/devices/me/policy", "api/v1/devices/me/status", "api/v1/keys/mine",
     "api/v1/keys/escrow", "api/v1/keys/retrieve", "api/v1/archives", "api/v1/public/devices", "api/v1/public/audit",
     "api/v1/public/restores", "api/schema/", "saml/start/", "api/v1/public/alerts", "healthz", "metrics",
+    "activity/", "activity/events.csv", "activity/rules/", "activity/watch-list/", "activity/export/",
+    "api/v1/public/events",
 }
 
 # Scoped elsewhere, with their own tests that call them with another organization's ids.
@@ -104,8 +109,16 @@ def objects(alice, bob, org_a, enrolled):
     group = Group.objects.create(organization=org_a, name="engineering")
     alert, _ = alert_raise(organization=org_a, kind="stale_device", dedup_key="stale:1", title="stale",
                            device=archive.device, notify=False)
+    from activity.export.targets import export_target_create
+    from activity.models import ExportDelivery
+
+    target, _ = export_target_create(organization=org_a, actor=alice, name="siem", kind="syslog", host="127.0.0.1",
+                                     port=6514)
+    dead = ExportDelivery.objects.create(target=target, subject="alert", records=[], status="dead",
+                                         next_attempt_at=timezone.now())
     return {"device": archive.device.uuid, "archive": archive.uuid, "run": run.uuid, "job": job.uuid,
-            "group": group.uuid, "user": alice.uuid, "alert": alert.uuid}
+            "group": group.uuid, "user": alice.uuid, "alert": alert.uuid, "export_target": target.uuid,
+            "dead_letter": dead.uuid}
 
 
 def _url(route: str, values: dict) -> str:

@@ -9,6 +9,7 @@ from django_scim import exceptions
 
 from accounts.models import Group, Organization, User
 from accounts.services import audit_record, user_deactivate, user_reactivate, user_role_from_groups
+from activity.detection_settings import watchlist_on_deactivation
 from console.scim.selectors import scim_groups, scim_users, scim_verified_domains, user_holding_email
 
 USER_FIELDS = ["email", "full_name", "scim_external_id", "scim_username"]
@@ -90,6 +91,7 @@ def scim_user_save(*, organization: Organization, user: User, fields: dict, acti
                          target_uuid=target.uuid, detail={"email": target.email, "changed": changed})
     if active is False:
         target = user_deactivate(user=target, actor_label=actor_label)
+        watchlist_on_deactivation(user=target, actor_label=actor_label)
     elif active is True:
         target = user_reactivate(user=target, actor_label=actor_label)
     return target
@@ -100,6 +102,7 @@ def scim_user_retire(*, user: User, actor_label: str) -> None:
     """SCIM DELETE: deactivate (every device deauthorized), leave the IdP's groups, retire the SCIM
     id. The row, keys and archives stay for administrators and restores."""
     user = user_deactivate(user=user, actor_label=actor_label)
+    watchlist_on_deactivation(user=user, actor_label=actor_label)
     groups = list(user.haven_groups.all())
     user.haven_groups.clear()
     user_role_from_groups(user=user)

@@ -1,5 +1,15 @@
 """The web console: thin views over the apps' selectors and services, one module per area."""
 from console.views.account import account, account_mfa
+from console.views.activity import (
+    dead_letter_retry,
+    detection_rules,
+    export_target_remove,
+    export_targets,
+    file_activity,
+    file_activity_export,
+    watch_list,
+    watch_list_remove,
+)
 from console.views.alerts import alert_action, alert_detail, alert_list
 from console.views.api_clients import api_clients
 from console.views.audit import audit_log
@@ -31,4 +41,6 @@ __all__ = [
     "saml_settings", "scim_tokens", "user_add", "user_change", "user_detail", "user_list",
     "alert_action", "alert_detail", "alert_list", "policy_device", "policy_group", "policy_org",
     "deployment_tokens",
+    "dead_letter_retry", "detection_rules", "export_target_remove", "export_targets", "file_activity",
+    "file_activity_export", "watch_list", "watch_list_remove",
 ]

@@ -22,6 +22,7 @@ SCOPE_HELP = {
     "audit:read": "read the audit and key-access logs",
     "alerts:read": "list alerts and read their history",
     "alerts:write": "acknowledge, resolve, reopen and assign alerts, add notes (as the client)",
+    "events:read": "search file-activity events (SOAR, SIEM)",
 }
 
 

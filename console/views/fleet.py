@@ -19,6 +19,7 @@ from activity.alerts import TRIAGE_ROLES
 from activity.selectors import open_alerts_preview
 from archives import fleet_selectors as fleet
 from console.saml.sp import public_base
+from console.views.activity_charts import vector_charts
 from console.views.charts import bar_chart
 from keystore.vault import keystore_status
 
@@ -60,6 +61,7 @@ def dashboard(request):
         "triage": user.role in TRIAGE_ROLES,
         "open_alerts": open_alerts,
         "open_alert_count": user.open_alert_count,
+        "vector_charts": vector_charts(user),
     })
 
 

@@ -24,6 +24,7 @@ ENDPOINTS = [  # (method, path template, scope)
     ("post", "/api/v1/public/restores", "restores:write"),
     ("get", "/api/v1/public/restores/{restore}", "restores:write"),
     ("get", "/api/v1/public/restores/{restore}/download", "restores:write"),
+    ("get", "/api/v1/public/events", "events:read"),
 ]
 
 

@@ -330,9 +330,10 @@ def archive_browse(*, actor: User, archive: Archive, at: datetime | str | None =
                 continue
             name, _, rest = manifest.path[len(base):].partition("/")
             entry = found.setdefault(name, [bool(rest), 0, 0])
-            entry[0] = entry[0] or bool(rest)
-            entry[1] += manifest.size
-            entry[2] = max(entry[2], manifest.mtime_ns)
+            entry[0] = entry[0] or bool(rest) or manifest.is_listing  # a root's directory listing (formats §9)
+            if not manifest.is_listing:
+                entry[1] += manifest.size
+                entry[2] = max(entry[2], manifest.mtime_ns)
         entries = [BrowseEntry(name=name, path=base + name, is_dir=is_dir, size=size, mtime=_mtime(mtime))
                    for name, (is_dir, size, mtime) in found.items()]
         return sorted(entries, key=lambda e: (not e.is_dir, e.name))

@@ -28,7 +28,9 @@ WITH_IDS = {
     "restores/archives/<str:archive_id>/": [("get", {"archive_id": "archive"}, "both")],
     "restores/archives/<str:archive_id>/versions": [("get", {"archive_id": "archive"}, "both")],
     "restores/archives/<str:archive_id>/restore": [("post", {"archive_id": "archive"}, "both")],
-    "restores/<str:job_id>/": [("get", {"job_id": "job"}, "both")],
+    "restores/archives/<str:archive_id>/push": [("get", {"archive_id": "archive"}, "both"),
+                                                ("post", {"archive_id": "archive"}, "both")],
+    "restores/<str:job_id>/": [("get", {"job_id": "job"}, "both"), ("get", {"job_id": "push_job"}, "both")],
     "restores/<str:job_id>/download": [("get", {"job_id": "job"}, "both")],
     "restores/<str:job_id>/<str:decision>": [("post", {"job_id": "job", "decision": "approve"}, "both")],
     # agent API (device tokens): Mallory's device, and Bob's device, name Alice's archive
@@ -40,6 +42,12 @@ WITH_IDS = {
     "api/v1/archives/<str:archive_id>/blocks/missing": [("post", {"archive_id": "archive"}, "both")],
     "api/v1/archives/<str:archive_id>/blocks/fetch": [("post", {"archive_id": "archive"}, "both")],
     "api/v1/archives/<str:archive_id>/versions": [("get", {"archive_id": "archive"}, "both")],
+    # push restores: only the target device (Alice's laptop) sees the job; Bob's and Mallory's get 404
+    "api/v1/devices/me/push-restores/<str:job_id>": [("get", {"job_id": "push_job"}, "both")],
+    "api/v1/devices/me/push-restores/<str:job_id>/accept": [("post", {"job_id": "push_job"}, "both")],
+    "api/v1/devices/me/push-restores/<str:job_id>/stream": [("get", {"job_id": "push_job"}, "both")],
+    "api/v1/devices/me/push-restores/<str:job_id>/progress": [("post", {"job_id": "push_job"}, "both")],
+    "api/v1/devices/me/push-restores/<str:job_id>/result": [("post", {"job_id": "push_job"}, "both")],
     # public API (an API key of Org B)
     "api/v1/public/archives/<str:archive_id>/runs": [("get", {"archive_id": "archive"}, "mallory")],
     "api/v1/public/restores/<str:restore_id>": [("get", {"restore_id": "job"}, "mallory")],
@@ -51,7 +59,8 @@ WITHOUT_IDS = {
     "", "login/", "logout/", "login/code/", "account/", "account/two-factor/", "users/", "users/new", "devices/",
     "keys/history/", "keystore/", "sso/", "provisioning/", "api-clients/", "devices/enroll/", "devices/export.csv",
     "devices/deauthorize", "restores/", "restores/archives/", "restores/settings/", "audit/",
-    "api/v1/enroll", "api/v1/device", "api/v1/devices/me/policy", "api/v1/devices/me/status", "api/v1/keys/mine",
+    "api/v1/enroll", "api/v1/device", "api/v1/devices/me/policy", "api/v1/devices/me/status",
+    "api/v1/devices/me/push-restores", "api/v1/keys/mine",
     "api/v1/keys/escrow", "api/v1/keys/retrieve", "api/v1/archives", "api/v1/public/devices", "api/v1/public/audit",
     "api/v1/public/restores", "api/schema/", "saml/start/",
 }
@@ -84,15 +93,18 @@ def test_every_url_pattern_is_in_the_table():
 @pytest.fixture
 def objects(alice, bob, org_a, enrolled):
     from accounts.models import Group
-    from archives.models import Archive, BackupRun, RestoreJob
+    from archives.models import Archive, BackupRun, PushRestore, RestoreJob
 
     enrolled(alice, "alice-laptop")
     archive = Archive.objects.select_related("device").get(user=alice)
     run = BackupRun.objects.create(archive=archive)
     job = RestoreJob.objects.create(organization=org_a, archive=archive, requested_by=alice, at=timezone.now())
     group = Group.objects.create(organization=org_a, name="engineering")
+    push_job = RestoreJob.objects.create(organization=org_a, archive=archive, requested_by=alice, at=timezone.now(),
+                                         kind=RestoreJob.Kind.PUSH)
+    PushRestore.objects.create(job=push_job, target_device=archive.device, target_path="/restored", mode="own_key")
     return {"device": archive.device.uuid, "archive": archive.uuid, "run": run.uuid, "job": job.uuid,
-            "group": group.uuid, "user": alice.uuid}
+            "group": group.uuid, "user": alice.uuid, "push_job": push_job.uuid}
 
 
 def _url(route: str, values: dict) -> str:

@@ -176,3 +176,21 @@ class ApiClient:
 
     def key_retrieve(self) -> dict:
         return self.request("POST", "keys/retrieve").json()
+
+    # --- push restores (agent/push.py) -------------------------------------------------
+
+    def download(self, path: str):
+        """A streamed GET (a context manager yielding the httpx response, already checked)."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def opened():
+            try:
+                with self._http.stream("GET", path) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        self._check(response)
+                    yield response
+            except httpx.TransportError as error:
+                raise ApiError(0, "unreachable", f"cannot reach {self.server}: {error}") from None
+        return opened()

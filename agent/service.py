@@ -27,6 +27,7 @@ from agent.client import ApiClient, ApiError, DeviceDeauthorized
 from agent.config import AgentConfig, config_load
 from agent.keys import KeyMissing, user_key_load, user_key_setup, user_key_wipe
 from agent.policy import Policy, policy_cache_load, policy_cache_save
+from agent.push import PushRunner
 from agent.runtime import Backoff, ChangeWatcher, ServiceLocked, service_lock, user_active
 from agent.state import LocalState
 from agent.throttle import TokenBucket
@@ -86,6 +87,8 @@ class AgentService:
         self._interrupting = False
         self._matcher: tuple = (None, [], None)
         self.watcher = ChangeWatcher(self._ignored)
+        self.push = PushRunner(config_dir, self.stop, lambda: derive_keys(user_key_load(config_dir)),
+                               poll_seconds=max(60.0, options.poll_seconds))
 
     # -- the parts the two threads share --
 
@@ -155,6 +158,9 @@ class AgentService:
             log.info("the server asked for a backup now")
             self.backup_now.set()
             self.wake.set()
+        elif command.get("command") == "push_restore" and isinstance(command.get("detail"), dict):
+            self.push.offer(str(command["detail"].get("job", "")))
+            self.wake.set()
         else:
             log.warning("ignoring unknown server command %r", command.get("command"))
 
@@ -204,6 +210,13 @@ class AgentService:
                 self.watcher.watch(self.roots())
                 last_full = float("-inf")  # a new selection or exclusions: walk everything once
                 next_due = min(next_due, last_backup + self.policy.interval_seconds)
+            if self.push.due():
+                try:
+                    self.push.run_due(client)
+                except DeviceDeauthorized:
+                    return self._deauthorized()
+                except ApiError as error:
+                    log.warning("cannot list push restores: %s", error)
             now = time.monotonic()
             forced = self.backup_now.is_set()
             if forced or now >= next_due:

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from agentapi import apis
+from agentapi.apis import push
 
 app_name = "agentapi"
 urlpatterns = [
@@ -20,4 +21,11 @@ urlpatterns = [
     path("archives/<str:archive_id>/blocks/missing", apis.BlocksMissingApi.as_view(), name="blocks-missing"),
     path("archives/<str:archive_id>/blocks/fetch", apis.BlocksFetchApi.as_view(), name="blocks-fetch"),
     path("archives/<str:archive_id>/versions", apis.VersionsApi.as_view(), name="versions"),
+    path("devices/me/push-restores", push.PushJobsApi.as_view(), name="push-restores"),
+    path("devices/me/push-restores/<str:job_id>", push.PushJobApi.as_view(), name="push-restore"),
+    path("devices/me/push-restores/<str:job_id>/accept", push.PushAcceptApi.as_view(), name="push-restore-accept"),
+    path("devices/me/push-restores/<str:job_id>/stream", push.PushStreamApi.as_view(), name="push-restore-stream"),
+    path("devices/me/push-restores/<str:job_id>/progress", push.PushProgressApi.as_view(),
+         name="push-restore-progress"),
+    path("devices/me/push-restores/<str:job_id>/result", push.PushResultApi.as_view(), name="push-restore-result"),
 ]

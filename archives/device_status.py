@@ -52,6 +52,9 @@ def device_status_report(*, device: Device, state: str, last_result: dict, selec
         backup_now_requested_at=None)
     if claimed:
         commands.append(DeviceCommand(COMMAND_BACKUP_NOW, {}))
+    from archives.push_restores import COMMAND_PUSH_RESTORE, push_commands_for_device  # imports archives.restores
+
+    commands += [DeviceCommand(COMMAND_PUSH_RESTORE, {"job": job}) for job in push_commands_for_device(device)]
     return commands
 
 

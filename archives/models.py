@@ -164,4 +164,5 @@ class RestoreJob(models.Model):
 
 
 from archives.policy_models import BackupPolicy, DeviceStatus  # noqa: E402,F401 - models of this app
+from archives.push_models import PushRestore  # noqa: E402,F401
 from archives.restore_approval_models import RestoreApproval, RestoreApprovalSetting  # noqa: E402,F401

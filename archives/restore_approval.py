@@ -75,7 +75,8 @@ def restore_job_decide(*, actor: User, job: RestoreJob, approve: bool) -> Restor
     if approve:
         from archives.tasks import restore_job_run_task  # the task module imports archives.restores
 
-        transaction.on_commit(lambda: restore_job_run_task.delay(job.pk))
+        if job.kind == RestoreJob.Kind.WEB:  # a push restore waits for its target agent instead
+            transaction.on_commit(lambda: restore_job_run_task.delay(job.pk))
         restore_owner_notify(job=job, actor=job.requested_by, what="restore")
     return job
 

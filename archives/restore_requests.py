@@ -93,3 +93,30 @@ def restore_result_downloaded_by_client(*, client: ApiClient, job: RestoreJob) -
     audit_record(organization=job.organization, actor=None, actor_label=client.label, action="restore.download",
                  target_type="restore_job", target_uuid=job.uuid,
                  detail={"archive": str(job.archive.uuid), "size": job.result_size, "api_client": str(client.uuid)})
+
+
+@transaction.atomic
+def push_request_by_client(*, client: ApiClient, archive: Archive, target_device_uuid, target_path: str,
+                           at: datetime | str | None = None, paths: list[str] | None = None) -> RestoreJob:
+    """A push restore for an API client, on behalf of its creator, as in the console
+    (archives/push_restores.py); the target is an authorized device of the client's organization."""
+    from archives.push_restores import push_restore_request, push_target_for
+
+    if archive.organization_id != client.organization_id:
+        raise Http404("No such archive")
+    actor = client.created_by
+    if actor is None:
+        raise RestoreNotAllowed("this API client has no administrator to act for; create one in the console")
+    target = push_target_for(actor, target_device_uuid)
+    try:
+        job = push_restore_request(actor=actor, archive=archive, target_device=target, target_path=target_path,
+                                   at=at, paths=paths)
+    except Http404:
+        raise RestoreNotAllowed(f"{actor.email}, who created this API client, may no longer restore this archive") \
+            from None
+    ApiClientRestore.objects.create(client=client, job=job)
+    audit_record(organization=client.organization, actor=None, actor_label=client.label,
+                 action="api.restore.push_request", target_type="restore_job", target_uuid=job.uuid,
+                 detail={"archive": str(archive.uuid), "api_client": str(client.uuid), "on_behalf_of": actor.email,
+                         "target_device": str(target.uuid), "target_path": job.push.target_path})
+    return job

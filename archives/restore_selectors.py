@@ -21,7 +21,7 @@ def restore_jobs_visible_to(actor: User) -> QuerySet[RestoreJob]:
     if not actor.is_active:
         return RestoreJob.objects.none()
     jobs = RestoreJob.objects.filter(organization_id=actor.organization_id).select_related(
-        "archive__device", "archive__user", "requested_by")
+        "archive__device", "archive__user", "requested_by", "push__target_device__owner")
     if actor.role == Role.ORG_ADMIN:
         return jobs
     return jobs.filter(requested_by=actor)

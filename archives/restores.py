@@ -135,7 +135,7 @@ def restore_job_request(*, actor: User, archive: Archive, at: datetime | str | N
 
 def restore_job_claim(*, job_id: int) -> RestoreJob | None:
     """queued → running, at most once: a redelivered or duplicated message finds nothing to do."""
-    claimed = RestoreJob.objects.filter(pk=job_id, status=RestoreJob.Status.QUEUED).update(
+    claimed = RestoreJob.objects.filter(pk=job_id, kind=RestoreJob.Kind.WEB, status=RestoreJob.Status.QUEUED).update(
         status=RestoreJob.Status.RUNNING, started_at=timezone.now())
     if claimed != 1:
         return None
@@ -145,14 +145,15 @@ def restore_job_claim(*, job_id: int) -> RestoreJob | None:
 
 # --- reading an archive with its key ----------------------------------------------------------
 
-def _key_into(buffer: bytearray, *, archive: Archive, actor: User, job: str) -> KeySet:
-    """One audited key access (purpose web_restore); the key is copied into `buffer`, which the
+def _key_into(buffer: bytearray, *, archive: Archive, actor: User, job: str,
+              purpose: str = KeyAccess.Purpose.WEB_RESTORE, label: str = "web restore") -> KeySet:
+    """One audited key access (purpose web_restore, or push_restore); the key is copied into `buffer`, which the
     caller zeroes. Python cannot zero the immutable copies made on the way (the keystore's answer,
     the sub-keys); they die with the `keys` worker process (--max-tasks-per-child=1)."""
     if len(buffer) != 32:
         raise ValueError("the key buffer must be a bytearray of 32 bytes")
-    key = key_retrieve(user=archive.user, purpose=KeyAccess.Purpose.WEB_RESTORE, actor=actor,
-                       actor_label=f"{actor.email} (web restore)", job=job)
+    key = key_retrieve(user=archive.user, purpose=purpose, actor=actor, actor_label=f"{actor.email} ({label})",
+                       job=job)
     buffer[:] = key
     del key
     return derive_keys(buffer)

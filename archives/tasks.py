@@ -54,3 +54,20 @@ def stale_devices_check_task() -> dict:
     completed backup; resolve those that backed up since (archives/stale_devices.py)."""
     sweep = stale_devices_check()
     return {"stale": len(sweep.stale), "raised": sweep.raised, "resolved": sweep.resolved}
+
+
+# --- push restores (archives/push_restores.py) ------------------------------------------------
+
+@shared_task(name="haven.keystore.push_stream_build", bind=True, soft_time_limit=RESTORE_SOFT_TIME_LIMIT,
+             time_limit=RESTORE_TIME_LIMIT, acks_late=True, max_retries=5, default_retry_delay=120)
+def push_stream_build_task(self, job_id: int) -> str:
+    """Re-encrypt another user's files to the target agent's one-time key (keys queue)."""
+    from archives.push_stream_build import push_stream_build, push_stream_claim
+
+    job = push_stream_claim(job_id=job_id)
+    if job is None:
+        return "skipped"
+    try:
+        return push_stream_build(job=job, retry=self.request.retries < self.max_retries).push.stream
+    except KeystoreUnavailable as error:
+        raise self.retry(exc=error) from None

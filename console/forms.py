@@ -181,3 +181,23 @@ class AuditFilterForm(forms.Form):
     until = forms.DateTimeField(required=False, label="To (UTC)", input_formats=_LOCAL_FORMATS,
                                 widget=_LocalDateTimeInput())
     page = forms.IntegerField(required=False, min_value=1, max_value=1_000_000)
+
+
+class PushRestoreForm(forms.Form):
+    """A push restore: the archive's files (at a point in time, some paths) into a folder of a
+    device of the organization (archives/push_restores.py validates the rest)."""
+
+    at = forms.DateTimeField(required=False, label="Point in time (UTC)", input_formats=_LOCAL_FORMATS
+                             + ["%Y-%m-%dT%H:%M:%S%z"], widget=_LocalDateTimeInput(), help_text="Empty: now.")
+    paths = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}), max_length=200_000,
+                            help_text="Absolute paths in the archive, one per line. Empty: everything.")
+    target_device = forms.ChoiceField(label="Target device")
+    target_path = forms.CharField(max_length=4096, label="Target folder",
+                                  help_text="An absolute folder on the target; files go under their original paths.")
+
+    def __init__(self, *args, devices=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["target_device"].choices = [(str(d.uuid), f"{d.name} ({d.owner.email})") for d in devices]
+
+    def clean_paths(self) -> list[str]:
+        return [line.strip() for line in self.cleaned_data["paths"].splitlines() if line.strip()]

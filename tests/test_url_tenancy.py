@@ -28,7 +28,9 @@ WITH_IDS = {
     "restores/archives/<str:archive_id>/": [("get", {"archive_id": "archive"}, "both")],
     "restores/archives/<str:archive_id>/versions": [("get", {"archive_id": "archive"}, "both")],
     "restores/archives/<str:archive_id>/restore": [("post", {"archive_id": "archive"}, "both")],
-    "restores/<str:job_id>/": [("get", {"job_id": "job"}, "both")],
+    "restores/archives/<str:archive_id>/push": [("get", {"archive_id": "archive"}, "both"),
+                                                ("post", {"archive_id": "archive"}, "both")],
+    "restores/<str:job_id>/": [("get", {"job_id": "job"}, "both"), ("get", {"job_id": "push_job"}, "both")],
     "restores/<str:job_id>/download": [("get", {"job_id": "job"}, "both")],
     "restores/<str:job_id>/<str:decision>": [("post", {"job_id": "job", "decision": "approve"}, "both")],
     "alerts/<str:alert_id>/": [("get", {"alert_id": "alert"}, "both")],
@@ -48,6 +50,12 @@ WITH_IDS = {
     "api/v1/archives/<str:archive_id>/blocks/missing": [("post", {"archive_id": "archive"}, "both")],
     "api/v1/archives/<str:archive_id>/blocks/fetch": [("post", {"archive_id": "archive"}, "both")],
     "api/v1/archives/<str:archive_id>/versions": [("get", {"archive_id": "archive"}, "both")],
+    # push restores: only the target device (Alice's laptop) sees the job; Bob's and Mallory's get 404
+    "api/v1/devices/me/push-restores/<str:job_id>": [("get", {"job_id": "push_job"}, "both")],
+    "api/v1/devices/me/push-restores/<str:job_id>/accept": [("post", {"job_id": "push_job"}, "both")],
+    "api/v1/devices/me/push-restores/<str:job_id>/stream": [("get", {"job_id": "push_job"}, "both")],
+    "api/v1/devices/me/push-restores/<str:job_id>/progress": [("post", {"job_id": "push_job"}, "both")],
+    "api/v1/devices/me/push-restores/<str:job_id>/result": [("post", {"job_id": "push_job"}, "both")],
     # public API (an API key of Org B)
     "api/v1/public/archives/<str:archive_id>/runs": [("get", {"archive_id": "archive"}, "mallory")],
     "api/v1/public/restores/<str:restore_id>": [("get", {"restore_id": "job"}, "mallory")],
@@ -65,6 +73,7 @@ WITHOUT_IDS = {
     "devices/deauthorize", "restores/", "restores/archives/", "restores/settings/", "audit/", "alerts/", "policies/",
     "deployment/", "api/v1/enroll/deployment",
     "api/v1/enroll", "api/v1/device", "api/v1/devices/me/policy", "api/v1/devices/me/status", "api/v1/keys/mine",
+    "api/v1/devices/me/push-restores",
     "api/v1/keys/escrow", "api/v1/keys/retrieve", "api/v1/archives", "api/v1/public/devices", "api/v1/public/audit",
     "api/v1/public/restores", "api/schema/", "saml/start/", "api/v1/public/alerts", "healthz", "metrics",
     "activity/", "activity/events.csv", "activity/rules/", "activity/watch-list/", "activity/export/",
@@ -100,7 +109,7 @@ def test_every_url_pattern_is_in_the_table():
 def objects(alice, bob, org_a, enrolled):
     from accounts.models import Group
     from activity.alerts import alert_raise
-    from archives.models import Archive, BackupRun, RestoreJob
+    from archives.models import Archive, BackupRun, PushRestore, RestoreJob
 
     enrolled(alice, "alice-laptop")
     archive = Archive.objects.select_related("device").get(user=alice)
@@ -116,9 +125,12 @@ def objects(alice, bob, org_a, enrolled):
                                      port=6514)
     dead = ExportDelivery.objects.create(target=target, subject="alert", records=[], status="dead",
                                          next_attempt_at=timezone.now())
+    push_job = RestoreJob.objects.create(organization=org_a, archive=archive, requested_by=alice, at=timezone.now(),
+                                         kind=RestoreJob.Kind.PUSH)
+    PushRestore.objects.create(job=push_job, target_device=archive.device, target_path="/restored", mode="own_key")
     return {"device": archive.device.uuid, "archive": archive.uuid, "run": run.uuid, "job": job.uuid,
             "group": group.uuid, "user": alice.uuid, "alert": alert.uuid, "export_target": target.uuid,
-            "dead_letter": dead.uuid}
+            "dead_letter": dead.uuid, "push_job": push_job.uuid}
 
 
 def _url(route: str, values: dict) -> str:

@@ -81,7 +81,8 @@ class DeviceStatusInputSerializer(serializers.Serializer):
 
 
 class DeviceCommandSerializer(serializers.Serializer):
-    command = serializers.CharField(help_text="backup_now today; agents ignore commands they do not know.")
+    command = serializers.CharField(help_text="backup_now, or push_restore (detail: {\"job\": id}); agents "
+                                                      "ignore commands they do not know.")
     detail = serializers.DictField()
 
 

@@ -13,6 +13,7 @@ from archives.models import RestoreJob
 from archives.restore_requests import (
     RestoreNotAllowed,
     archive_for_client,
+    push_request_by_client,
     restore_job_for_client,
     restore_request_by_client,
     restore_result_available,
@@ -41,9 +42,21 @@ class PublicRestoreRequestSerializer(serializers.Serializer):
     paths = serializers.ListField(
         child=serializers.CharField(max_length=MAX_PATH_LENGTH, trim_whitespace=False), required=False,
         max_length=MAX_PATHS, help_text="Absolute files or folders to restore; default: everything")
+    target_device = serializers.UUIDField(required=False, allow_null=True,
+                                          help_text="A push restore: the device (uuid, as in GET devices) whose agent "
+                                                    "restores the files; default: a zip download")
+    target_path = serializers.CharField(required=False, max_length=MAX_PATH_LENGTH, trim_whitespace=False,
+                                        help_text="With target_device: the absolute folder on it the files go under")
 
     class Meta:
         ref_name = "PublicRestoreRequest"
+
+    def validate(self, attrs):
+        if attrs.get("target_device") and not attrs.get("target_path"):
+            raise serializers.ValidationError({"target_path": ["a push restore needs the target folder"]})
+        if attrs.get("target_path") and not attrs.get("target_device"):
+            raise serializers.ValidationError({"target_device": ["target_path is for a push restore"]})
+        return attrs
 
 
 class PublicRestoreCreatedSerializer(serializers.Serializer):
@@ -72,6 +85,9 @@ class PublicRestoreSerializer(serializers.Serializer):
     paths = serializers.ListField(child=serializers.CharField())
     progress = PublicRestoreProgressSerializer()
     error = serializers.CharField(allow_blank=True, help_text="Why it failed, when `status` is `failed`")
+    kind = serializers.ChoiceField(choices=list(RestoreJob.Kind.values), help_text="web (zip) or push (to a device)")
+    target_device = serializers.UUIDField(allow_null=True, help_text="A push restore's device")
+    target_path = serializers.CharField(allow_null=True, help_text="A push restore's folder on the device")
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
     expires_at = serializers.DateTimeField(allow_null=True, help_text="When the download is deleted")
@@ -89,12 +105,16 @@ def _restore_body(request, job) -> dict:
     return {"id": job.uuid, "status": job.status, "archive": job.archive.uuid, "at": job.at, "paths": job.paths,
             "progress": {"files_done": job.files_done, "files_total": job.files_total, "bytes_done": job.bytes_done,
                          "bytes_total": job.bytes_total},
-            "error": job.error, "created_at": job.created_at, "finished_at": job.finished_at,
+            "error": job.error, "kind": job.kind,
+            "target_device": job.push.target_device.uuid if job.kind == RestoreJob.Kind.PUSH else None,
+            "target_path": job.push.target_path if job.kind == RestoreJob.Kind.PUSH else None,
+            "created_at": job.created_at, "finished_at": job.finished_at,
             "expires_at": job.expires_at, "download_url": url}
 
 
 class PublicRestoresApi(PublicApiView):
-    """Ask for a web restore: a zip of the files, under their original absolute paths."""
+    """Ask for a web restore (a zip of the files, under their original absolute paths), or with
+    `target_device` and `target_path` a push restore into a folder of a device."""
 
     required_scope = "restores:write"
 
@@ -112,12 +132,18 @@ class PublicRestoresApi(PublicApiView):
         data = PublicRestoreRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         archive = archive_for_client(self.client, data.validated_data["archive"])
+        fields = data.validated_data
         try:
-            job = restore_request_by_client(client=self.client, archive=archive, at=data.validated_data.get("at"),
-                                            paths=data.validated_data.get("paths"))
+            if fields.get("target_device"):
+                job = push_request_by_client(client=self.client, archive=archive, at=fields.get("at"),
+                                             paths=fields.get("paths"), target_device_uuid=fields["target_device"],
+                                             target_path=fields["target_path"])
+            else:
+                job = restore_request_by_client(client=self.client, archive=archive, at=fields.get("at"),
+                                                paths=fields.get("paths"))
         except RestoreInvalid as invalid:
             field = str(invalid).partition(":")[0]
-            raise exceptions.ValidationError({field if field in ("at", "paths") else "non_field_errors":
+            raise exceptions.ValidationError({field if field in ("at", "paths", "target_path") else "non_field_errors":
                                               [str(invalid)]}) from None
         except RestoreNotAllowed as refused:
             raise exceptions.PermissionDenied(str(refused), code="restore_not_allowed") from None
@@ -136,7 +162,8 @@ class PublicRestoreApi(PublicApiView):
                        "at": "2026-11-30T12:00:00Z", "paths": ["/home/alice/Documents"],
                        "progress": {"files_done": 312, "files_total": 312, "bytes_done": 80123904,
                                     "bytes_total": 80123904},
-                       "error": "", "created_at": "2026-12-01T09:00:00Z", "finished_at": "2026-12-01T09:01:10Z",
+                       "error": "", "kind": "web", "target_device": None, "target_path": None,
+                       "created_at": "2026-12-01T09:00:00Z", "finished_at": "2026-12-01T09:01:10Z",
                        "expires_at": "2026-12-02T09:01:10Z",
                        "download_url": f"https://haven.example.com/api/v1/public/restores/{_EXAMPLE_ID}/download"}),
                        *error_examples()])

@@ -20,6 +20,7 @@ from console.views.fleet import dashboard, device_authorization, enrollment_code
 from console.views.identity import group_role, saml_settings, scim_tokens
 from console.views.keys import key_access_history, keystore_settings
 from console.views.policies import policy_device, policy_group, policy_org
+from console.views.push_restores import push_restore_create
 from console.views.restores import (
     archive_browser,
     file_versions,
@@ -43,4 +44,5 @@ __all__ = [
     "deployment_tokens",
     "dead_letter_retry", "detection_rules", "export_target_remove", "export_targets", "file_activity",
     "file_activity_export", "watch_list", "watch_list_remove",
+    "push_restore_create",
 ]

@@ -19,4 +19,5 @@ urlpatterns = [
     path("archives/<str:archive_id>/blocks/missing", apis.BlocksMissingApi.as_view(), name="blocks-missing"),
     path("archives/<str:archive_id>/blocks/fetch", apis.BlocksFetchApi.as_view(), name="blocks-fetch"),
     path("archives/<str:archive_id>/versions", apis.VersionsApi.as_view(), name="versions"),
+    path("archives/<str:archive_id>/heal", apis.HealApi.as_view(), name="heal"),
 ]

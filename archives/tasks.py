@@ -45,3 +45,6 @@ def restore_results_expire_task() -> dict:
     """Hourly: delete restore zips past their 24 hours; fail jobs whose worker died."""
     sweep = restore_results_expire()
     return {"deleted": len(sweep.deleted), "stale_failed": sweep.stale_failed}
+
+
+from archives.safeguard_tasks import *  # noqa: E402,F401,F403 - verification, drills, departed users (autodiscovered here)

@@ -319,6 +319,14 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Restore zips are kept 24 h; this deletes them once expired (archives/restores.py).
     "restore-results-expire": {"task": "haven.archives.restore_results_expire", "schedule": 3600.0},
+    # Verification, restore drills, departed users (archives/safeguard_tasks.py).
+    "verify-sample": {"task": "haven.archives.verify_sample", "schedule": 24 * 3600.0,
+                      "options": {"queue": "maintenance"}},
+    "verify-full": {"task": "haven.archives.verify_full", "schedule": 7 * 24 * 3600.0,
+                    "options": {"queue": "maintenance"}},
+    "restore-drills": {"task": "haven.keystore.restore_drills", "schedule": 24 * 3600.0},
+    "departed-archives-remove": {"task": "haven.archives.departed_archives_remove", "schedule": 24 * 3600.0,
+                                 "options": {"queue": "maintenance"}},
 }
 
 # Vault (keystore): Vault's own variable names, as hvac and the vault CLI read them.

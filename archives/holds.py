@@ -150,3 +150,29 @@ def departed_archives_remove(*, now: datetime | None = None) -> DepartedSweep:
             removed.append(str(archive.uuid))
     kept = [str(a.uuid) for a in Archive.objects.filter(user__is_active=False, removal__isnull=True)]
     return DepartedSweep(removed=removed, kept=kept)
+
+
+# --- settings (console and manage.py safeguards) ----------------------------------------------
+
+SETTABLE = ("departed_retention_days", "freeze_share_percent", "freeze_min_files")
+
+
+@transaction.atomic
+def safeguards_set(*, organization: Organization, actor: User | None, actor_label: str = "",
+                   **values: int | None) -> SafeguardSettings:
+    """Change the departed-user retention and the mass-change threshold (None leaves a field)."""
+    _require_admin(actor, organization)
+    unknown = set(values) - set(SETTABLE)
+    if unknown:
+        raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+    row, _ = SafeguardSettings.objects.get_or_create(organization=organization)
+    changed = {name: value for name, value in values.items() if value is not None}
+    for name, value in changed.items():
+        setattr(row, name, value)
+    row.full_clean()
+    row.save()
+    if changed:
+        audit_record(organization=organization, actor=actor, actor_label=actor_label or None,
+                     action="safeguards.set", target_type="organization", target_uuid=organization.uuid,
+                     detail=changed)
+    return row

@@ -42,6 +42,7 @@ def restore_drill_run(*, archive: Archive, files: int = DRILL_FILES, key_buffer:
     buffer = key_buffer if key_buffer is not None else bytearray(32)
     keys = None
     restored: list[dict] = []
+    current = ""
     try:
         if not FileVersion.objects.filter(archive=archive, committed_at__lte=now).exists():
             check.outcome, check.detail = ArchiveCheck.Outcome.CLEAN, {"note": "nothing backed up yet"}
@@ -55,6 +56,7 @@ def restore_drill_run(*, archive: Archive, files: int = DRILL_FILES, key_buffer:
             return blocks_read(archive, block_ids, max_bytes=2 * FETCH_BYTES + 64 * 1024 * 1024)
 
         for manifest in chosen:
+            current = manifest.path
             digest = hashlib.sha256()
             written = file_write(keys, manifest, fetch=fetch, write=digest.update, archive_id=archive.uuid)
             check.files_checked += 1
@@ -65,7 +67,8 @@ def restore_drill_run(*, archive: Archive, files: int = DRILL_FILES, key_buffer:
     except Exception as error:  # noqa: BLE001 - a drill that cannot restore is exactly what it looks for
         logger.warning("restore drill of archive %s failed: %s", archive.uuid, error)
         check.outcome = ArchiveCheck.Outcome.FAILED
-        check.detail = {"error": f"{type(error).__name__}: {error}"[:500], "files_restored": len(restored)}
+        check.detail = {"error": f"{type(error).__name__}: {error}"[:500], "files_restored": len(restored),
+                        "file": current}
     finally:
         buffer[:] = bytes(len(buffer))
         keys = None  # noqa: F841 - drop the sub-keys with the buffer

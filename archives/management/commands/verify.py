@@ -9,6 +9,7 @@ import sys
 
 from django.core.management.base import BaseCommand
 
+from archives.healing import heal_path_ids
 from archives.management.commands._safeguards import archive_by_uuid
 from archives.models import Archive, ArchiveCheck
 from archives.verify import archive_verify_deep, archive_verify_shallow
@@ -48,4 +49,8 @@ class Command(BaseCommand):
             elif check.outcome == ArchiveCheck.Outcome.FAILED:
                 worst = 2
                 self.stderr.write(f"  could not run: {check.detail.get('error', '')}")
+            waiting = len(heal_path_ids(target))
+            if waiting and check.outcome != ArchiveCheck.Outcome.FAILED:
+                worst = max(worst, 1)  # damage found earlier is not repaired yet
+                self.stdout.write(f"  {waiting} path(s) await healing by the device's next backup")
         sys.exit(worst)

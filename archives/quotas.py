@@ -3,6 +3,7 @@ quota) and a hard limit (a block upload that would pass it is refused before any
 
 Usage is the bytes of the packs the index holds (blocks and manifests, as stored).
 """
+import re
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -14,6 +15,17 @@ from activity.alerts import alert_raise
 from activity.models import Alert
 from archives.holds import _require_admin, safeguards_of
 from archives.models import Archive, Pack, SafeguardSettings, UserQuota
+
+
+def size_parse(value: str) -> int | None:
+    """'none' → no quota; 5000000, 500M, 20G, 1T (powers of 1000), KiB/MiB/GiB/TiB (of 1024)."""
+    if value.strip().lower() in ("none", "off", ""):
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*(?:([kmgt])(i?)b?)?\s*", value.lower())
+    if not match:
+        raise ValueError(f"{value!r} is not a size such as 500M, 20G, 1TiB or none")
+    base = 1024 if match[3] else 1000
+    return int(match[1]) * base ** ("kmgt".index(match[2]) + 1 if match[2] else 0)
 
 
 class QuotaExceeded(Exception):

@@ -241,3 +241,18 @@ def archives_verify_scheduled(*, sample: float | None) -> dict:
         result = archive_verify_shallow(archive=archive, sample=sample)
         clean, damaged = clean + result.clean, damaged + (not result.clean)
     return {"clean": clean, "damaged": damaged}
+
+
+def archive_verify_deep_request(*, archive: Archive, actor: User) -> None:
+    """Queue a deep check (console button): administrators only; audited; runs on the keys queue."""
+    from django.db import transaction
+
+    from accounts.models import Role
+    from accounts.services import PermissionRefused, audit_record
+    from archives.safeguard_tasks import verify_deep_task  # the task module imports this one
+
+    if actor.organization_id != archive.organization_id or actor.role != Role.ORG_ADMIN:
+        raise PermissionRefused("Only an administrator of this organization may verify an archive")
+    audit_record(organization=archive.organization, actor=actor, action="archive.verify_deep_request",
+                 target_type="archive", target_uuid=archive.uuid)
+    transaction.on_commit(lambda: verify_deep_task.delay(archive.pk, actor.pk))

@@ -39,4 +39,11 @@ urlpatterns = [
     path("restores/<str:job_id>/download", views.restore_download, name="restore-download"),
     path("restores/<str:job_id>/<str:decision>", views.restore_decide, name="restore-decide"),
     path("audit/", views.audit_log, name="audit"),
+    # safeguards: quotas, legal holds, departed users, freezes, deep verification (console/views/safeguards.py)
+    path("safeguards/", views.safeguards, name="safeguards"),
+    path("safeguards/holds/", views.legal_hold_new, name="legal-hold-new"),
+    path("safeguards/holds/<str:user_id>/<str:action>", views.legal_hold_change, name="legal-hold-change"),
+    path("safeguards/quotas/", views.user_quota, name="user-quota"),
+    path("devices/<uuid:device_id>/verify", views.device_verify, name="device-verify"),
+    path("devices/<uuid:device_id>/freeze/release", views.device_freeze_release, name="device-freeze-release"),
 ]

@@ -31,6 +31,9 @@ WITH_IDS = {
     "restores/<str:job_id>/": [("get", {"job_id": "job"}, "both")],
     "restores/<str:job_id>/download": [("get", {"job_id": "job"}, "both")],
     "restores/<str:job_id>/<str:decision>": [("post", {"job_id": "job", "decision": "approve"}, "both")],
+    "devices/<uuid:device_id>/verify": [("post", {"device_id": "device"}, "both")],
+    "devices/<uuid:device_id>/freeze/release": [("post", {"device_id": "device"}, "both")],
+    "safeguards/holds/<str:user_id>/<str:action>": [("post", {"user_id": "user", "action": "place"}, "mallory")],
     # agent API (device tokens): Mallory's device, and Bob's device, name Alice's archive
     "api/v1/archives/<str:archive_id>": [("get", {"archive_id": "archive"}, "both")],
     "api/v1/archives/<str:archive_id>/runs": [("post", {"archive_id": "archive"}, "both")],
@@ -40,6 +43,7 @@ WITH_IDS = {
     "api/v1/archives/<str:archive_id>/blocks/missing": [("post", {"archive_id": "archive"}, "both")],
     "api/v1/archives/<str:archive_id>/blocks/fetch": [("post", {"archive_id": "archive"}, "both")],
     "api/v1/archives/<str:archive_id>/versions": [("get", {"archive_id": "archive"}, "both")],
+    "api/v1/archives/<str:archive_id>/heal": [("get", {"archive_id": "archive"}, "both")],
     # public API (an API key of Org B)
     "api/v1/public/archives/<str:archive_id>/runs": [("get", {"archive_id": "archive"}, "mallory")],
     "api/v1/public/restores/<str:restore_id>": [("get", {"restore_id": "job"}, "mallory")],
@@ -54,6 +58,7 @@ WITHOUT_IDS = {
     "api/v1/enroll", "api/v1/device", "api/v1/devices/me/policy", "api/v1/devices/me/status", "api/v1/keys/mine",
     "api/v1/keys/escrow", "api/v1/keys/retrieve", "api/v1/archives", "api/v1/public/devices", "api/v1/public/audit",
     "api/v1/public/restores", "api/schema/", "saml/start/",
+    "safeguards/", "safeguards/holds/", "safeguards/quotas/",
 }
 
 # Scoped elsewhere, with their own tests that call them with another organization's ids.

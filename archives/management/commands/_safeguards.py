@@ -1,11 +1,11 @@
 """What the safeguard commands share: finding the organization, user and archive, reading sizes."""
-import re
 import uuid
 
 from django.core.management.base import CommandError
 
 from accounts.models import Organization, User
 from archives.models import Archive
+from archives.quotas import size_parse as quota_size_parse
 
 
 def organization_named(name: str) -> Organization:
@@ -30,11 +30,7 @@ def archive_by_uuid(value: str) -> Archive:
 
 
 def size_parse(value: str) -> int | None:
-    """'none' → no quota; 5000000, 500M, 20G, 1T (powers of 1000; KiB/MiB/GiB/TiB powers of 1024)."""
-    if value.strip().lower() in ("none", "off", ""):
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*(?:([kmgt])(i?)b?)?\s*", value.lower())
-    if not match:
-        raise CommandError(f"{value!r} is not a size such as 500M, 20G, 1TiB or none")
-    base = 1024 if match[3] else 1000
-    return int(match[1]) * base ** ("kmgt".index(match[2]) + 1 if match[2] else 0)
+    try:
+        return quota_size_parse(value)
+    except ValueError as error:
+        raise CommandError(str(error)) from None

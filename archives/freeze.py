@@ -63,6 +63,8 @@ def run_mass_change_check(*, run: BackupRun) -> PruneFreeze | None:
     """After a run: freeze pruning and alert when it touched an unusual share of the files."""
     archive = Archive.objects.select_related("organization", "user", "device").get(pk=run.archive_id)
     policy = safeguards_of(archive.organization)
+    if FileVersion.objects.filter(run=run).count() < policy.freeze_min_files:
+        return None  # the common case, decided without counting the archive's files
     change = run_mass_change(run)
     touched = change.changed + change.deleted
     if touched < policy.freeze_min_files or change.share * 100 < policy.freeze_share_percent:

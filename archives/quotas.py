@@ -89,9 +89,17 @@ def _check(archive: Archive, what: str, usage: Usage, incoming: int, key: str) -
 
 def quota_enforce(*, archive: Archive, incoming: int) -> None:
     """QuotaExceeded if storing `incoming` more bytes in `archive` passes the user's or the
-    organization's quota; raises the soft-warning alert when past its share."""
-    _check(archive, "organization", org_usage_of(archive.organization), incoming, f"quota:org:{archive.organization.uuid}")
-    _check(archive, "user", user_usage_of(archive.user), incoming, f"quota:user:{archive.user.uuid}")
+    organization's quota; raises the soft-warning alert when past its share. Usage is summed only
+    where a quota is set."""
+    policy = safeguards_of(archive.organization)
+    if policy.quota_bytes is not None:
+        usage = Usage(used=org_usage(archive.organization), quota=policy.quota_bytes,
+                      soft_percent=policy.quota_soft_percent)
+        _check(archive, "organization", usage, incoming, f"quota:org:{archive.organization.uuid}")
+    quota = user_quota_of(archive.user)
+    if quota is not None:
+        usage = Usage(used=user_usage(archive.user), quota=quota, soft_percent=policy.quota_soft_percent)
+        _check(archive, "user", usage, incoming, f"quota:user:{archive.user.uuid}")
 
 
 # --- settings (console and manage.py) ---------------------------------------------------------

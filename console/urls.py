@@ -44,6 +44,7 @@ urlpatterns = [
     path("safeguards/holds/", views.legal_hold_new, name="legal-hold-new"),
     path("safeguards/holds/<str:user_id>/<str:action>", views.legal_hold_change, name="legal-hold-change"),
     path("safeguards/quotas/", views.user_quota, name="user-quota"),
+    path("devices/<uuid:device_id>/protection", views.device_protection, name="device-protection"),
     path("devices/<uuid:device_id>/verify", views.device_verify, name="device-verify"),
     path("devices/<uuid:device_id>/freeze/release", views.device_freeze_release, name="device-freeze-release"),
 ]

@@ -31,6 +31,7 @@ WITH_IDS = {
     "restores/<str:job_id>/": [("get", {"job_id": "job"}, "both")],
     "restores/<str:job_id>/download": [("get", {"job_id": "job"}, "both")],
     "restores/<str:job_id>/<str:decision>": [("post", {"job_id": "job", "decision": "approve"}, "both")],
+    "devices/<uuid:device_id>/protection": [("get", {"device_id": "device"}, "both")],
     "devices/<uuid:device_id>/verify": [("post", {"device_id": "device"}, "both")],
     "devices/<uuid:device_id>/freeze/release": [("post", {"device_id": "device"}, "both")],
     "safeguards/holds/<str:user_id>/<str:action>": [("post", {"user_id": "user", "action": "place"}, "mallory")],

@@ -20,6 +20,7 @@ from console.views.restores import (
 )
 from console.views.safeguards import (
     device_freeze_release,
+    device_protection,
     device_verify,
     legal_hold_change,
     legal_hold_new,
@@ -34,5 +35,5 @@ __all__ = [
     "file_versions", "group_role", "key_access_history", "keystore_settings", "login_mfa", "restore_archives",
     "restore_create", "restore_decide", "restore_download", "restore_job", "restore_jobs", "restore_settings",
     "saml_settings", "scim_tokens", "user_add", "user_change", "user_detail", "user_list",
-    "device_freeze_release", "device_verify", "legal_hold_change", "legal_hold_new", "safeguards", "user_quota",
+    "device_freeze_release", "device_protection", "device_verify", "legal_hold_change", "legal_hold_new", "safeguards", "user_quota",
 ]

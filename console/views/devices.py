@@ -16,7 +16,6 @@ from accounts.selectors import device_for_user, devices_visible_to
 from accounts.services import PermissionRefused, device_deauthorize
 from archives import fleet_selectors as fleet
 from archives.device_status import device_backup_now_request
-from archives.safeguard_selectors import device_safeguards
 from console.forms import DeviceBulkForm, DeviceFilterForm, DeviceRunsPageForm
 from console.views.common import require_admin
 
@@ -139,7 +138,6 @@ def device_page(request, device_id):
         "status": fleet.device_status_of(device),
         "last_backup": fleet.device_last_backup(device),
         "runs": runs,
-        "safeguards": device_safeguards(user, device),  # verification, drills, freeze, hold, quota
         "is_admin": user.role == Role.ORG_ADMIN,
         "can_backup_now": user.role == Role.ORG_ADMIN or user.pk == device.owner_id,
         # Run errors name files; a security analyst sees no file names (DESIGN §1).

@@ -6,15 +6,15 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.models import User
+from accounts.models import Role, User
 from accounts.selectors import device_for_user, user_for_user
 from accounts.services import PermissionRefused
 from archives.freeze import prune_freeze_release
 from archives.holds import legal_hold_place, legal_hold_release, safeguards_set
 from archives.quotas import org_quota_set, user_quota_set
-from archives.safeguard_selectors import org_safeguards
+from archives.safeguard_selectors import device_safeguards, org_safeguards
 from archives.selectors import archives_visible_to
 from archives.verify import archive_verify_deep_request
 from console.safeguard_forms import LegalHoldForm, SafeguardSettingsForm, UserQuotaForm
@@ -94,6 +94,16 @@ def user_quota(request):
     user_quota_set(user=target, actor=request.user, quota_bytes=form.cleaned_data["quota"])
     messages.success(request, f"Quota of {target.email} saved.")
     return redirect("console:safeguards")
+
+
+@login_required
+@require_GET
+def device_protection(request, device_id):
+    """The device page's protection card, loaded by htmx so the page's own queries stay few."""
+    device = device_for_user(request.user, device_id)
+    return render(request, "console/safeguards/_device.html", {
+        "device": device, "safeguards": device_safeguards(request.user, device),
+        "is_admin": request.user.role == Role.ORG_ADMIN})
 
 
 @login_required

@@ -169,3 +169,17 @@ def test_a_restore_drill_records_restorable_as_of_and_a_failed_one_alerts(backed
     assert restorable_as_of(archive) == check.point_in_time  # still the last good drill
     alert = Alert.objects.get(kind="restore_drill_failed", archive_uuid=archive.uuid)
     assert alert.status == "open"
+
+
+def test_the_agent_reports_a_full_quota_and_the_server_stores_nothing(backed, alice):
+    from archives.models import Pack
+    from archives.quotas import user_quota_set, user_usage
+
+    user_quota_set(user=alice, actor=alice, quota_bytes=user_usage(alice) + 1000)
+    _write(backed.source / "new" / "large.bin", os.urandom(2 * MiB))
+    packs = set(Pack.objects.values_list("storage_key", flat=True))
+    result = run_agent(backed.config, "backup", str(backed.source), check=False)
+    assert result.returncode == 2
+    assert "storage quota exceeded, nothing more was stored" in result.stderr, result.stderr
+    assert set(Pack.objects.values_list("storage_key", flat=True)) == packs
+    assert sorted(pack_storage().keys("")) == sorted(packs)

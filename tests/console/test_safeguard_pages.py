@@ -28,12 +28,12 @@ def bobs_box(bob):
 def test_the_settings_page_saves_quota_retention_and_threshold(alice, org_a):
     browser = _browser(alice)
     assert browser.get("/safeguards/").status_code == 200
-    response = browser.post("/safeguards/", {"quota": "2T", "quota_soft_percent": 80, "departed_retention_days": 180,
+    response = browser.post("/safeguards/", {"quota": "2TiB", "quota_soft_percent": 80, "departed_retention_days": 180,
                                              "freeze_share_percent": 25, "freeze_min_files": 50})
     assert response.status_code == 302
     row = SafeguardSettings.objects.get(organization=org_a)
     assert (row.quota_bytes, row.quota_soft_percent, row.departed_retention_days, row.freeze_share_percent,
-            row.freeze_min_files) == (2 * 1000 ** 4, 80, 180, 25, 50)
+            row.freeze_min_files) == (2 * 1024 ** 4, 80, 180, 25, 50)
     assert "2.0\xa0TB" in browser.get("/safeguards/").content.decode()
 
 
@@ -70,19 +70,20 @@ def test_the_device_page_shows_restorable_as_of_and_the_last_good_point_and_rele
     last_good = timezone.now() - timedelta(hours=1)
     PruneFreeze.objects.create(archive=archive, reason="backup run changed 300 of 400 files", last_good_at=last_good)
     browser = _browser(alice)
-    html = browser.get(f"/devices/{bobs_box.uuid}/").content.decode()
+    assert f'hx-get="/devices/{bobs_box.uuid}/protection"' in browser.get(f"/devices/{bobs_box.uuid}/").content.decode()
+    html = browser.get(f"/devices/{bobs_box.uuid}/protection").content.decode()
     assert f'data-restorable="{drilled.isoformat()}"' in html
     assert f'data-last-good="{last_good.isoformat()}"' in html and "Release the freeze" in html
     assert browser.post(f"/devices/{bobs_box.uuid}/freeze/release").status_code == 302
     assert not PruneFreeze.objects.filter(archive=archive, released_at__isnull=True).exists()
-    assert "Release the freeze" not in browser.get(f"/devices/{bobs_box.uuid}/").content.decode()
+    assert "Release the freeze" not in browser.get(f"/devices/{bobs_box.uuid}/protection").content.decode()
 
 
 def test_the_owner_sees_the_card_but_cannot_release_or_verify(bobs_box, bob):
     archive = bobs_box.archives.get()
     PruneFreeze.objects.create(archive=archive, reason="mass change")
     browser = _browser(bob)
-    html = browser.get(f"/devices/{bobs_box.uuid}/").content.decode()
+    html = browser.get(f"/devices/{bobs_box.uuid}/protection").content.decode()
     assert "frozen" in html and "Release the freeze" not in html and "Verify deeply" not in html
     assert browser.post(f"/devices/{bobs_box.uuid}/freeze/release").status_code == 403
     assert browser.post(f"/devices/{bobs_box.uuid}/verify").status_code == 403

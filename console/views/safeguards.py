@@ -25,31 +25,47 @@ def _org_user(actor: User, email: str) -> User | None:
     return User.objects.filter(organization_id=actor.organization_id, email__iexact=email).first()
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-def safeguards(request):
-    require_admin(request.user)
-    organization = request.user.organization
-    state = org_safeguards(organization)
-    form = SafeguardSettingsForm(request.POST or None, initial={
+def _page(request, *, form=None, hold_form=None, quota_form=None, status=200):
+    state = org_safeguards(request.user.organization)
+    form = form or SafeguardSettingsForm(initial={
         "quota": "" if state.settings.quota_bytes is None else str(state.settings.quota_bytes),
         "quota_soft_percent": state.settings.quota_soft_percent,
         "departed_retention_days": state.settings.departed_retention_days,
         "freeze_share_percent": state.settings.freeze_share_percent,
         "freeze_min_files": state.settings.freeze_min_files})
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        with transaction.atomic():
-            safeguards_set(organization=organization, actor=request.user,
-                           departed_retention_days=data["departed_retention_days"],
-                           freeze_share_percent=data["freeze_share_percent"], freeze_min_files=data["freeze_min_files"])
-            org_quota_set(organization=organization, actor=request.user, quota_bytes=data["quota"],
-                          soft_percent=data["quota_soft_percent"])
-        messages.success(request, "Safeguard settings saved.")
-        return redirect("console:safeguards")
     return render(request, "console/safeguards.html", {
-        "state": state, "form": form, "hold_form": LegalHoldForm(), "quota_form": UserQuotaForm()},
-        status=400 if request.method == "POST" else 200)
+        "state": state, "form": form, "hold_form": hold_form or LegalHoldForm(),
+        "quota_form": quota_form or UserQuotaForm()}, status=status)
+
+
+def _user_named(request, form):
+    """The organization's user the form's email names; else a form error (the page answers 400)."""
+    if not form.is_valid():
+        return None
+    target = _org_user(request.user, form.cleaned_data["email"])
+    if target is None:
+        form.add_error("email", "No such user in your organization.")
+    return target
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def safeguards(request):
+    require_admin(request.user)
+    if request.method == "GET":
+        return _page(request)
+    form = SafeguardSettingsForm(request.POST)
+    if not form.is_valid():
+        return _page(request, form=form, status=400)
+    data, organization = form.cleaned_data, request.user.organization
+    with transaction.atomic():
+        safeguards_set(organization=organization, actor=request.user,
+                       departed_retention_days=data["departed_retention_days"],
+                       freeze_share_percent=data["freeze_share_percent"], freeze_min_files=data["freeze_min_files"])
+        org_quota_set(organization=organization, actor=request.user, quota_bytes=data["quota"],
+                      soft_percent=data["quota_soft_percent"])
+    messages.success(request, "Safeguard settings saved.")
+    return redirect("console:safeguards")
 
 
 @login_required
@@ -57,10 +73,9 @@ def safeguards(request):
 def legal_hold_new(request):
     require_admin(request.user)
     form = LegalHoldForm(request.POST)
-    target = _org_user(request.user, form.cleaned_data["email"]) if form.is_valid() else None
+    target = _user_named(request, form)
     if target is None:
-        messages.error(request, "No such user in your organization." if form.is_valid() else "Give a user's email.")
-        return redirect("console:safeguards")
+        return _page(request, hold_form=form, status=400)
     legal_hold_place(user=target, actor=request.user, reason=form.cleaned_data["reason"])
     messages.success(request, f"{target.email} is on legal hold: nothing of their archives is pruned or removed.")
     return redirect("console:safeguards")
@@ -87,10 +102,9 @@ def legal_hold_change(request, user_id, action):
 def user_quota(request):
     require_admin(request.user)
     form = UserQuotaForm(request.POST)
-    target = _org_user(request.user, form.cleaned_data["email"]) if form.is_valid() else None
+    target = _user_named(request, form)
     if target is None:
-        messages.error(request, "No such user in your organization, or the size is not one such as 500G.")
-        return redirect("console:safeguards")
+        return _page(request, quota_form=form, status=400)
     user_quota_set(user=target, actor=request.user, quota_bytes=form.cleaned_data["quota"])
     messages.success(request, f"Quota of {target.email} saved.")
     return redirect("console:safeguards")

@@ -98,3 +98,12 @@ def test_verify_deeply_queues_an_audited_deep_check(bobs_box, alice, monkeypatch
     archive = bobs_box.archives.get()
     assert sent == [(archive.pk, alice.pk)]
     assert AuditEvent.objects.filter(action="archive.verify_deep_request", target_uuid=archive.uuid).exists()
+
+
+def test_a_hold_or_quota_for_an_unknown_or_foreign_user_is_400_and_stores_nothing(alice, mallory):
+    browser = _browser(alice)
+    response = browser.post("/safeguards/holds/", {"email": mallory.email})
+    assert response.status_code == 400 and "No such user in your organization" in response.content.decode()
+    assert browser.post("/safeguards/quotas/", {"email": "nobody@a.example", "quota": "5G"}).status_code == 400
+    assert browser.post("/safeguards/quotas/", {"email": alice.email, "quota": "plenty"}).status_code == 400
+    assert not LegalHold.objects.exists() and not UserQuota.objects.exists()

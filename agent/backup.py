@@ -189,6 +189,7 @@ class BackupSummary:
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    healed: list[str] = field(default_factory=list)  # re-sent because the server found their data damaged
 
 
 class _Uploader:
@@ -458,6 +459,7 @@ class BackupEngine:
         if scanned is None:
             scanned = scan(roots, self.state.lookup_all())
         s = self.summary
+        s.healed = self._heal(scanned)
         s.files_scanned, s.bytes_scanned, s.skipped = scanned.files_scanned, scanned.bytes_scanned, scanned.skipped
         s.files_changed, s.files_deleted = len(scanned.changed), len(scanned.deleted)
         s.errors.extend(scanned.errors)
@@ -486,6 +488,28 @@ class BackupEngine:
             except ApiError:
                 pass  # the server may be what failed; the run stays "running" there
         return s
+
+    def _heal(self, scanned: ScanResult) -> list[str]:
+        """Self-healing: the server names (by keyed path id) files whose stored data it found
+        damaged. Their cache entries are forgotten and unchanged ones are read again, so the blocks
+        the server dropped are sent again (an interrupted run re-reads them next time)."""
+        wanted = set(self.client.heal_paths(self.archive_id))
+        if not wanted:
+            return []
+        changing = {entry.path for entry in scanned.changed}
+        healed = [path for path in self.state.lookup_all() if path_id_for(self.keys, path) in wanted]
+        for path in healed:
+            if path in changing:
+                continue
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue  # gone: nothing left to send
+            if stat.S_ISREG(st.st_mode):
+                scanned.changed.append(FileEntry(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+                                                 stat.S_IMODE(st.st_mode), st.st_dev))
+        self.state.forget(healed)
+        return healed
 
     def _backup_changed(self, changed: list[FileEntry]) -> None:
         for entry in changed:

@@ -147,6 +147,9 @@ def cmd_backup(args) -> int:
           f"{summary.files_changed} changed, {summary.files_deleted} deleted, {summary.skipped} skipped; "
           f"{_human(summary.bytes_read)} read, {summary.blocks_sent} blocks ({_human(summary.bytes_sent)}) sent, "
           f"{summary.versions_committed} versions committed in {summary.seconds:.1f}s ({rate:.0f} MB/s)")
+    if summary.healed:
+        print(f"healed {len(summary.healed)} file(s) the server found damaged: "
+              + ", ".join(summary.healed[:20]) + (" ..." if len(summary.healed) > 20 else ""))
     for error in summary.errors[:20]:
         print(f"  warning: {error}", file=sys.stderr)
     return 1 if summary.errors else 0
@@ -310,7 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         user_key_wipe(args.config)
         print(f"error: {error.detail} The local key was removed.", file=sys.stderr)
         return 3
-    except (ApiError, ConfigError, KeyMissing, RestoreError, StorageError) as error:
+    except ApiError as error:
+        if error.code == "quota_exceeded":
+            print(f"error: storage quota exceeded, nothing more was stored: {error.detail}", file=sys.stderr)
+            return 2
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (ConfigError, KeyMissing, RestoreError, StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

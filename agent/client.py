@@ -123,6 +123,15 @@ class ApiClient:
         self.request("POST", f"archives/{archive_id}/runs/{run_id}/finish",
                      json={"status": status, "errors": errors[:1000], **counters})
 
+    def heal_paths(self, archive_id: str) -> list[str]:
+        """Path ids whose stored data the server found damaged (self-healing); [] from an older server."""
+        try:
+            return self.request("GET", f"archives/{archive_id}/heal").json()["path_ids"]
+        except ApiError as error:
+            if error.status == 404 and error.code == "error":  # not JSON: a server without the route
+                return []
+            raise
+
     def blocks_missing(self, archive_id: str, block_ids: list[bytes]) -> set[bytes]:
         missing: set[bytes] = set()
         for start in range(0, len(block_ids), 10_000):

@@ -301,6 +301,8 @@ class AgentService:
         log.info("backup %s (%s walk): %d files scanned, %d changed, %d deleted, %d excluded, %d bytes sent in %.1fs",
                  self.last_result["status"], "full" if full else "change", summary.files_scanned,
                  summary.files_changed, summary.files_deleted, scanned.excluded, summary.bytes_sent, summary.seconds)
+        if summary.healed:
+            log.info("healed %d file(s) the server found damaged: %s", len(summary.healed), ", ".join(summary.healed[:20]))
         for error in summary.errors[:20]:
             log.warning("  %s", error)
 

@@ -77,3 +77,9 @@ class KeystoreUnavailableError(exceptions.APIException):
     status_code = 503
     default_detail = "The keystore is unavailable; try again later"
     default_code = "keystore_unavailable"
+
+
+class QuotaExceededError(exceptions.APIException):
+    status_code = 409
+    default_detail = "The storage quota is reached; ask an administrator to raise it"
+    default_code = "quota_exceeded"

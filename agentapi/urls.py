@@ -28,4 +28,5 @@ urlpatterns = [
     path("devices/me/push-restores/<str:job_id>/progress", push.PushProgressApi.as_view(),
          name="push-restore-progress"),
     path("devices/me/push-restores/<str:job_id>/result", push.PushResultApi.as_view(), name="push-restore-result"),
+    path("archives/<str:archive_id>/heal", apis.HealApi.as_view(), name="heal"),
 ]

@@ -166,3 +166,13 @@ class RestoreJob(models.Model):
 from archives.policy_models import BackupPolicy, DeviceStatus  # noqa: E402,F401 - models of this app
 from archives.push_models import PushRestore  # noqa: E402,F401
 from archives.restore_approval_models import RestoreApproval, RestoreApprovalSetting  # noqa: E402,F401
+from archives.safeguard_models import (  # noqa: E402,F401 - verification, holds, freezes, quotas
+    ArchiveCheck,
+    ArchiveRemoval,
+    DamagedBlock,
+    HealPath,
+    LegalHold,
+    PruneFreeze,
+    SafeguardSettings,
+    UserQuota,
+)

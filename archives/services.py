@@ -25,7 +25,10 @@ from accounts.deployment import (
 from accounts.models import Device, User
 from accounts.services import device_create, device_enrolled_notify, device_token_issue, device_touch
 from archives.faults import fault_point
+from archives.freeze import run_mass_change_check
+from archives.healing import heal_progress
 from archives.models import Archive, BackupRun, Block, FileVersion, Pack
+from archives.quotas import quota_enforce
 from archives.selectors import QUERY_CHUNK
 from archives.storage import pack_storage
 from formats.blocks import BLOCK_ID_SIZE, BLOCK_OVERHEAD, FORMAT_VERSION, MAX_BLOCK_SIZE, block_key_id
@@ -147,7 +150,14 @@ def backup_run_finish(*, run: BackupRun, status: str, counters: dict[str, int], 
     if not updated:
         raise ValueError("this backup run has already finished")
     run.refresh_from_db()
+    _run_finished(run)
     return run
+
+
+def _run_finished(run: BackupRun) -> None:
+    """Self-healing progress and the mass-change (ransomware) check (archives/healing.py, freeze.py)."""
+    heal_progress(archive=run.archive)
+    run_mass_change_check(run=run)
 
 
 # --- blocks ---------------------------------------------------------------------------------
@@ -223,6 +233,7 @@ def blocks_ingest(*, archive: Archive, body: bytes, run: BackupRun | None = None
     if not new:
         return IngestResult(stored=0, duplicates=len(frames), pack=None)
     _shuffle(new)
+    quota_enforce(archive=archive, incoming=len(PACK_MAGIC) + sum(len(raw) for _, raw in new))
 
     pack_uuid = uuid.uuid4()
     key = _pack_key(archive, pack_uuid)

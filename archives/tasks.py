@@ -71,3 +71,6 @@ def push_stream_build_task(self, job_id: int) -> str:
         return push_stream_build(job=job, retry=self.request.retries < self.max_retries).push.stream
     except KeystoreUnavailable as error:
         raise self.retry(exc=error) from None
+
+
+from archives.safeguard_tasks import *  # noqa: E402,F401,F403 - verification, drills, departed users (autodiscovered here)

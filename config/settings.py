@@ -327,6 +327,14 @@ CELERY_BEAT_SCHEDULE = {
     "activity-detection": {"task": "haven.activity.detection_run", "schedule": 60.0},
     "activity-export": {"task": "haven.activity.export_run", "schedule": 60.0},
     "activity-connectors": {"task": "haven.activity.connectors_pull", "schedule": 300.0},
+    # Verification, restore drills, departed users (archives/safeguard_tasks.py).
+    "verify-sample": {"task": "haven.archives.verify_sample", "schedule": 24 * 3600.0,
+                      "options": {"queue": "maintenance"}},
+    "verify-full": {"task": "haven.archives.verify_full", "schedule": 7 * 24 * 3600.0,
+                    "options": {"queue": "maintenance"}},
+    "restore-drills": {"task": "haven.keystore.restore_drills", "schedule": 24 * 3600.0},
+    "departed-archives-remove": {"task": "haven.archives.departed_archives_remove", "schedule": 24 * 3600.0,
+                                 "options": {"queue": "maintenance"}},
 }
 
 # Vault (keystore): Vault's own variable names, as hvac and the vault CLI read them.

@@ -54,4 +54,12 @@ urlpatterns = [
     path("activity/export/", views.export_targets, name="activity-export"),
     path("activity/export/<str:target_id>/remove", views.export_target_remove, name="activity-export-remove"),
     path("activity/dead-letters/<str:delivery_id>/retry", views.dead_letter_retry, name="activity-dead-letter-retry"),
+    # safeguards: quotas, legal holds, departed users, freezes, deep verification (console/views/safeguards.py)
+    path("safeguards/", views.safeguards, name="safeguards"),
+    path("safeguards/holds/", views.legal_hold_new, name="legal-hold-new"),
+    path("safeguards/holds/<str:user_id>/<str:action>", views.legal_hold_change, name="legal-hold-change"),
+    path("safeguards/quotas/", views.user_quota, name="user-quota"),
+    path("devices/<uuid:device_id>/protection", views.device_protection, name="device-protection"),
+    path("devices/<uuid:device_id>/verify", views.device_verify, name="device-verify"),
+    path("devices/<uuid:device_id>/freeze/release", views.device_freeze_release, name="device-freeze-release"),
 ]

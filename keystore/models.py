@@ -52,6 +52,7 @@ class KeyAccess(models.Model):
         PUSH_RESTORE = "push_restore", "Push restore"
         MIGRATION = "migration", "Keystore migration"
         DELETION = "deletion", "Deletion"
+        ARCHIVE_MAINTENANCE = "archive_maintenance", "Archive maintenance (deep verification, restore drill)"
 
     class Outcome(models.TextChoices):
         STARTED = "started", "Started"

@@ -41,6 +41,10 @@ WITH_IDS = {
     "activity/watch-list/<str:user_id>/remove": [("post", {"user_id": "user"}, "both")],
     "activity/export/<str:target_id>/remove": [("post", {"target_id": "export_target"}, "both")],
     "activity/dead-letters/<str:delivery_id>/retry": [("post", {"delivery_id": "dead_letter"}, "both")],
+    "devices/<uuid:device_id>/protection": [("get", {"device_id": "device"}, "both")],
+    "devices/<uuid:device_id>/verify": [("post", {"device_id": "device"}, "both")],
+    "devices/<uuid:device_id>/freeze/release": [("post", {"device_id": "device"}, "both")],
+    "safeguards/holds/<str:user_id>/<str:action>": [("post", {"user_id": "user", "action": "place"}, "mallory")],
     # agent API (device tokens): Mallory's device, and Bob's device, name Alice's archive
     "api/v1/archives/<str:archive_id>": [("get", {"archive_id": "archive"}, "both")],
     "api/v1/archives/<str:archive_id>/runs": [("post", {"archive_id": "archive"}, "both")],
@@ -56,6 +60,7 @@ WITH_IDS = {
     "api/v1/devices/me/push-restores/<str:job_id>/stream": [("get", {"job_id": "push_job"}, "both")],
     "api/v1/devices/me/push-restores/<str:job_id>/progress": [("post", {"job_id": "push_job"}, "both")],
     "api/v1/devices/me/push-restores/<str:job_id>/result": [("post", {"job_id": "push_job"}, "both")],
+    "api/v1/archives/<str:archive_id>/heal": [("get", {"archive_id": "archive"}, "both")],
     # public API (an API key of Org B)
     "api/v1/public/archives/<str:archive_id>/runs": [("get", {"archive_id": "archive"}, "mallory")],
     "api/v1/public/restores/<str:restore_id>": [("get", {"restore_id": "job"}, "mallory")],
@@ -78,6 +83,7 @@ WITHOUT_IDS = {
     "api/v1/public/restores", "api/schema/", "saml/start/", "api/v1/public/alerts", "healthz", "metrics",
     "activity/", "activity/events.csv", "activity/rules/", "activity/watch-list/", "activity/export/",
     "api/v1/public/events",
+    "safeguards/", "safeguards/holds/", "safeguards/quotas/",
 }
 
 # Scoped elsewhere, with their own tests that call them with another organization's ids.

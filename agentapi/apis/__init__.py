@@ -4,6 +4,7 @@ from agentapi.apis.blocks import BlocksFetchApi, BlocksMissingApi, BlocksUploadA
 from agentapi.apis.common import body_limit, run_for
 from agentapi.apis.devices import ArchiveApi, ArchiveListApi, DeviceApi
 from agentapi.apis.enroll import DeploymentEnrollApi, EnrollApi
+from agentapi.apis.heal import HealApi
 from agentapi.apis.keys import KeyEscrowApi, KeyRetrieveApi, KeyStatusApi
 from agentapi.apis.runs import RunFinishApi, RunStartApi
 from agentapi.apis.service import DevicePolicyApi, DeviceStatusApi
@@ -14,7 +15,7 @@ from agentapi.versions_input import MAX_MANIFEST_B64, versions_parse
 
 __all__ = [
     "ArchiveApi", "ArchiveListApi", "BlocksFetchApi", "BlocksMissingApi", "BlocksUploadApi", "DeviceApi", "EnrollApi",
-    "DevicePolicyApi", "DeviceStatusApi", "DeploymentEnrollApi",
+    "DevicePolicyApi", "DeviceStatusApi", "DeploymentEnrollApi", "HealApi",
     "HexBlockIdField", "KeyEscrowApi", "KeyNotEscrowedError", "KeyRetrieveApi", "KeyStatusApi",
     "KeystoreUnavailableError", "LengthRequired", "MAX_MANIFEST_B64", "PayloadTooLarge", "RunFinishApi",
     "RunStartApi", "VersionsApi", "body_limit", "run_for", "versions_parse",

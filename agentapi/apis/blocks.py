@@ -8,9 +8,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agentapi.apis.common import body_limit, run_for
-from agentapi.exceptions import KeyNotEscrowedError, PayloadTooLarge
+from agentapi.exceptions import KeyNotEscrowedError, PayloadTooLarge, QuotaExceededError
 from agentapi.fields import HexBlockIdField
 from agentapi.schema import ARCHIVE_ID, BLOCK_ID_PATTERN, body_errors, errors
+from archives.quotas import QuotaExceeded
 from archives.selectors import BlocksNotFound, FetchTooLarge, archive_for_device, blocks_read
 from archives.services import BatchInvalid, BlocksBeforeEscrow, blocks_ingest, blocks_missing
 
@@ -70,6 +71,8 @@ class BlocksUploadApi(APIView):
             raise KeyNotEscrowedError() from None
         except BatchInvalid as invalid:
             raise exceptions.ParseError(f"Invalid upload batch: {invalid}", code="invalid_batch") from None
+        except QuotaExceeded as exceeded:
+            raise QuotaExceededError(str(exceeded)) from None
         return Response({"stored": result.stored, "duplicates": result.duplicates,
                          "pack_id": str(result.pack.uuid) if result.pack else None}, status=status.HTTP_201_CREATED)
 

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
                 ('target_path', models.CharField(help_text='Absolute folder on the target the files go under.', max_length=4096)),
                 ('mode', models.CharField(choices=[('own_key', 'The target reads the archive with its own key (same user)'), ('stream', "The server re-encrypts a stream to the target's one-time key")], max_length=8)),
                 ('stream', models.CharField(choices=[('none', 'No stream (own key)'), ('pending', "Waiting for the target's one-time key"), ('preparing', "The server's restore job is writing it"), ('ready', 'Ready for the target to download'), ('gone', 'Deleted after the restore ended')], default='none', max_length=10)),
-                ('agent_public_key', models.BinaryField(blank=True, help_text="The target's one-time X25519 public key (docs/formats.md §9).", max_length=32, null=True)),
+                ('agent_public_key', models.BinaryField(blank=True, help_text="The target's one-time X25519 public key (docs/formats.md §10).", max_length=32, null=True)),
                 ('accepted_at', models.DateTimeField(blank=True, null=True)),
                 ('progress_at', models.DateTimeField(blank=True, null=True)),
                 ('job', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='push', to='archives.restorejob')),

@@ -32,6 +32,15 @@ from console.views.restores import (
     restore_jobs,
     restore_settings,
 )
+from console.views.safeguards import (
+    device_freeze_release,
+    device_protection,
+    device_verify,
+    legal_hold_change,
+    legal_hold_new,
+    safeguards,
+    user_quota,
+)
 from console.views.users import user_add, user_change, user_detail, user_list
 
 __all__ = [
@@ -45,4 +54,5 @@ __all__ = [
     "dead_letter_retry", "detection_rules", "export_target_remove", "export_targets", "file_activity",
     "file_activity_export", "watch_list", "watch_list_remove",
     "push_restore_create",
+    "device_freeze_release", "device_protection", "device_verify", "legal_hold_change", "legal_hold_new", "safeguards", "user_quota",
 ]

@@ -22,6 +22,9 @@ class RecordingServer:
     def run_finish(self, archive_id, run_id, **kwargs):
         pass
 
+    def heal_paths(self, archive_id):
+        return []
+
     def blocks_missing(self, archive_id, block_ids):
         return set(block_ids)
 

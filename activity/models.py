@@ -118,6 +118,8 @@ class EventBatch(models.Model):
                                help_text="Null for batches pulled by a cloud-service connector.")
     source = models.CharField(max_length=64, default="agent", help_text="agent, or the connector's name.")
     event_count = models.IntegerField()
+    dropped_events = models.BigIntegerField(default=0, help_text="Events the agent's bounded queue dropped "
+                                                                 "(oldest first) since its previous batch.")
     received_at = models.DateTimeField(auto_now_add=True)
 
 

@@ -52,7 +52,7 @@ WITHOUT_IDS = {
     "keys/history/", "keystore/", "sso/", "provisioning/", "api-clients/", "devices/enroll/", "devices/export.csv",
     "devices/deauthorize", "restores/", "restores/archives/", "restores/settings/", "audit/",
     "api/v1/enroll", "api/v1/device", "api/v1/devices/me/policy", "api/v1/devices/me/status", "api/v1/keys/mine",
-    "api/v1/keys/escrow", "api/v1/keys/retrieve", "api/v1/archives", "api/v1/public/devices", "api/v1/public/audit",
+    "api/v1/keys/escrow", "api/v1/keys/retrieve", "api/v1/archives", "api/v1/events", "api/v1/public/devices", "api/v1/public/audit",
     "api/v1/public/restores", "api/schema/", "saml/start/",
 }
 

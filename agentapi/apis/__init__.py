@@ -4,6 +4,7 @@ from agentapi.apis.blocks import BlocksFetchApi, BlocksMissingApi, BlocksUploadA
 from agentapi.apis.common import body_limit, run_for
 from agentapi.apis.devices import ArchiveApi, ArchiveListApi, DeviceApi
 from agentapi.apis.enroll import EnrollApi
+from agentapi.apis.events import EventsApi
 from agentapi.apis.keys import KeyEscrowApi, KeyRetrieveApi, KeyStatusApi
 from agentapi.apis.runs import RunFinishApi, RunStartApi
 from agentapi.apis.service import DevicePolicyApi, DeviceStatusApi
@@ -13,7 +14,7 @@ from agentapi.fields import HexBlockIdField
 from agentapi.versions_input import MAX_MANIFEST_B64, versions_parse
 
 __all__ = [
-    "ArchiveApi", "ArchiveListApi", "BlocksFetchApi", "BlocksMissingApi", "BlocksUploadApi", "DeviceApi", "EnrollApi",
+    "ArchiveApi", "ArchiveListApi", "BlocksFetchApi", "BlocksMissingApi", "BlocksUploadApi", "DeviceApi", "EnrollApi", "EventsApi",
     "DevicePolicyApi", "DeviceStatusApi",
     "HexBlockIdField", "KeyEscrowApi", "KeyNotEscrowedError", "KeyRetrieveApi", "KeyStatusApi",
     "KeystoreUnavailableError", "LengthRequired", "MAX_MANIFEST_B64", "PayloadTooLarge", "RunFinishApi",

@@ -219,24 +219,37 @@ def _store(*, device: Device, batch_id: uuid.UUID, rows: list[tuple], now: datet
         if batch.device_id != device.id:
             raise BatchRefused(409, "batch_conflict", "This batch_id was sent by another device")
         return IngestResult(str(batch_id), 0, True)
-    known = dict(FileEvent.objects.filter(event_id__in=[row[0] for row in rows]).values_list("event_id", "device_id"))
-    if any(owner != device.id for owner in known.values()):
-        raise BatchRefused(409, "event_conflict", "An event_id of this batch was sent by another device")
-    known_ids = {str(event_id) for event_id in known}
-    fresh = [row for row in rows if row[0] not in known_ids] if known_ids else rows
     try:
         with transaction.atomic():  # a concurrent first delivery of the same batch_id loses here
             batch = EventBatch.objects.create(batch_id=batch_id, organization_id=device.organization_id,
-                                              device=device, source=source, event_count=len(fresh),
+                                              device=device, source=source, event_count=len(rows),
                                               dropped_events=dropped)
     except IntegrityError:
         return _store_raced(device=device, batch_id=batch_id)
     fixed = (device.organization_id, device.id, device.owner_id, batch.id)
-    if connection.vendor == "postgresql":
-        _copy(fixed, fresh, now)
-    else:
-        _bulk_create(fixed, fresh, now)
+    try:
+        # The usual case, every event new: written at once, no lookup first. An agent seals a
+        # batch once, so a known event id means a batch re-sent under a new id, which is rare.
+        with transaction.atomic():
+            _insert(fixed, rows, now)
+        return IngestResult(str(batch_id), len(rows), False)
+    except IntegrityError:
+        pass
+    known = dict(FileEvent.objects.filter(event_id__in=[row[0] for row in rows]).values_list("event_id", "device_id"))
+    if any(owner != device.id for owner in known.values()):
+        raise BatchRefused(409, "event_conflict", "An event_id of this batch was sent by another device")
+    known_ids = {str(event_id) for event_id in known}
+    fresh = [row for row in rows if row[0] not in known_ids]
+    _insert(fixed, fresh, now)
+    EventBatch.objects.filter(pk=batch.pk).update(event_count=len(fresh))
     return IngestResult(str(batch_id), len(fresh), False)
+
+
+def _insert(fixed: tuple, rows: list[tuple], now: datetime) -> None:
+    if connection.vendor == "postgresql":
+        _copy(fixed, rows, now)
+    else:
+        _bulk_create(fixed, rows, now)
 
 
 def _store_raced(*, device: Device, batch_id: uuid.UUID) -> IngestResult:
@@ -248,7 +261,8 @@ def _store_raced(*, device: Device, batch_id: uuid.UUID) -> IngestResult:
 
 def _copy(fixed: tuple, rows: list[tuple], now: datetime) -> None:
     org, dev, user, batch = fixed
-    with connection.cursor() as cursor, cursor.copy(
+    # The raw psycopg cursor raises psycopg's errors: wrapped, a duplicate id is an IntegrityError.
+    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.copy(
             f"COPY {FileEvent._meta.db_table} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row((row[0], org, dev, user, batch, row[1], now, *row[2:]))
@@ -260,7 +274,7 @@ def _bulk_create(fixed: tuple, rows: list[tuple], now: datetime) -> None:
     FileEvent.objects.bulk_create(
         [FileEvent(event_id=row[0], organization_id=org, device_id=dev, user_id=user, batch_id=batch,
                    occurred_at=row[1], received_at=now, **dict(zip(names, row[2:], strict=True))) for row in rows],
-        batch_size=1000)
+        batch_size=500)
 
 
 def batch_encode(body: dict) -> bytes:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent import __version__
+from agent.activity.monitor import ActivityMonitor, ActivityOptions, MonitorLocked
 from agent.backup import BackupEngine, scan
 from agent.client import ApiClient, ApiError, DeviceDeauthorized
 from agent.config import AgentConfig, config_load
@@ -66,6 +67,7 @@ class ServiceOptions:
     max_backoff: float = 300.0
     full_scan_seconds: float = 86400.0
     verbose: bool = False
+    activity: ActivityOptions | None = None  # file-activity monitoring (agent/activity/); None: off
 
 
 class AgentService:
@@ -86,6 +88,7 @@ class AgentService:
         self._interrupting = False
         self._matcher: tuple = (None, [], None)
         self.watcher = ChangeWatcher(self._ignored)
+        self.activity: ActivityMonitor | None = None
 
     # -- the parts the two threads share --
 
@@ -180,10 +183,31 @@ class AgentService:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
             log.info("haven agent %s running for %s (device %s)", __version__, config.user_email, config.device_id)
+            self._activity_start(config)
             return self._loop(config)
         finally:
             self.watcher.stop()
+            if self.activity is not None:
+                self.activity.stop()
             lock.close()
+
+    def _activity_start(self, config: AgentConfig) -> None:
+        options = self.options.activity
+        if options is None or not options.enabled:
+            return
+
+        def deauthorized() -> None:
+            self.deauthorized = True
+            self.stop.set()
+            self.wake.set()
+
+        try:
+            self.activity = ActivityMonitor(self.config_dir, config, options, roots=self.roots(),
+                                            ignored=self._ignored, on_deauthorized=deauthorized)
+            self.activity.start()
+        except (MonitorLocked, OSError) as error:
+            self.activity = None
+            log.warning("file activity is not monitored: %s", error)
 
     def _loop(self, config: AgentConfig) -> int:
         client = self._client(config)
@@ -202,6 +226,8 @@ class AgentService:
             if self.policy_changed:
                 self.policy_changed = False
                 self.watcher.watch(self.roots())
+                if self.activity is not None:
+                    self.activity.rewatch(self.roots())
                 last_full = float("-inf")  # a new selection or exclusions: walk everything once
                 next_due = min(next_due, last_backup + self.policy.interval_seconds)
             now = time.monotonic()

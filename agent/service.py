@@ -183,7 +183,6 @@ class AgentService:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
             log.info("haven agent %s running for %s (device %s)", __version__, config.user_email, config.device_id)
-            self._activity_start(config)
             return self._loop(config)
         finally:
             self.watcher.stop()
@@ -218,6 +217,7 @@ class AgentService:
         except ApiError as error:
             log.warning("cannot fetch the policy (%s); following the last one known", error)
         self._apply_cpu_limits()
+        self._activity_start(config)  # after the policy fetch: it watches the policy's selection
         heartbeat = threading.Thread(target=self._heartbeat, args=(config,), name="haven-heartbeat", daemon=True)
         heartbeat.start()
         backoff = Backoff(cap=self.options.max_backoff)

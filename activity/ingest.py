@@ -35,6 +35,7 @@ AGENT_VECTORS = frozenset(Vector.values) - {Vector.CLOUD_SERVICE}
 _TYPES = frozenset(EventType.values)
 _CATEGORIES = frozenset(EventCategory.values)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _MAX_BIGINT = 2 ** 63 - 1
 # field -> longest string accepted (the model's column sizes)
 _STRINGS = {"path": 4096, "dest_path": 4096, "mime_type": 127, "os_user": 128, "process": 255}
@@ -119,10 +120,12 @@ def _event_row(event, index: int, *, oldest: datetime, newest: datetime) -> tupl
     for field in _REQUIRED:
         if field not in event:
             raise _bad(index, field, "is required")
-    try:
-        event_id = uuid.UUID(event["event_id"]) if isinstance(event["event_id"], str) else None
-    except ValueError:
-        event_id = None
+    event_id = event["event_id"]
+    if not isinstance(event_id, str) or not _UUID.fullmatch(event_id):
+        try:  # not in canonical form: any form Python reads, made canonical
+            event_id = str(uuid.UUID(event_id)) if isinstance(event_id, str) else None
+        except ValueError:
+            event_id = None
     if event_id is None:
         raise _bad(index, "event_id", "must be a UUID")
     when = event["occurred_at"]
@@ -160,7 +163,7 @@ def _event_row(event, index: int, *, oldest: datetime, newest: datetime) -> tupl
                                 or not 0 <= entropy <= 8):
         raise _bad(index, "entropy", "must be a number of bits per byte, 0 to 8, or null")
     name = (dest or path).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1][:255] or path[:255]
-    return (str(event_id), occurred, kind, path, dest, name, size, sha256, category,
+    return (event_id, occurred, kind, path, dest, name, size, sha256, category,
             _text(event.get("mime_type"), index, "mime_type"), vector, entropy,
             _text(event.get("os_user"), index, "os_user"), _text(event.get("process"), index, "process"))
 
@@ -261,11 +264,12 @@ def _store_raced(*, device: Device, batch_id: uuid.UUID) -> IngestResult:
 
 def _copy(fixed: tuple, rows: list[tuple], now: datetime) -> None:
     org, dev, user, batch = fixed
+    received = now.isoformat()  # times as text: psycopg adapts a str faster than a datetime
     # The raw psycopg cursor raises psycopg's errors: wrapped, a duplicate id is an IntegrityError.
     with connection.wrap_database_errors, connection.cursor() as cursor, cursor.copy(
             f"COPY {FileEvent._meta.db_table} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row((row[0], org, dev, user, batch, row[1], now, *row[2:]))
+            copy.write_row((row[0], org, dev, user, batch, row[1].isoformat(), received, *row[2:]))
 
 
 def _bulk_create(fixed: tuple, rows: list[tuple], now: datetime) -> None:

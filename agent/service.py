@@ -261,6 +261,9 @@ class AgentService:
                     next_due = now + self.policy.interval_seconds
             self.wake.wait(max(0.05, min(next_due - time.monotonic(), self.options.poll_seconds)))
             self.wake.clear()
+        if self.activity is not None:  # its last events sealed into the queue before "stopped"
+            self.activity.stop()
+            self.activity = None
         if self.deauthorized:
             return self._deauthorized()
         log.info("stopped")

@@ -88,12 +88,13 @@ class ActivityMonitor:
         """Flush what the watcher holds into a sealed batch: it is sent by the next run."""
         self.watcher.stop()
         self._stop.set()
+        self.queue.sealed.set()  # wakes the sender from its wait for a batch
         for thread in self._threads:
             thread.join(timeout=10)
         self.queue.seal()
         stats = self.queue.stats()
         self.queue.close()
-        log.info("activity: stopped (%s)", ", ".join(f"{k} {v}" for k, v in stats.items()))
+        log.info("activity: monitor ended (%s)", ", ".join(f"{k} {v}" for k, v in stats.items()))
         self._lock_handle.close()
 
 

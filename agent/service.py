@@ -89,6 +89,7 @@ class AgentService:
         self._matcher: tuple = (None, [], None)
         self.watcher = ChangeWatcher(self._ignored)
         self.activity: ActivityMonitor | None = None
+        self._activity_opening: threading.Thread | None = None
 
     # -- the parts the two threads share --
 
@@ -186,11 +187,11 @@ class AgentService:
             return self._loop(config)
         finally:
             self.watcher.stop()
-            if self.activity is not None:
-                self.activity.stop()
+            self._activity_stop()
             lock.close()
 
     def _activity_start(self, config: AgentConfig) -> None:
+        """Opened in a thread of its own: the first backup does not wait for the watches."""
         options = self.options.activity
         if options is None or not options.enabled:
             return
@@ -200,13 +201,26 @@ class AgentService:
             self.stop.set()
             self.wake.set()
 
-        try:
-            self.activity = ActivityMonitor(self.config_dir, config, options, roots=self.roots(),
-                                            ignored=self._ignored, on_deauthorized=deauthorized)
-            self.activity.start()
-        except (MonitorLocked, OSError) as error:
+        def open_monitor() -> None:
+            try:
+                monitor = ActivityMonitor(self.config_dir, config, options, roots=self.roots(),
+                                          ignored=self._ignored, on_deauthorized=deauthorized)
+                monitor.start()
+            except (MonitorLocked, OSError) as error:
+                log.warning("file activity is not monitored: %s", error)
+                return
+            self.activity = monitor
+
+        self._activity_opening = threading.Thread(target=open_monitor, name="haven-activity-open", daemon=True)
+        self._activity_opening.start()
+
+    def _activity_stop(self) -> None:
+        if self._activity_opening is not None:
+            self._activity_opening.join(timeout=30)
+            self._activity_opening = None
+        if self.activity is not None:
+            self.activity.stop()
             self.activity = None
-            log.warning("file activity is not monitored: %s", error)
 
     def _loop(self, config: AgentConfig) -> int:
         client = self._client(config)
@@ -261,9 +275,7 @@ class AgentService:
                     next_due = now + self.policy.interval_seconds
             self.wake.wait(max(0.05, min(next_due - time.monotonic(), self.options.poll_seconds)))
             self.wake.clear()
-        if self.activity is not None:  # its last events sealed into the queue before "stopped"
-            self.activity.stop()
-            self.activity = None
+        self._activity_stop()  # its last events sealed into the queue before "stopped"
         if self.deauthorized:
             return self._deauthorized()
         log.info("stopped")

@@ -18,6 +18,7 @@ import argparse
 import os
 import queue
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -73,6 +74,31 @@ def batches_build(*, events: int, size: int, seed: int) -> list[bytes]:
     return bodies
 
 
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """utime + stime of each live process (Linux /proc), in seconds."""
+    tick, seen = os.sysconf("SC_CLK_TCK"), {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seen[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return seen
+
+
+def server_pids(master: int, database: str) -> tuple[list[int], list[int]]:
+    """The gunicorn master and workers, and the PostgreSQL backends serving the bench database."""
+    import psycopg
+
+    children = []
+    for task in Path(f"/proc/{master}/task").iterdir():
+        children += [int(p) for p in (task / "children").read_text().split()]
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as connection:
+        backends = [row[0] for row in connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database])]
+    return [master, *children], backends
+
+
 def send_all(url: str, token: str, bodies: list[bytes], senders: int) -> tuple[float, int, list[str]]:
     import httpx
 
@@ -119,7 +145,9 @@ def main() -> int:
 
     database_recreate(args.server, args.database)
     env = {**os.environ, "DATABASE_URL": f"{args.server}/{args.database}", "HAVEN_SECRET_KEY": "bench-events",
-           "HAVEN_DATA_DIR": str(REPO / "var" / "bench-events"), "DJANGO_SETTINGS_MODULE": "config.settings"}
+           "HAVEN_DATA_DIR": str(REPO / "var" / "bench-events"), "DJANGO_SETTINGS_MODULE": "config.settings",
+           # persistent connections, as a production server runs (and their backends can be measured)
+           "HAVEN_DB_CONN_MAX_AGE": "300"}
     os.environ.update(env)
     import django
 
@@ -150,10 +178,15 @@ def main() -> int:
         wait_until(lambda: http_ready(f"{url}/login/"), timeout=60, what="gunicorn")
         # Warm-up: every worker imports and connects before the clock starts.
         send_all(url, token, batches_build(events=args.workers * 20, size=20, seed=args.seed + 1), args.workers)
+        gunicorn_pids, backend_pids = server_pids(server.pid, args.database)
+        before = cpu_seconds(gunicorn_pids + backend_pids)
+        sender_before = resource.getrusage(resource.RUSAGE_SELF)
         load_before = os.getloadavg()[0]
         log(f"sending with {args.senders} connections to {args.workers} gunicorn workers "
             f"(load average {load_before:.2f} on {os.cpu_count()} CPUs)")
         seconds, accepted, failures = send_all(url, token, bodies, args.senders)
+        sender_after = resource.getrusage(resource.RUSAGE_SELF)
+        after = cpu_seconds(gunicorn_pids + backend_pids)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -162,6 +195,17 @@ def main() -> int:
         f"(load average {os.getloadavg()[0]:.2f} after)")
     for failure in failures[:5]:
         log(f"  {failure}")
+    # What the run cost in CPU, whatever else the machine was doing: the figure that carries over
+    # to an idle machine (on a shared one, events/s is mostly a measure of the other tenants).
+    spent = {name: sum(after.get(p, 0) - before.get(p, 0) for p in pids)
+             for name, pids in (("gunicorn", gunicorn_pids), ("postgres", backend_pids))}
+    spent["sender"] = (sender_after.ru_utime + sender_after.ru_stime - sender_before.ru_utime
+                       - sender_before.ru_stime)
+    total = sum(spent.values())
+    if accepted:
+        log("CPU per event: " + ", ".join(f"{name} {cpu / accepted * 1e6:.1f} µs" for name, cpu in spent.items())
+            + f"; total {total / accepted * 1e6:.1f} µs → {accepted / total * (os.cpu_count() or 1):,.0f} events/s "
+              f"if the {os.cpu_count()} CPUs were ours alone")
     print(f"events/s: {int(accepted / seconds)}")
     return 0 if accepted == stored == args.events and not failures else 1
 

@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from agent.activity.cli import activity_arguments, activity_options, watch_parser
 from agent.backup import BackupEngine, scan
 from agent.client import ApiClient, ApiError, DeviceDeauthorized
 from agent.config import AgentConfig, ConfigError, config_load, config_load_optional, config_save
@@ -109,7 +110,8 @@ def cmd_status(args) -> int:
 def cmd_run(args) -> int:
     return service_run(args.config, ServiceOptions(
         paths=args.paths, poll_seconds=args.poll, max_backoff=args.max_backoff,
-        full_scan_seconds=args.full_scan_hours * 3600, verbose=args.verbose))
+        full_scan_seconds=args.full_scan_hours * 3600, verbose=args.verbose,
+        activity=activity_options(args, enabled=not args.no_activity, max_backoff=args.max_backoff)))
 
 
 def _human(nbytes: float) -> str:
@@ -280,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--full-scan-hours", type=float, default=24.0, metavar="HOURS",
                      help="walk the whole selection at least this often even if nothing changed (default 24)")
     run.add_argument("--verbose", action="store_true", help="log debug messages")
+    run.add_argument("--no-activity", action="store_true", help="do not monitor file activity")
+    activity_arguments(run)
     run.set_defaults(handler=cmd_run)
 
     restore_cmd = commands.add_parser("restore", help="restore files as they were at a point in time")
@@ -302,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     versions.add_argument("path", metavar="PATH")
     versions.add_argument("--from-device", metavar="NAME")
     versions.set_defaults(handler=cmd_versions)
+
+    watch_parser(commands)
     return parser
 
 

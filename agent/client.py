@@ -174,6 +174,13 @@ class ApiClient:
         return self.request("POST", f"archives/{archive_id}/blocks/fetch",
                             json={"block_ids": [b.hex() for b in block_ids]}).content
 
+    # --- file activity (docs/protocol.md "File activity") -------------------------------------
+
+    def events_upload(self, payload: bytes) -> dict:
+        """One sealed batch, already gzipped JSON (agent/activity/queue.py)."""
+        return self.request("POST", "events", content=payload,
+                            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}).json()
+
     # --- the user key (escrow and computer replacement) ---------------------------------
 
     def key_status(self) -> dict:

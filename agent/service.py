@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent import __version__
+from agent.activity.monitor import ActivityMonitor, ActivityOptions, MonitorLocked
 from agent.backup import BackupEngine, scan
 from agent.client import ApiClient, ApiError, DeviceDeauthorized
 from agent.config import AgentConfig, config_load
@@ -67,6 +68,7 @@ class ServiceOptions:
     max_backoff: float = 300.0
     full_scan_seconds: float = 86400.0
     verbose: bool = False
+    activity: ActivityOptions | None = None  # file-activity monitoring (agent/activity/); None: off
 
 
 class AgentService:
@@ -89,6 +91,8 @@ class AgentService:
         self.watcher = ChangeWatcher(self._ignored)
         self.push = PushRunner(config_dir, self.stop, lambda: derive_keys(user_key_load(config_dir)),
                                poll_seconds=max(60.0, options.poll_seconds))
+        self.activity: ActivityMonitor | None = None
+        self._activity_opening: threading.Thread | None = None
 
     # -- the parts the two threads share --
 
@@ -189,7 +193,40 @@ class AgentService:
             return self._loop(config)
         finally:
             self.watcher.stop()
+            self._activity_stop()
             lock.close()
+
+    def _activity_start(self, config: AgentConfig) -> None:
+        """Opened in a thread of its own: the first backup does not wait for the watches."""
+        options = self.options.activity
+        if options is None or not options.enabled:
+            return
+
+        def deauthorized() -> None:
+            self.deauthorized = True
+            self.stop.set()
+            self.wake.set()
+
+        def open_monitor() -> None:
+            try:
+                monitor = ActivityMonitor(self.config_dir, config, options, roots=self.roots(),
+                                          ignored=self._ignored, on_deauthorized=deauthorized)
+                monitor.start()
+            except (MonitorLocked, OSError) as error:
+                log.warning("file activity is not monitored: %s", error)
+                return
+            self.activity = monitor
+
+        self._activity_opening = threading.Thread(target=open_monitor, name="haven-activity-open", daemon=True)
+        self._activity_opening.start()
+
+    def _activity_stop(self) -> None:
+        if self._activity_opening is not None:
+            self._activity_opening.join(timeout=30)
+            self._activity_opening = None
+        if self.activity is not None:
+            self.activity.stop()
+            self.activity = None
 
     def _loop(self, config: AgentConfig) -> int:
         client = self._client(config)
@@ -200,6 +237,7 @@ class AgentService:
         except ApiError as error:
             log.warning("cannot fetch the policy (%s); following the last one known", error)
         self._apply_cpu_limits()
+        self._activity_start(config)  # after the policy fetch: it watches the policy's selection
         heartbeat = threading.Thread(target=self._heartbeat, args=(config,), name="haven-heartbeat", daemon=True)
         heartbeat.start()
         backoff = Backoff(cap=self.options.max_backoff)
@@ -208,6 +246,8 @@ class AgentService:
             if self.policy_changed:
                 self.policy_changed = False
                 self.watcher.watch(self.roots())
+                if self.activity is not None:
+                    self.activity.rewatch(self.roots())
                 last_full = float("-inf")  # a new selection or exclusions: walk everything once
                 next_due = min(next_due, last_backup + self.policy.interval_seconds)
             if self.push.due():
@@ -248,6 +288,7 @@ class AgentService:
                     next_due = now + self.policy.interval_seconds
             self.wake.wait(max(0.05, min(next_due - time.monotonic(), self.options.poll_seconds)))
             self.wake.clear()
+        self._activity_stop()  # its last events sealed into the queue before "stopped"
         if self.deauthorized:
             return self._deauthorized()
         log.info("stopped")

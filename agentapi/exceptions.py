@@ -50,6 +50,9 @@ def haven_exception_handler(exc, context):
         code = _first_code(exc.get_codes())
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response.data = {"detail": str(detail), "code": code}
+        # A refused event batch names its first bad event and field (activity/ingest.py).
+        response.data.update({name: getattr(exc, name) for name in ("index", "field")
+                              if getattr(exc, name, None) is not None})
     return response
 
 

@@ -44,6 +44,10 @@ class ErrorSerializer(serializers.Serializer):
                                       help_text="The blocks concerned (at most 1,000), for `missing_blocks` and "
                                                 "`blocks_not_found`")
 
+    index = serializers.IntegerField(required=False, help_text="The first invalid event of a refused event "
+                                                               "batch (`invalid_events`)")
+    field = serializers.CharField(required=False, help_text="That event's invalid field")
+
     class Meta:
         ref_name = "Error"
 

@@ -20,6 +20,7 @@ urlpatterns = [
     path("archives/<str:archive_id>/blocks", apis.BlocksUploadApi.as_view(), name="blocks-upload"),
     path("archives/<str:archive_id>/blocks/missing", apis.BlocksMissingApi.as_view(), name="blocks-missing"),
     path("archives/<str:archive_id>/blocks/fetch", apis.BlocksFetchApi.as_view(), name="blocks-fetch"),
+    path("events", apis.EventsApi.as_view(), name="events"),
     path("archives/<str:archive_id>/versions", apis.VersionsApi.as_view(), name="versions"),
     path("devices/me/push-restores", push.PushJobsApi.as_view(), name="push-restores"),
     path("devices/me/push-restores/<str:job_id>", push.PushJobApi.as_view(), name="push-restore"),

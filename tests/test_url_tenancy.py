@@ -82,7 +82,7 @@ WITHOUT_IDS = {
     "api/v1/keys/escrow", "api/v1/keys/retrieve", "api/v1/archives", "api/v1/public/devices", "api/v1/public/audit",
     "api/v1/public/restores", "api/schema/", "saml/start/", "api/v1/public/alerts", "healthz", "metrics",
     "activity/", "activity/events.csv", "activity/rules/", "activity/watch-list/", "activity/export/",
-    "api/v1/public/events",
+    "api/v1/public/events", "api/v1/events",
     "safeguards/", "safeguards/holds/", "safeguards/quotas/",
 }
 

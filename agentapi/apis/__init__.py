@@ -4,8 +4,8 @@ from agentapi.apis.blocks import BlocksFetchApi, BlocksMissingApi, BlocksUploadA
 from agentapi.apis.common import body_limit, run_for
 from agentapi.apis.devices import ArchiveApi, ArchiveListApi, DeviceApi
 from agentapi.apis.enroll import DeploymentEnrollApi, EnrollApi
-from agentapi.apis.heal import HealApi
 from agentapi.apis.events import EventsApi
+from agentapi.apis.heal import HealApi
 from agentapi.apis.keys import KeyEscrowApi, KeyRetrieveApi, KeyStatusApi
 from agentapi.apis.runs import RunFinishApi, RunStartApi
 from agentapi.apis.service import DevicePolicyApi, DeviceStatusApi

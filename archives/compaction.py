@@ -69,7 +69,9 @@ def _switch(pack: Pack, new_pack: Pack | None, moved: dict[int, tuple[int, int]]
     none is left pointing at it. False (caller rolls back) if some row was not moved."""
     model, pack_field, offset_field = ((Block, "pack", "offset") if pack.kind == Pack.Kind.BLOCKS
                                        else (FileVersion, "manifest_pack", "manifest_offset"))
-    rows = list(model.objects.select_for_update(no_key=True).filter(**{pack_field: pack}).order_by("pk"))
+    # Block rows are locked in block-id order, as backups lock them (blocks_touch): no deadlock.
+    order = "block_id" if model is Block else "pk"
+    rows = list(model.objects.select_for_update(no_key=True).filter(**{pack_field: pack}).order_by(order))
     if any(row.pk not in moved or getattr(row, offset_field) != moved[row.pk][0] for row in rows):
         return False
     for row in rows:

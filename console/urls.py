@@ -39,4 +39,5 @@ urlpatterns = [
     path("restores/<str:job_id>/download", views.restore_download, name="restore-download"),
     path("restores/<str:job_id>/<str:decision>", views.restore_decide, name="restore-decide"),
     path("audit/", views.audit_log, name="audit"),
+    path("maintenance/", views.maintenance_settings, name="maintenance"),
 ]

@@ -50,7 +50,7 @@ WITH_IDS = {
 WITHOUT_IDS = {
     "", "login/", "logout/", "login/code/", "account/", "account/two-factor/", "users/", "users/new", "devices/",
     "keys/history/", "keystore/", "sso/", "provisioning/", "api-clients/", "devices/enroll/", "devices/export.csv",
-    "devices/deauthorize", "restores/", "restores/archives/", "restores/settings/", "audit/",
+    "devices/deauthorize", "restores/", "restores/archives/", "restores/settings/", "audit/", "maintenance/",
     "api/v1/enroll", "api/v1/device", "api/v1/devices/me/policy", "api/v1/devices/me/status", "api/v1/keys/mine",
     "api/v1/keys/escrow", "api/v1/keys/retrieve", "api/v1/archives", "api/v1/public/devices", "api/v1/public/audit",
     "api/v1/public/restores", "api/schema/", "saml/start/",

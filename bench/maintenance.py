@@ -60,7 +60,7 @@ def _build(total: int, versions: int, batch_bytes: int):
     from django.db.models import F
 
     from accounts.models import Device, Organization, User
-    from archives.models import Block, FileVersion
+    from archives.models import Block
     from archives.services import VersionIn, archive_for_device_ensure, blocks_ingest, versions_commit
     from formats.blocks import block_encrypt, block_id_for
     from formats.frames import FRAME_BLOCK, frame_encode

@@ -135,3 +135,19 @@ def test_the_maintenance_command_dry_run_prints_what_would_go(enrolled, alice, c
     assert FileVersion.objects.count() == 5
     with pytest.raises(CommandError, match="no archive"):
         call_command("maintenance", "--archive", "not-a-uuid")
+
+
+def test_the_tasks_are_named_routed_to_the_maintenance_queue_and_idempotent(enrolled, alice, settings):
+    from celery.app.routes import MapRoute
+
+    from archives.tasks import archive_maintain_task, archives_maintain_task
+
+    backup, _old = _history(enrolled(alice))
+    for task in (archive_maintain_task, archives_maintain_task):
+        assert task.name.startswith("haven.maintenance.") and task.soft_time_limit and task.time_limit
+        assert MapRoute(settings.CELERY_TASK_ROUTES)(task.name) == {"queue": "maintenance"}
+    assert archive_maintain_task(backup.archive.pk)["status"] == "done"
+    assert FileVersion.objects.count() == 1
+    assert archive_maintain_task(backup.archive.pk)["status"] == "done"  # a redelivered copy finds nothing to do
+    assert FileVersion.objects.count() == 1 and MaintenanceRun.objects.filter(status="done").count() == 2
+    assert archive_maintain_task(10 ** 9) == {"status": "gone"}

@@ -34,7 +34,7 @@ class Command(BaseCommand):
         web = [os.path.join(bin_dir, "gunicorn"), "config.wsgi", "--bind", bind, "--workers", str(web_workers),
                "--timeout", "300", "--access-logfile", "-"]
         celery = [os.path.join(bin_dir, "celery"), "-A", "config", "worker", "--loglevel", "INFO"]
-        worker = [*celery, "--beat", "-Q", "celery", "--concurrency", "2", "-n", "maintenance@%h",
+        worker = [*celery, "--beat", "-Q", "celery,maintenance", "--concurrency", "2", "-n", "maintenance@%h",
                   "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]
         # Key-handling tasks: one task per child process, so no key outlives its job.
         key_worker = [*celery, "-Q", "keys", "--concurrency", "1", "--max-tasks-per-child", "1", "-n", "keys@%h"]

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 
 from archives.faults import fault_point
@@ -64,6 +64,22 @@ def _live_rows(pack: Pack):
                 .values_list("pk", "manifest_offset", "manifest_frame_size"))
 
 
+def _rows_move(model, pack_field: str, offset_field: str, pack_id: int | None, pairs: list[tuple[int, int]]) -> None:
+    """UPDATE … FROM (VALUES …): one statement per thousand rows (bulk_update's CASE is quadratic)."""
+    meta = model._meta
+    table, pack_column, offset_column = (meta.db_table, meta.get_field(pack_field).column,
+                                         meta.get_field(offset_field).column)
+    quote = connection.ops.quote_name
+    for start in range(0, len(pairs), 1000):
+        chunk = pairs[start:start + 1000]
+        values = ", ".join(["(%s, %s)"] * len(chunk))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {quote(table)} SET {quote(pack_column)} = %s, {quote(offset_column)} = moved.new_offset "
+                f"FROM (VALUES {values}) AS moved(row_id, new_offset) WHERE {quote(table)}.id = moved.row_id",
+                [pack_id, *[value for pair in chunk for value in pair]])
+
+
 def _switch(pack: Pack, new_pack: Pack | None, moved: dict[int, tuple[int, int]], now: datetime) -> bool:
     """In the caller's transaction: move rows still at their old place, retire the old pack if
     none is left pointing at it. False (caller rolls back) if some row was not moved."""
@@ -71,13 +87,12 @@ def _switch(pack: Pack, new_pack: Pack | None, moved: dict[int, tuple[int, int]]
                                        else (FileVersion, "manifest_pack", "manifest_offset"))
     # Block rows are locked in block-id order, as backups lock them (blocks_touch): no deadlock.
     order = "block_id" if model is Block else "pk"
-    rows = list(model.objects.select_for_update(no_key=True).filter(**{pack_field: pack}).order_by(order))
-    if any(row.pk not in moved or getattr(row, offset_field) != moved[row.pk][0] for row in rows):
+    rows = list(model.objects.select_for_update(no_key=True).filter(**{pack_field: pack}).order_by(order)
+                .values_list("pk", offset_field))
+    if any(pk not in moved or offset != moved[pk][0] for pk, offset in rows):
         return False
-    for row in rows:
-        setattr(row, pack_field, new_pack)
-        setattr(row, offset_field, moved[row.pk][1])
-    model.objects.bulk_update(rows, [pack_field, offset_field], batch_size=1000)
+    _rows_move(model, pack_field, offset_field, new_pack.pk if new_pack else None,
+               [(pk, moved[pk][1]) for pk, _ in rows])
     updated = Pack.objects.filter(pk=pack.pk, state=Pack.State.LIVE).update(state=Pack.State.RETIRING,
                                                                              retiring_since=now)
     return updated == 1

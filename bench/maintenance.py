@@ -1,8 +1,8 @@
 """How fast is archive maintenance? Prune time and compaction throughput on one archive.
 
 Builds an archive of `--versions` file versions holding `--size` bytes of encrypted blocks
-(through the real ingest and commit services: packs durable, rows committed), spread over two
-years of server commit times, ten versions a path; then times, with the default retention
+(through the real ingest and commit services: packs durable, rows committed), ten versions a
+path, eight of them 200 days old in one week (so 70 % expire); then times, with the default retention
 policy: expiring the versions it does not keep, sweeping the blocks they leave unreferenced
 (after the grace period), compacting the packs left mostly dead, and retiring the old packs.
 A database of its own (`--database`, dropped and made again) and a temporary pack directory.
@@ -94,13 +94,16 @@ def _build(total: int, versions: int, batch_bytes: int):
                 versions_commit(archive=archive, versions=pending[start:start + 1000])
             batch, pending, size = [], [], 0
             log(f"  {index + 1:,} versions stored")
-    # Ten versions a path, spread over two years: version k of a path is (9 - k) * 73 days old.
+    # Ten versions a path: the first eight 200 days old, in one ISO week (the policy keeps one of
+    # them), the last two fresh (kept) — 70 % of the versions, and of the bytes, expire.
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE archives_fileversion SET committed_at = committed_at - "
-                       "(9 - (id - (SELECT min(id) FROM archives_fileversion WHERE archive_id = %s)) %% 10) "
-                       "* 73 * interval '1 day' WHERE archive_id = %s", [archive.pk, archive.pk])
+        cursor.execute("WITH m AS (SELECT min(id) AS low FROM archives_fileversion WHERE archive_id = %s) "
+                       "UPDATE archives_fileversion SET committed_at = committed_at "
+                       "- CASE WHEN (id - m.low) %% 10 < 8 THEN interval '200 days' ELSE interval '0' END "
+                       "- ((id - m.low) %% 10) * interval '1 minute' FROM m WHERE archive_id = %s",
+                       [archive.pk, archive.pk])
     Block.objects.filter(archive=archive).update(last_referenced_at=F("last_referenced_at") - timedelta(days=800))
     return archive
 
@@ -121,7 +124,7 @@ def main() -> int:
         from django.utils import timezone
 
         from archives.compaction import archive_compact, packs_stored_bytes
-        from archives.models import FileVersion
+        from archives.models import FileVersion, Pack
         from archives.prune import archive_prune
         from archives.retention import DEFAULT_RETENTION
 
@@ -148,6 +151,10 @@ def main() -> int:
         figures["compacted_packs"] = compacted.packs_compacted
         figures["compacted_bytes_written"] = compacted.bytes_written
         figures["compaction_mb_s"] = compacted.bytes_written / 1e6 / max(figures["compact_s"], 1e-9)
+        source = sum(Pack.objects.filter(storage_key__in=[key for key, _ in compacted.candidates])
+                     .values_list("size", flat=True))
+        figures["compacted_packs_bytes"] = source  # read and checked (live frames) or retired outright
+        figures["compaction_input_mb_s"] = source / 1e6 / max(figures["compact_s"], 1e-9)
         started = time.perf_counter()
         retired = archive_compact(archive=archive, threshold=0.6, grace=grace, now=later + grace + timedelta(seconds=1))
         figures["retire_s"] = time.perf_counter() - started

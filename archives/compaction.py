@@ -74,10 +74,11 @@ def _rows_move(model, pack_field: str, offset_field: str, pack_id: int | None, p
         chunk = pairs[start:start + 1000]
         values = ", ".join(["(%s, %s)"] * len(chunk))
         with connection.cursor() as cursor:
-            cursor.execute(
+            cursor.execute(  # the CTE form runs on PostgreSQL and on SQLite (3.33+) alike
+                f"WITH moved(row_id, new_offset) AS (VALUES {values}) "
                 f"UPDATE {quote(table)} SET {quote(pack_column)} = %s, {quote(offset_column)} = moved.new_offset "
-                f"FROM (VALUES {values}) AS moved(row_id, new_offset) WHERE {quote(table)}.id = moved.row_id",
-                [pack_id, *[value for pair in chunk for value in pair]])
+                f"FROM moved WHERE {quote(table)}.id = moved.row_id",
+                [*[value for pair in chunk for value in pair], pack_id])
 
 
 def _switch(pack: Pack, new_pack: Pack | None, moved: dict[int, tuple[int, int]], now: datetime) -> bool:

@@ -2,7 +2,8 @@
 
 Inactive unless HAVEN_FAULT_POINTS names the point (`name`, or `name=pause@N` to pass it N-1
 times first): the process then writes `<HAVEN_FAULT_DIR>/<name>` and sleeps, so a test can kill
-it exactly there. Production never
+it exactly there. `name=wait` instead waits there until the test creates `<name>.go`, then goes on
+(the interleaving tests: another actor does its part while this process holds its place). Production never
 sets these variables; the cost is one dict lookup.
 """
 import os
@@ -25,4 +26,8 @@ def fault_point(name: str) -> None:
         return
     marker_dir = Path(os.environ.get("HAVEN_FAULT_DIR", "."))
     (marker_dir / name).write_text(str(os.getpid()))
+    if _ACTIVE[name].startswith("wait"):
+        while not (marker_dir / f"{name}.go").exists():
+            time.sleep(0.05)
+        return
     time.sleep(3600)

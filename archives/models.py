@@ -2,6 +2,7 @@
 import uuid
 
 from django.db import models
+from django.utils import timezone
 
 from accounts.models import Device, Organization, User
 
@@ -31,6 +32,10 @@ class Pack(models.Model):
         BLOCKS = "blocks", "Blocks"
         MANIFESTS = "manifests", "Manifests"
 
+    class State(models.TextChoices):
+        LIVE = "live", "Live"
+        RETIRING = "retiring", "Retiring (compacted; deleted after the grace period)"
+
     uuid = models.UUIDField(unique=True, editable=False)
     archive = models.ForeignKey(Archive, on_delete=models.PROTECT, related_name="packs")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -38,6 +43,16 @@ class Pack(models.Model):
     size = models.BigIntegerField()
     frame_count = models.IntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # docs/maintenance.md: no row points at a retiring pack; it leaves storage after the grace period.
+    state = models.CharField(max_length=16, choices=State.choices, default=State.LIVE)
+    retiring_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(state="live", retiring_since__isnull=True)
+                                   | models.Q(state="retiring", retiring_since__isnull=False),
+                                   name="pack_state_valid"),
+        ]
 
 
 class Block(models.Model):
@@ -49,9 +64,13 @@ class Block(models.Model):
     offset = models.BigIntegerField()
     frame_size = models.IntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set, under a row lock, on insert, on every "you already have it" answer and by every version
+    # commit naming the block: prune's grace period runs from here (docs/maintenance.md).
+    last_referenced_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["archive", "block_id"], name="block_unique_per_archive")]
+        indexes = [models.Index(fields=["archive", "last_referenced_at"])]
 
 
 class BackupRun(models.Model):
@@ -163,6 +182,7 @@ class RestoreJob(models.Model):
         return f"{self.kind} restore {self.uuid} ({self.status})"
 
 
+from archives.maintenance_models import MaintenanceLease, MaintenanceRun, RetentionPolicy  # noqa: E402,F401
 from archives.policy_models import BackupPolicy, DeviceStatus  # noqa: E402,F401 - models of this app
 from archives.push_models import PushRestore  # noqa: E402,F401
 from archives.restore_approval_models import RestoreApproval, RestoreApprovalSetting  # noqa: E402,F401

@@ -9,7 +9,7 @@ an orphan pack that no row references — harmless, and collected later.
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -176,8 +176,34 @@ def blocks_present(*, archive: Archive, block_ids: list[bytes]) -> dict[bytes, i
     return found
 
 
+TOUCH_SLACK = timedelta(seconds=60)  # a row touched this recently is locked but not rewritten
+
+
+def blocks_touch(*, archive: Archive, block_ids: list[bytes], now: datetime | None = None) -> dict[bytes, int]:
+    """The given ids the archive holds (with frame sizes), each locked and marked referenced now.
+
+    This is what makes "you already have it" safe against prune (docs/maintenance.md): the rows
+    are locked in block-id order (no deadlock between two callers), `last_referenced_at` is set,
+    and only rows that still exist once the lock is held are reported present — a row a prune
+    deleted while we waited is reported missing, so the agent sends the block again.
+    """
+    found: dict[bytes, int] = {}
+    unique = sorted(set(block_ids))
+    with transaction.atomic():
+        for start in range(0, len(unique), QUERY_CHUNK):
+            rows = list(Block.objects.select_for_update(no_key=True).order_by("block_id")
+                        .filter(archive=archive, block_id__in=unique[start:start + QUERY_CHUNK])
+                        .values_list("pk", "block_id", "frame_size", "last_referenced_at"))
+            at = now or timezone.now()
+            stale = [pk for pk, _, _, referenced in rows if referenced < at - TOUCH_SLACK]
+            if stale:
+                Block.objects.filter(pk__in=stale).update(last_referenced_at=at)
+            found.update((bytes(block_id), size) for _, block_id, size, _ in rows)
+    return found
+
+
 def blocks_missing(*, archive: Archive, block_ids: list[bytes]) -> list[bytes]:
-    present = blocks_present(archive=archive, block_ids=block_ids)
+    present = blocks_touch(archive=archive, block_ids=block_ids)
     return [block_id for block_id in dict.fromkeys(block_ids) if block_id not in present]
 
 
@@ -228,7 +254,7 @@ def blocks_ingest(*, archive: Archive, body: bytes, run: BackupRun | None = None
     """
     frames = _batch_frames(archive, body, _escrowed_key_id(archive.user))
     unique = {bytes(frame.block_id): raw for frame, raw in frames}
-    present = blocks_present(archive=archive, block_ids=list(unique))
+    present = blocks_touch(archive=archive, block_ids=list(unique))  # "already stored" is a "you have it"
     new = [(block_id, raw) for block_id, raw in unique.items() if block_id not in present]
     if not new:
         return IngestResult(stored=0, duplicates=len(frames), pack=None)
@@ -337,6 +363,12 @@ def versions_commit(*, archive: Archive, versions: list[VersionIn], run: BackupR
 
     try:
         with transaction.atomic():
+            # The check that counts: inside the transaction that inserts the versions, every block
+            # is locked and marked referenced, so no prune can delete it before they are visible.
+            locked = blocks_touch(archive=archive, block_ids=[b for version in todo for b in version.block_ids])
+            gone = [b for b in sizes if b not in locked]
+            if gone:
+                raise MissingBlocks(gone)
             pack = Pack.objects.create(uuid=pack_uuid, archive=archive, kind=Pack.Kind.MANIFESTS, storage_key=key,
                                        size=offset, frame_count=len(frames))
             for row in rows:

@@ -55,6 +55,14 @@ class PackStorage(Protocol):
 
     def meta_write(self, name: str, data: bytes) -> None: ...
 
+    def meta_delete(self, name: str) -> None: ...
+
+    def open_reader(self, key: str) -> "PackReader": ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None: ...
+
 
 class PackExists(Exception):
     """A pack key is written once; a second write is a bug, never an overwrite."""
@@ -249,8 +257,28 @@ class LocalPackStorage:
         os.replace(tmp, final)
         fsync_dir(final.parent)
 
+    def meta_delete(self, name: str) -> None:
+        path = self._path(name, area=self.root / META_DIR)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        fsync_dir(path.parent)
+
     def open_reader(self, key: str) -> "PackReader":
         return PackReader(self._path(key))
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        """Remove a live pack no row references (compaction's own crash leftover); absent is fine."""
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        fsync_dir(path.parent)
 
 
 class PackReader:

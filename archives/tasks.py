@@ -5,6 +5,8 @@ from celery import shared_task
 from django.conf import settings
 
 from archives.gc import orphan_packs_collect
+from archives.maintenance import archive_maintain, archives_due
+from archives.models import Archive
 from archives.restores import (
     RESTORE_SOFT_TIME_LIMIT,
     RESTORE_TIME_LIMIT,
@@ -71,6 +73,29 @@ def push_stream_build_task(self, job_id: int) -> str:
         return push_stream_build(job=job, retry=self.request.retries < self.max_retries).push.stream
     except KeystoreUnavailable as error:
         raise self.retry(exc=error) from None
+
+
+# --- maintenance (docs/maintenance.md) ----------------------------------------------------------
+# Named haven.maintenance.*: CELERY_TASK_ROUTES sends them to the `maintenance` queue, so restores
+# never wait behind compaction. Idempotent: a second copy finds the lease held or nothing to do.
+
+@shared_task(name="haven.maintenance.archive_maintain", soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300,
+             acks_late=True)
+def archive_maintain_task(archive_id: int) -> dict:
+    archive = Archive.objects.filter(pk=archive_id).first()
+    if archive is None:
+        return {"status": "gone"}
+    run = archive_maintain(archive=archive).run
+    return {"status": run.status, "bytes_freed": run.bytes_freed}
+
+
+@shared_task(name="haven.maintenance.archives_maintain", soft_time_limit=300, time_limit=600)
+def archives_maintain_task() -> int:
+    """Beat: one maintenance task per archive."""
+    due = archives_due()
+    for archive_id in due:
+        archive_maintain_task.delay(archive_id)
+    return len(due)
 
 
 from archives.safeguard_tasks import *  # noqa: E402,F401,F403 - verification, drills, departed users (autodiscovered here)

@@ -389,3 +389,12 @@ HAVEN_ORPHAN_GRACE_HOURS = env_int("HAVEN_ORPHAN_GRACE_HOURS", 24)
 # Detection rules read events only this old: an ingestion transaction still in flight holds lower ids.
 HAVEN_DETECTION_LAG_SECONDS = env_int("HAVEN_DETECTION_LAG_SECONDS", 10)
 HAVEN_ORPHAN_RETENTION_DAYS = env_int("HAVEN_ORPHAN_RETENTION_DAYS", 30)
+
+# Archive maintenance (docs/maintenance.md): an unreferenced block is deleted only this long after
+# its last reference or "you already have it" answer; compaction rewrites packs under this share
+# of live bytes; a maintenance lease lapses this long after its worker stops renewing it.
+HAVEN_GC_GRACE_SECONDS = env_int("HAVEN_GC_GRACE_SECONDS", 86400)
+HAVEN_COMPACT_THRESHOLD = env_int("HAVEN_COMPACT_THRESHOLD_PERCENT", 60) / 100
+HAVEN_MAINTENANCE_LEASE_SECONDS = env_int("HAVEN_MAINTENANCE_LEASE_SECONDS", 900)
+CELERY_TASK_ROUTES["haven.maintenance.*"] = {"queue": "maintenance"}  # restores never wait behind compaction
+CELERY_BEAT_SCHEDULE["archives-maintain"] = {"task": "haven.maintenance.archives_maintain", "schedule": 6 * 3600.0}

@@ -62,4 +62,5 @@ urlpatterns = [
     path("devices/<uuid:device_id>/protection", views.device_protection, name="device-protection"),
     path("devices/<uuid:device_id>/verify", views.device_verify, name="device-verify"),
     path("devices/<uuid:device_id>/freeze/release", views.device_freeze_release, name="device-freeze-release"),
+    path("maintenance/", views.maintenance_settings, name="maintenance"),
 ]

@@ -83,7 +83,7 @@ WITHOUT_IDS = {
     "api/v1/public/restores", "api/schema/", "saml/start/", "api/v1/public/alerts", "healthz", "metrics",
     "activity/", "activity/events.csv", "activity/rules/", "activity/watch-list/", "activity/export/",
     "api/v1/public/events", "api/v1/events",
-    "safeguards/", "safeguards/holds/", "safeguards/quotas/",
+    "safeguards/", "safeguards/holds/", "safeguards/quotas/", "maintenance/",
 }
 
 # Scoped elsewhere, with their own tests that call them with another organization's ids.

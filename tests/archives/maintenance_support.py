@@ -1,0 +1,98 @@
+"""Helpers for the maintenance tests: backed-up histories, moving time back, byte-identical
+restores of every kept version, and `manage.py maintenance` as a real process."""
+import os
+import subprocess
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from django.db import connection
+from django.db.models import F
+
+from archives.models import Archive, Block, FileVersion, Pack
+from archives.selectors import blocks_read, manifests_read
+from formats.blocks import block_decrypt
+from formats.frames import frame_decode
+from formats.manifests import manifest_decrypt
+from tests.archives.conftest import KEYS, block, commit, upload, version
+from tests.support import PYTHON, REPO
+
+
+class Backup:
+    """An agent's view of one archive: what each committed version should restore to."""
+
+    def __init__(self, client):
+        self.client = client
+        self.archive_id = client.enrollment["archive_id"]
+        self.expected: dict[uuid.UUID, bytes] = {}  # version uuid -> plaintext
+
+    @property
+    def archive(self) -> Archive:
+        return Archive.objects.get(uuid=self.archive_id)
+
+    def upload(self, *chunks: bytes) -> list[bytes]:
+        """One batch (one pack) holding the given blocks; their ids."""
+        ids, frames = zip(*(block(self.archive_id, data) for data in chunks), strict=True)
+        response = upload(self.client, self.archive_id, b"".join(frames))
+        assert response.status_code == 201, response.content
+        return list(ids)
+
+    def commit(self, path: str, chunks: list[bytes], *, deleted: bool = False, status: int = 201):
+        ids = [block(self.archive_id, data)[0] for data in chunks]
+        body = version(self.archive_id, path, ids, [len(c) for c in chunks], deleted=deleted)
+        response = commit(self.client, self.archive_id, [body])
+        assert response.status_code == status, response.content
+        if status == 201:
+            self.expected[uuid.UUID(body["version_id"])] = b"".join(chunks)
+        return uuid.UUID(body["version_id"])
+
+    def missing(self, chunks: list[bytes]) -> set[bytes]:
+        ids = [block(self.archive_id, data)[0].hex() for data in chunks]
+        response = self.client.post(f"/api/v1/archives/{self.archive_id}/blocks/missing", {"block_ids": ids},
+                                    format="json")
+        assert response.status_code == 200, response.content
+        return {bytes.fromhex(b) for b in response.json()["missing"]}
+
+
+def age(versions=None, *, days: float, blocks=None) -> None:
+    """As if the given versions (and blocks' last references) had happened `days` earlier."""
+    if versions is not None:
+        FileVersion.objects.filter(uuid__in=versions).update(committed_at=F("committed_at") - timedelta(days=days))
+    if blocks is not None:
+        Block.objects.filter(block_id__in=blocks).update(
+            last_referenced_at=F("last_referenced_at") - timedelta(days=days))
+
+
+def assert_every_kept_version_restores(backup: Backup) -> int:
+    """Every version row left restores byte for byte (blocks decrypted, manifest decrypted)."""
+    archive = backup.archive
+    rows = list(FileVersion.objects.filter(archive=archive).select_related("manifest_pack"))
+    manifests = manifests_read(rows)
+    for row in rows:
+        manifest = manifest_decrypt(KEYS, manifests[row.pk], archive_id=archive.uuid, path_id=row.path_id,
+                                    version_id=row.uuid)
+        raw = bytes(row.block_ids)
+        ids = [raw[i:i + 32] for i in range(0, len(raw), 32)]
+        frames = blocks_read(archive, ids, max_bytes=1 << 30) if ids else []
+        data = b"".join(block_decrypt(KEYS, bid, frame_decode(f).payload) for bid, f in zip(ids, frames, strict=True))
+        assert data == backup.expected[row.uuid], f"version {row.uuid} ({manifest.path}) restores wrong"
+    return len(rows)
+
+
+def storage_consistent(pack_dir: Path) -> tuple[set[str], set[str]]:
+    """(live pack files with no row, rows whose file is not live)."""
+    files = {str(p.relative_to(pack_dir)) for p in pack_dir.rglob("*.pack")
+             if not p.relative_to(pack_dir).parts[0].startswith(".")}
+    rows = set(Pack.objects.values_list("storage_key", flat=True))
+    return files - rows, rows - files
+
+
+def maintenance_env(pack_dir: Path, **extra: str) -> dict[str, str]:
+    url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
+    return {**os.environ, "DATABASE_URL": url, "HAVEN_TEST_DATABASE_NAME": "", "HAVEN_PACK_DIR": str(pack_dir),
+            "HAVEN_DATA_DIR": str(pack_dir.parent / "var"), "HAVEN_SECRET_KEY": "test-secret", **extra}
+
+
+def maintenance_process(env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([PYTHON, "manage.py", "maintenance", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

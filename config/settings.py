@@ -284,10 +284,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     if CELERY_BROKER_URL.startswith("filesystem")
     else {
         # With acks_late, Redis hands an unacknowledged task to another worker after the visibility
-        # timeout (default 1 h): it must outlast the longest task time limit (a web restore's 6 h),
+        # timeout (default 1 h): it must outlast the longest task time limit (a full verification's 12 h),
         # or a long restore or key migration would run twice at once.
         # tests/keystore/test_celery_settings.py checks it.
-        "visibility_timeout": 7 * 3600,
+        "visibility_timeout": 13 * 3600,
     }
 )
 if CELERY_BROKER_URL.startswith("filesystem"):

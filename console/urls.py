@@ -34,6 +34,7 @@ urlpatterns = [
     path("restores/archives/<str:archive_id>/", views.archive_browser, name="archive-browser"),
     path("restores/archives/<str:archive_id>/versions", views.file_versions, name="file-versions"),
     path("restores/archives/<str:archive_id>/restore", views.restore_create, name="restore-create"),
+    path("restores/archives/<str:archive_id>/push", views.push_restore_create, name="push-restore-create"),
     path("restores/settings/", views.restore_settings, name="restore-settings"),
     path("restores/<str:job_id>/", views.restore_job, name="restore-job"),
     path("restores/<str:job_id>/download", views.restore_download, name="restore-download"),

@@ -49,7 +49,7 @@ def restore_drill_run(*, archive: Archive, files: int = DRILL_FILES, key_buffer:
             return check
         keys = maintenance_keys_into(buffer, archive=archive, actor=None, actor_label="restore drill",
                                      job=str(check.uuid))
-        chosen = [m for m in manifests_at(archive, keys, now) if not m.deleted]
+        chosen = [m for m in manifests_at(archive, keys, now) if not m.deleted and not m.is_listing]  # files only (formats §9)
         chosen = random.SystemRandom().sample(chosen, min(files, len(chosen)))
 
         def fetch(block_ids):

@@ -209,7 +209,7 @@ def device_archives(actor: User, device: Device) -> list[ArchiveFigures]:
                                      output_field=BigIntegerField()), Value(0))).order_by("created_at"):
         newer = FileVersion.objects.filter(archive=archive, path_id=OuterRef("path_id")).filter(
             Q(committed_at__gt=OuterRef("committed_at")) | Q(committed_at=OuterRef("committed_at"), pk__gt=OuterRef("pk")))
-        live = (FileVersion.objects.filter(archive=archive, deleted=False).filter(~Exists(newer))
+        live = (FileVersion.objects.filter(archive=archive, deleted=False, is_listing=False).filter(~Exists(newer))
                 .aggregate(files=Count("pk"), size=Coalesce(Sum("stored_size"), Value(0),
                                                             output_field=BigIntegerField())))
         figures.append(ArchiveFigures(archive=archive, stored_bytes=archive.stored, file_count=live["files"],

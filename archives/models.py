@@ -112,6 +112,8 @@ class FileVersion(models.Model):
     path_id = models.CharField(max_length=64)
     committed_at = models.DateTimeField()
     deleted = models.BooleanField(default=False)
+    is_listing = models.BooleanField(default=False, help_text="A root's directory listing (docs/formats.md §9), "
+                                                              "not a file: its manifest blob's clear version byte.")
     block_ids = models.BinaryField(help_text="Concatenated 32-byte block ids, in file order.")
     stored_size = models.BigIntegerField(default=0, help_text="Bytes of encrypted blocks the version references.")
     manifest_pack = models.ForeignKey(Pack, on_delete=models.PROTECT, related_name="manifests")

@@ -32,6 +32,7 @@ from archives.quotas import quota_enforce
 from archives.selectors import QUERY_CHUNK
 from archives.storage import pack_storage
 from formats.blocks import BLOCK_ID_SIZE, BLOCK_OVERHEAD, FORMAT_VERSION, MAX_BLOCK_SIZE, block_key_id
+from formats.directories import LISTING_VERSION
 from formats.errors import FormatError
 from formats.frames import (
     FRAME_BLOCK,
@@ -356,6 +357,7 @@ def versions_commit(*, archive: Archive, versions: list[VersionIn], run: BackupR
             uuid=version.version_id, archive=archive, path_id=version.path_id, committed_at=now,
             deleted=version.deleted, block_ids=b"".join(version.block_ids), stored_size=stored_size,
             manifest_offset=offset, manifest_frame_size=frame.size, run=run,
+            is_listing=version.manifest[:1] == bytes((LISTING_VERSION,)),
         ))
         offset += frame.size
     pack_storage().put(key, [PACK_MAGIC, frames_encode(frames)])

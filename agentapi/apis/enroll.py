@@ -82,11 +82,7 @@ class EnrollApi(APIView):
             )
         except DeviceDeauthorized as refused:
             raise exceptions.PermissionDenied(str(refused), code="device_deauthorized") from None
-        output = self.OutputSerializer({
-            "device_id": device.uuid, "archive_id": archive.uuid, "user_id": user.uuid, "user_email": user.email,
-            "organization_id": user.organization.uuid, "token": token,
-        })
-        return Response(output.data, status=status.HTTP_201_CREATED)
+        return _enrolled(device=device, archive=archive, user=user, token=token)
 
     def get_authenticate_header(self, request):
         return 'Bearer realm="haven-agent"'
@@ -144,11 +140,16 @@ class DeploymentEnrollApi(APIView):
             raise _TOKEN_REFUSALS.get(refused.code, exceptions.PermissionDenied)(str(refused), code=refused.code) from None
         except DeviceDeauthorized as refused:
             raise exceptions.PermissionDenied(str(refused), code="device_deauthorized") from None
-        output = EnrollApi.OutputSerializer({
-            "device_id": device.uuid, "archive_id": archive.uuid, "user_id": user.uuid, "user_email": user.email,
-            "organization_id": user.organization.uuid, "token": token,
-        })
-        return Response(output.data, status=status.HTTP_201_CREATED)
+        return _enrolled(device=device, archive=archive, user=user, token=token)
 
     def get_authenticate_header(self, request):
         return 'Bearer realm="haven-agent"'
+
+
+def _enrolled(*, device, archive, user, token: str) -> Response:
+    """The 201 answer of both enrollments (password and deployment token)."""
+    output = EnrollApi.OutputSerializer({
+        "device_id": device.uuid, "archive_id": archive.uuid, "user_id": user.uuid, "user_email": user.email,
+        "organization_id": user.organization.uuid, "token": token,
+    })
+    return Response(output.data, status=status.HTTP_201_CREATED)

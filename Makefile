@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATABASE_URL_TEST ?= postgresql://postgres@127.0.0.1:5432/haven
 CELERY_BROKER_URL_TEST ?= redis://127.0.0.1:6379/15
+# Test processes in parallel (pytest-xdist; each has its own database, broker database and data
+# folder: tests/worker_isolation.py). Most of the suite waits on servers it started, so two cores
+# keep more than two busy. PYTEST_WORKERS=0 runs in this process only.
+PYTEST_WORKERS ?= 3
 
 .PHONY: run test install install-test system-deps browser-deps proxy-deps
 
@@ -56,4 +60,4 @@ test: install-test
 	  $(BIN)/python tests/preflight.py
 	DATABASE_URL="$${DATABASE_URL:-$(DATABASE_URL_TEST)}" CELERY_BROKER_URL="$${CELERY_BROKER_URL:-$(CELERY_BROKER_URL_TEST)}" \
 	  HAVEN_DATA_DIR="$${HAVEN_DATA_DIR:-$(CURDIR)/var/test}" \
-	  $(BIN)/python -m pytest $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)

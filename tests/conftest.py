@@ -137,3 +137,29 @@ def vault(openbao, settings):
     vault_client_reset()
     yield openbao
     vault_client_reset()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real SeaweedFS (`weed mini`) on loopback ports, once per session (tests/seaweedfs.py)."""
+    from tests.seaweedfs import seaweedfs_start, seaweedfs_stop
+
+    server = seaweedfs_start(Path(tmp_path_factory.mktemp("seaweedfs")))
+    try:
+        yield server
+    finally:
+        seaweedfs_stop(server)
+
+
+@pytest.fixture
+def s3_pack_storage(seaweedfs, settings, monkeypatch):
+    """Point Haven's pack storage at a fresh bucket of the suite's SeaweedFS."""
+    from archives.storage_s3 import s3_clients_reset
+
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = seaweedfs.new_bucket()
+    settings.PACK_STORAGE = f"s3://{bucket}/packs"
+    s3_clients_reset()
+    yield bucket
+    s3_clients_reset()

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from archives.models import Archive, FileVersion
-from tests.e2e.conftest import enroll_agent, pack_files, restored, run_agent, tree_state
+from tests.e2e.conftest import enroll_agent, pack_files, restored, run_agent, stored_packs, tree_state
 from tests.support import PYTHON, REPO
 
 pytestmark = pytest.mark.slow
 MiB = 1024 * 1024
+# The central tests run on both pack storages: a folder, and a bucket on a real SeaweedFS.
+both_storages = pytest.mark.parametrize("pack_backend", ["local", "s3"], indirect=True)
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644, mtime: int | None = None) -> None:
@@ -55,6 +57,7 @@ def _snapshot(root: Path, into: Path) -> dict:
     return tree_state(root)
 
 
+@both_storages
 def test_backup_change_restore_both_points_and_rebuild_the_index(live_server_haven, haven_env, alice, tmp_path):
     source = tmp_path / "home"
     _build_tree(source)
@@ -95,20 +98,21 @@ def test_backup_change_restore_both_points_and_rebuild_the_index(live_server_hav
     restore_and_compare("after-rebuild")
 
 
+@both_storages
 def test_packs_hold_no_plaintext_content_or_names(live_server_haven, haven_env, alice, tmp_path):
     source = tmp_path / "secret-home"
     _write(source / "confidential-merger-plan.txt", b"PROJECT NIGHTINGALE ACQUISITION TERMS " * 2000)
     _write(source / "compressible.log", b"GET /index.html 200 OK\n" * 50000)
     config = enroll_agent(live_server_haven, tmp_path / "agent", alice, "laptop")
     run_agent(config, "backup", str(source))
-    packs = pack_files(haven_env)
+    packs = stored_packs(haven_env)
     assert packs
+    assert (pack_files(haven_env) != []) == (not haven_env["HAVEN_PACK_STORAGE"])  # S3: nothing on the disk
     needles = [b"PROJECT NIGHTINGALE", b"GET /index.html", b"confidential-merger-plan", b"secret-home",
                "confidential-merger-plan".encode("utf-16-le")]
-    for pack in packs:
-        data = pack.read_bytes()
+    for key, data in packs.items():
         for needle in needles:
-            assert needle not in data, f"{needle!r} found in {pack.name}"
+            assert needle not in data, f"{needle!r} found in {key}"
 
 
 def test_a_copy_of_a_100_mib_file_adds_less_than_one_percent(live_server_haven, haven_env, alice, tmp_path):
@@ -141,6 +145,7 @@ def test_a_missing_root_marks_nothing_deleted(live_server_haven, alice, tmp_path
     assert (restored(out, volume) / "photo.jpg").exists()
 
 
+@both_storages
 def test_two_devices_back_up_at_once_through_two_server_processes(live_servers, alice, bob, tmp_path):
     from tests.e2e.conftest import start_agent
 

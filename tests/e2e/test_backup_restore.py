@@ -214,3 +214,55 @@ def test_a_single_sign_on_user_enrolls_an_agent_with_a_one_time_code(live_server
     assert "alice@a.example" in run_agent(config, "status").stdout
     reused = run_agent(tmp_path / "other", "enroll", "--server", live_server_haven.url, "--code", code, check=False)
     assert reused.returncode == 2 and "used or expired" in reused.stderr
+
+
+@pytest.mark.parametrize("pack_backend", ["s3"], indirect=True)  # the local folder: tests/e2e/test_crash_safety.py
+def test_s3_a_server_killed_after_the_put_leaves_an_orphan_object_and_loses_nothing(live_servers, haven_env, alice,
+                                                                                    tmp_path):
+    """kill -9 between the acknowledged PUT and the index commit: the object is in the bucket with no
+    row; the committed backup restores, the resumed one completes, the collector quarantines the orphan."""
+    import signal
+    from datetime import timedelta
+
+    from archives.gc import orphan_packs_collect
+    from archives.models import Pack
+    from archives.storage import pack_storage
+    from tests.e2e.conftest import start_agent
+    from tests.support import wait_until
+
+    fault = "blocks.pack_durable"
+    source = tmp_path / "data"
+    _write(source / "first.bin", os.urandom(2 * MiB))
+    server = live_servers()
+    config = enroll_agent(server, tmp_path / "agent", alice, "laptop")
+    run_agent(config, "backup", str(source))
+    committed_state = tree_state(source)
+    _write(source / "second.bin", os.urandom(4 * MiB))
+    server.stop()
+
+    crashing = live_servers(faults=fault)
+    config_file = config / "agent.json"
+    config_file.write_text(config_file.read_text().replace(server.url, crashing.url))
+    agent = start_agent(config, "backup", str(source))
+    wait_until(lambda: (tmp_path / "faults" / fault).exists(), timeout=120, what=f"the server to reach {fault}")
+    crashing.kill()
+    agent.send_signal(signal.SIGKILL)
+    agent.wait()
+    indexed = set(Pack.objects.values_list("storage_key", flat=True))
+    orphans = set(stored_packs(haven_env)) - indexed
+    assert len(orphans) == 1, "the acknowledged object of the killed request has no index row"
+
+    (tmp_path / "faults" / fault).unlink()
+    fresh = live_servers()
+    config_file.write_text(config_file.read_text().replace(crashing.url, fresh.url))
+    before = tmp_path / "restore-committed"
+    run_agent(config, "restore", "--to", str(before))
+    assert tree_state(restored(before, source)) == committed_state
+    run_agent(config, "backup", str(source))
+    after = tmp_path / "restore-resumed"
+    run_agent(config, "restore", "--to", str(after))
+    assert tree_state(restored(after, source)) == tree_state(source)
+
+    sweep = orphan_packs_collect(grace=timedelta(0), retention=timedelta(days=30))
+    assert not sweep.refused and set(sweep.quarantined) == orphans
+    assert [stat.key for stat in pack_storage().quarantined("")] == sorted(orphans)

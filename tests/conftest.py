@@ -163,3 +163,12 @@ def s3_pack_storage(seaweedfs, settings, monkeypatch):
     s3_clients_reset()
     yield bucket
     s3_clients_reset()
+
+
+@pytest.fixture
+def pack_backend(request) -> str:
+    """Where live servers keep packs (tests/e2e/conftest.py `haven_env`): "local", a folder, unless a
+    test parametrizes it, `@pytest.mark.parametrize("pack_backend", ["local", "s3"], indirect=True)`;
+    "s3" is a fresh bucket on the suite's SeaweedFS. Here, not in tests/e2e, because test modules
+    elsewhere import `haven_env` by name."""
+    return getattr(request, "param", "local")

@@ -157,3 +157,28 @@ def test_delete_removes_a_live_pack_and_absent_is_fine(storage):
 def test_keys_cannot_escape_or_name_reserved_areas(storage, bad):
     with pytest.raises(ValueError):
         storage.put(bad, [b"x"])
+
+
+def test_one_boto3_client_per_process_even_when_threads_race_for_it(monkeypatch):
+    import threading
+
+    from archives import storage_s3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    storage_s3.s3_clients_reset()
+    barrier, clients = threading.Barrier(8), []
+
+    def get():
+        barrier.wait()
+        clients.append(storage_s3.s3_client())
+
+    threads = [threading.Thread(target=get) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(client) for client in clients}) == 1
+    monkeypatch.setattr(storage_s3.os, "getpid", lambda: -1)  # as in a forked worker: a client of its own
+    assert storage_s3.s3_client() is not clients[0]
+    storage_s3.s3_clients_reset()

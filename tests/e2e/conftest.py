@@ -53,17 +53,10 @@ class LiveServer:
 
 
 @pytest.fixture
-def pack_backend(request) -> str:
-    """Where the live servers keep packs: "local" (a folder) unless a test parametrizes it
-    indirectly, `@pytest.mark.parametrize("pack_backend", ["local", "s3"], indirect=True)`;
-    "s3" is a fresh bucket on the suite's real SeaweedFS."""
-    return getattr(request, "param", "local")
-
-
-@pytest.fixture
 def haven_env(transactional_db, tmp_path, vault, settings, pack_backend, request):
-    """Environment for server processes: this test's database, shared pack storage, the suite's
-    OpenBao with Haven's escrow-only token."""
+    """Environment for server processes: this test's database, shared pack storage (a folder, or
+    a bucket on the suite's SeaweedFS: `pack_backend`, tests/conftest.py), the suite's OpenBao with
+    Haven's escrow-only token."""
     url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
     storage = {"HAVEN_PACK_STORAGE": ""}
     if pack_backend == "s3":  # the test process's own settings point at the same bucket

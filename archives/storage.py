@@ -7,7 +7,7 @@ reads them, and deletes them only from there; it never touches paths itself.
 """
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Protocol
 
 from django.conf import settings
 
-Buffers = list[bytes | memoryview]
+Buffers = Iterable[bytes | memoryview]  # any iterable: a list, or a generator streaming an upload
 
 QUARANTINE_DIR = ".quarantine"
 META_DIR = ".haven"  # small records the collector keeps beside the packs (they outlive a database restore)
@@ -153,10 +153,21 @@ class LocalPackStorage:
         tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
-            _write_all(fd, [memoryview(part).cast("B") for part in parts if len(part)])
+            group: list[memoryview] = []
+            for part in parts:  # written as they come: a streamed body is never held whole
+                view = memoryview(part).cast("B")
+                if len(view):
+                    group.append(view)
+                if len(group) == _IOV_MAX:
+                    _write_all(fd, group)
+                    group = []
+            _write_all(fd, group)
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            os.unlink(tmp)  # a body that failed half way leaves nothing behind
+            raise
+        os.close(fd)
         try:
             os.link(tmp, final)  # unlike rename, link never replaces an existing pack
         except FileExistsError:
@@ -304,5 +315,14 @@ class PackReader:
         self.close()
 
 
-def pack_storage() -> LocalPackStorage:
+def pack_storage() -> PackStorage:
+    """The configured backend: HAVEN_PACK_STORAGE=s3://bucket/prefix, else the local folder.
+
+    Built per call (cheap; tests change settings between calls); the S3 backend's boto3 client
+    is the expensive part and is cached per process in `storage_s3`.
+    """
+    if settings.PACK_STORAGE:
+        from archives.storage_s3 import S3PackStorage, parse_s3_url
+
+        return S3PackStorage(*parse_s3_url(settings.PACK_STORAGE))
     return LocalPackStorage(settings.PACK_DIR)

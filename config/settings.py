@@ -6,6 +6,7 @@ HAVEN_DEBUG=0 and the Vault variables (VAULT_ADDR, VAULT_CACERT, VAULT_TOKEN, ..
 """
 import ipaddress
 import os
+import re
 import secrets
 import shutil
 from datetime import timedelta
@@ -19,6 +20,11 @@ from config.env import env_bool, env_int, env_list, env_path, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env_path("HAVEN_DATA_DIR", BASE_DIR / "var")
 PACK_DIR = env_path("HAVEN_PACK_DIR", DATA_DIR / "packs")
+# s3://bucket/prefix puts packs in an S3-compatible bucket (boto3 reads AWS_ENDPOINT_URL,
+# AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION); unset: the folder PACK_DIR.
+PACK_STORAGE = env_str("HAVEN_PACK_STORAGE").strip()
+if PACK_STORAGE and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^?#]*)?", PACK_STORAGE):
+    raise ImproperlyConfigured(f"HAVEN_PACK_STORAGE={PACK_STORAGE!r} is not s3://bucket/prefix")
 
 DEBUG = env_bool("HAVEN_DEBUG", False)
 

@@ -137,3 +137,38 @@ def vault(openbao, settings):
     vault_client_reset()
     yield openbao
     vault_client_reset()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real SeaweedFS (`weed mini`) on loopback ports, once per session (tests/seaweedfs.py)."""
+    from tests.seaweedfs import seaweedfs_start, seaweedfs_stop
+
+    server = seaweedfs_start(Path(tmp_path_factory.mktemp("seaweedfs")))
+    try:
+        yield server
+    finally:
+        seaweedfs_stop(server)
+
+
+@pytest.fixture
+def s3_pack_storage(seaweedfs, settings, monkeypatch):
+    """Point Haven's pack storage at a fresh bucket of the suite's SeaweedFS."""
+    from archives.storage_s3 import s3_clients_reset
+
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = seaweedfs.new_bucket()
+    settings.PACK_STORAGE = f"s3://{bucket}/packs"
+    s3_clients_reset()
+    yield bucket
+    s3_clients_reset()
+
+
+@pytest.fixture
+def pack_backend(request) -> str:
+    """Where live servers keep packs (tests/e2e/conftest.py `haven_env`): "local", a folder, unless a
+    test parametrizes it, `@pytest.mark.parametrize("pack_backend", ["local", "s3"], indirect=True)`;
+    "s3" is a fresh bucket on the suite's SeaweedFS. Here, not in tests/e2e, because test modules
+    elsewhere import `haven_env` by name."""
+    return getattr(request, "param", "local")

@@ -53,11 +53,17 @@ class LiveServer:
 
 
 @pytest.fixture
-def haven_env(transactional_db, tmp_path, vault, settings):
-    """Environment for server processes: this test's database, shared pack storage, the suite's
-    OpenBao with Haven's escrow-only token."""
+def haven_env(transactional_db, tmp_path, vault, settings, pack_backend, request):
+    """Environment for server processes: this test's database, shared pack storage (a folder, or
+    a bucket on the suite's SeaweedFS: `pack_backend`, tests/conftest.py), the suite's OpenBao with
+    Haven's escrow-only token."""
     url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
-    return {**os.environ, "DATABASE_URL": url, "HAVEN_TEST_DATABASE_NAME": "", "HAVEN_DATA_DIR": str(tmp_path / "var"),
+    storage = {"HAVEN_PACK_STORAGE": ""}
+    if pack_backend == "s3":  # the test process's own settings point at the same bucket
+        request.getfixturevalue("s3_pack_storage")
+        storage = {"HAVEN_PACK_STORAGE": settings.PACK_STORAGE, **request.getfixturevalue("seaweedfs").env()}
+    return {**os.environ, **storage, "DATABASE_URL": url, "HAVEN_TEST_DATABASE_NAME": "",
+            "HAVEN_DATA_DIR": str(tmp_path / "var"),
             "HAVEN_PACK_DIR": str(tmp_path / "packs"), "HAVEN_SECRET_KEY": "test-secret",
             "VAULT_ADDR": vault["url"], "VAULT_TOKEN": vault["app_token"],
             # as the operator's key worker runs: migrations delete Haven's copies through it
@@ -125,3 +131,15 @@ def restored(dest: Path, source_root: Path) -> Path:
 
 def pack_files(env: dict) -> list[Path]:
     return sorted(Path(env["HAVEN_PACK_DIR"]).rglob("*.pack"))
+
+
+def stored_packs(env: dict) -> dict[str, bytes]:
+    """Every live pack of the servers' storage, local or S3, read through the storage interface."""
+    from archives.storage import LocalPackStorage
+    from archives.storage_s3 import S3PackStorage, parse_s3_url
+
+    if env.get("HAVEN_PACK_STORAGE"):
+        storage = S3PackStorage(*parse_s3_url(env["HAVEN_PACK_STORAGE"]))
+    else:
+        storage = LocalPackStorage(Path(env["HAVEN_PACK_DIR"]))
+    return {key: storage.read_all(key) for key in storage.keys("")}

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from archives.models import Archive, FileVersion
-from tests.e2e.conftest import enroll_agent, pack_files, restored, run_agent, tree_state
+from tests.e2e.conftest import enroll_agent, pack_files, restored, run_agent, stored_packs, tree_state
 from tests.support import PYTHON, REPO
 
 pytestmark = pytest.mark.slow
 MiB = 1024 * 1024
+# The central tests run on both pack storages: a folder, and a bucket on a real SeaweedFS.
+both_storages = pytest.mark.parametrize("pack_backend", ["local", "s3"], indirect=True)
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644, mtime: int | None = None) -> None:
@@ -55,6 +57,7 @@ def _snapshot(root: Path, into: Path) -> dict:
     return tree_state(root)
 
 
+@both_storages
 def test_backup_change_restore_both_points_and_rebuild_the_index(live_server_haven, haven_env, alice, tmp_path):
     source = tmp_path / "home"
     _build_tree(source)
@@ -95,20 +98,21 @@ def test_backup_change_restore_both_points_and_rebuild_the_index(live_server_hav
     restore_and_compare("after-rebuild")
 
 
+@both_storages
 def test_packs_hold_no_plaintext_content_or_names(live_server_haven, haven_env, alice, tmp_path):
     source = tmp_path / "secret-home"
     _write(source / "confidential-merger-plan.txt", b"PROJECT NIGHTINGALE ACQUISITION TERMS " * 2000)
     _write(source / "compressible.log", b"GET /index.html 200 OK\n" * 50000)
     config = enroll_agent(live_server_haven, tmp_path / "agent", alice, "laptop")
     run_agent(config, "backup", str(source))
-    packs = pack_files(haven_env)
+    packs = stored_packs(haven_env)
     assert packs
+    assert (pack_files(haven_env) != []) == (not haven_env["HAVEN_PACK_STORAGE"])  # S3: nothing on the disk
     needles = [b"PROJECT NIGHTINGALE", b"GET /index.html", b"confidential-merger-plan", b"secret-home",
                "confidential-merger-plan".encode("utf-16-le")]
-    for pack in packs:
-        data = pack.read_bytes()
+    for key, data in packs.items():
         for needle in needles:
-            assert needle not in data, f"{needle!r} found in {pack.name}"
+            assert needle not in data, f"{needle!r} found in {key}"
 
 
 def test_a_copy_of_a_100_mib_file_adds_less_than_one_percent(live_server_haven, haven_env, alice, tmp_path):
@@ -141,6 +145,7 @@ def test_a_missing_root_marks_nothing_deleted(live_server_haven, alice, tmp_path
     assert (restored(out, volume) / "photo.jpg").exists()
 
 
+@both_storages
 def test_two_devices_back_up_at_once_through_two_server_processes(live_servers, alice, bob, tmp_path):
     from tests.e2e.conftest import start_agent
 
@@ -209,3 +214,55 @@ def test_a_single_sign_on_user_enrolls_an_agent_with_a_one_time_code(live_server
     assert "alice@a.example" in run_agent(config, "status").stdout
     reused = run_agent(tmp_path / "other", "enroll", "--server", live_server_haven.url, "--code", code, check=False)
     assert reused.returncode == 2 and "used or expired" in reused.stderr
+
+
+@pytest.mark.parametrize("pack_backend", ["s3"], indirect=True)  # the local folder: tests/e2e/test_crash_safety.py
+def test_s3_a_server_killed_after_the_put_leaves_an_orphan_object_and_loses_nothing(live_servers, haven_env, alice,
+                                                                                    tmp_path):
+    """kill -9 between the acknowledged PUT and the index commit: the object is in the bucket with no
+    row; the committed backup restores, the resumed one completes, the collector quarantines the orphan."""
+    import signal
+    from datetime import timedelta
+
+    from archives.gc import orphan_packs_collect
+    from archives.models import Pack
+    from archives.storage import pack_storage
+    from tests.e2e.conftest import start_agent
+    from tests.support import wait_until
+
+    fault = "blocks.pack_durable"
+    source = tmp_path / "data"
+    _write(source / "first.bin", os.urandom(2 * MiB))
+    server = live_servers()
+    config = enroll_agent(server, tmp_path / "agent", alice, "laptop")
+    run_agent(config, "backup", str(source))
+    committed_state = tree_state(source)
+    _write(source / "second.bin", os.urandom(4 * MiB))
+    server.stop()
+
+    crashing = live_servers(faults=fault)
+    config_file = config / "agent.json"
+    config_file.write_text(config_file.read_text().replace(server.url, crashing.url))
+    agent = start_agent(config, "backup", str(source))
+    wait_until(lambda: (tmp_path / "faults" / fault).exists(), timeout=120, what=f"the server to reach {fault}")
+    crashing.kill()
+    agent.send_signal(signal.SIGKILL)
+    agent.wait()
+    indexed = set(Pack.objects.values_list("storage_key", flat=True))
+    orphans = set(stored_packs(haven_env)) - indexed
+    assert len(orphans) == 1, "the acknowledged object of the killed request has no index row"
+
+    (tmp_path / "faults" / fault).unlink()
+    fresh = live_servers()
+    config_file.write_text(config_file.read_text().replace(crashing.url, fresh.url))
+    before = tmp_path / "restore-committed"
+    run_agent(config, "restore", "--to", str(before))
+    assert tree_state(restored(before, source)) == committed_state
+    run_agent(config, "backup", str(source))
+    after = tmp_path / "restore-resumed"
+    run_agent(config, "restore", "--to", str(after))
+    assert tree_state(restored(after, source)) == tree_state(source)
+
+    sweep = orphan_packs_collect(grace=timedelta(0), retention=timedelta(days=30))
+    assert not sweep.refused and set(sweep.quarantined) == orphans
+    assert [stat.key for stat in pack_storage().quarantined("")] == sorted(orphans)

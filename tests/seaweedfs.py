@@ -96,3 +96,23 @@ def seaweedfs_stop(server: SeaweedFS) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
+
+
+def seaweedfs_restart(server: SeaweedFS, *, down_seconds: float = 2.0) -> None:
+    """kill -9 the whole `weed mini` (master, volume, filer and S3 gateway in one process), wait,
+    and start it again on the same folder and ports."""
+    import time
+
+    command, log = server.process.args, server.log
+    server.process.kill()
+    server.process.wait()
+    time.sleep(down_seconds)
+    server.process = subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                                      cwd=log.parent, env={"PATH": "/usr/bin:/bin", "HOME": str(log.parent),
+                                                           "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+                                                           "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
+    client = server.client()
+    probe = f"probe-{uuid.uuid4().hex[:8]}"
+    wait_until(lambda: _listening(client), timeout=60, what="SeaweedFS to answer again")
+    client.create_bucket(Bucket=probe)
+    wait_until(lambda: _writable(client, probe), timeout=60, what="SeaweedFS to accept writes again")

@@ -2,8 +2,9 @@
 
 nginx (TLS, deploy/nginx/haven.conf) in front of gunicorn with three workers; a Celery worker on
 `celery,maintenance` and a key worker on `keys`, one beat; a three-node OpenBao raft cluster; the
-suite's PostgreSQL and Redis. Twenty agents enroll (escrowing their keys) and back up at once
-while one web worker, the maintenance worker and the active OpenBao node are killed; replacement
+suite's PostgreSQL and Redis; packs on S3 (a SeaweedFS of its own). Twenty agents enroll
+(escrowing their keys) and back up at once while one web worker, SeaweedFS (restarted), the
+maintenance worker and the active OpenBao node are killed; replacement
 computers fetch their keys while the new active node is killed in turn; a web restore runs on the
 key worker. At the end every agent's data restores byte for byte, the key-access chain verifies
 and every index row names a frame that is in its pack (`manage.py verify`).
@@ -23,6 +24,7 @@ from tests.conftest import PASSWORD
 from tests.e2e.conftest import LiveServer, restored, tree_state
 from tests.e2e.nginx import start_nginx
 from tests.keystore.raft_cluster import start_cluster
+from tests.seaweedfs import seaweedfs_restart, seaweedfs_start, seaweedfs_stop
 from tests.support import PYTHON, REPO, VENV_BIN, manage, wait_until
 
 pytestmark = pytest.mark.slow
@@ -94,12 +96,15 @@ class Celery:
 def scaled_out(haven_env, tmp_path, settings):
     import uuid
 
+    (tmp_path / "seaweedfs").mkdir()
+    weed = seaweedfs_start(tmp_path / "seaweedfs")  # its own: the test kills and restarts it
     cluster = start_cluster(tmp_path / "raft")
     privileged = cluster.nodes[0].client(cluster.root_token).auth.token.create(
         policies=["haven-privileged"], no_default_policy=True, ttl="24h")["auth"]["client_token"]
     env = {**haven_env, "VAULT_ADDR": cluster.addresses, "VAULT_TOKEN": cluster.app_token,
            "VAULT_PRIVILEGED_TOKEN": privileged, "HAVEN_KEYSTORE_FAILOVER_SECONDS": "90",
            "HAVEN_AUDIT_ANCHOR_PREFIX": f"haven-audit/scale-{uuid.uuid4().hex[:12]}",
+           "HAVEN_PACK_STORAGE": f"s3://{weed.new_bucket()}/packs", **weed.env(),
            "HAVEN_HTTPS": "1", "HAVEN_TRUSTED_PROXIES": "127.0.0.1", "HAVEN_ALLOWED_HOSTS": "127.0.0.1"}
     web = LiveServer(env=env, fault_dir=tmp_path / "faults", workers=3)
     (tmp_path / "faults").mkdir()
@@ -111,12 +116,13 @@ def scaled_out(haven_env, tmp_path, settings):
         celery.worker("maintenance", "celery,maintenance")
         celery.worker("keys", "keys", **{"max-tasks-per-child": "1"})
         celery.start("beat", "beat", "--schedule", str(tmp_path / "celery" / "beat-schedule"))
-        yield {"env": env, "web": web, "proxy": proxy, "cluster": cluster, "celery": celery}
+        yield {"env": env, "web": web, "proxy": proxy, "cluster": cluster, "celery": celery, "weed": weed}
     finally:
         celery.stop()
         proxy.stop()
         web.stop()
         cluster.stop()
+        seaweedfs_stop(weed)
 
 
 def _kill_one_web_worker(web: LiveServer) -> int:
@@ -132,7 +138,8 @@ def test_twenty_agents_back_up_through_every_fault_and_restore_byte_identical(sc
     from archives.models import Archive, RestoreJob
     from archives.restores import restore_job_request
 
-    env, web, proxy, cluster, celery = (scaled_out[k] for k in ("env", "web", "proxy", "cluster", "celery"))
+    env, web, proxy, cluster, celery, weed = (scaled_out[k] for k in ("env", "web", "proxy", "cluster", "celery",
+                                                                      "weed"))
     users = [user_ensure(organization=org_a, email=f"scale{i}@a.example", role="user", password=PASSWORD).user
              for i in range(AGENTS)]
     sources = [_tree(tmp_path / f"home{i}", i) for i in range(AGENTS)]
@@ -166,11 +173,19 @@ def test_twenty_agents_back_up_through_every_fault_and_restore_byte_identical(sc
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for i in range(AGENTS)]
     time.sleep(2)
-    faults.append(f"killed gunicorn worker {_kill_one_web_worker(web)} mid-backup")
+
+    def running() -> int:
+        return sum(process.poll() is None for process in backups)
+
+    assert running(), "the backups ended before the faults: nothing would be tested"
+    faults.append(f"killed gunicorn worker {_kill_one_web_worker(web)} with {running()} backups running")
+    assert running()
+    seaweedfs_restart(weed)
+    faults.append(f"killed SeaweedFS (master, volume server, filer, S3 gateway) with {running()} backups running; "
+                  "started it again")
     from config.celery_app import app
 
-    wait_until(lambda: sum(p.poll() is not None for p in backups) >= AGENTS // 4, timeout=300,
-               what="a quarter of the backups to finish")
+    wait_until(lambda: AGENTS - running() >= AGENTS // 4, timeout=300, what="a quarter of the backups to finish")
     for archive in Archive.objects.all():
         app.send_task("haven.maintenance.archive_maintain", kwargs={"archive_id": archive.pk}, queue="maintenance")
     app.send_task("haven.archives.verify_full", queue="maintenance")

@@ -123,8 +123,9 @@ def test_a_snapshot_that_fails_is_recorded_audited_and_alerted(settings, alice, 
 
 
 def test_the_hourly_check_queues_a_snapshot_on_the_keys_queue_only_when_one_is_due(alice, monkeypatch):
-    from config.celery_app import app
     from django.conf import settings
+
+    from config.celery_app import app
 
     queued = []
     monkeypatch.setattr(keystore_tasks.keystore_snapshot_take_task, "apply_async",

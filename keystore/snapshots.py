@@ -163,10 +163,8 @@ class SnapshotCheck:
     newest: KeystoreSnapshot | None = None
 
 
-def keystore_snapshot_check(*, now: datetime | None = None) -> SnapshotCheck:
-    """Is a snapshot due, and is the newest older than two intervals? Reads the database only
-    (it runs where no token is); raises or resolves the stale alert in every organization whose
-    keys Haven's keystore holds."""
+def keystore_snapshot_state(*, now: datetime | None = None) -> SnapshotCheck:
+    """Is a snapshot due, and is the newest older than two intervals? Reads the database only."""
     now = now or timezone.now()
     interval = snapshot_interval()
     if interval is None:
@@ -184,13 +182,21 @@ def keystore_snapshot_check(*, now: datetime | None = None) -> SnapshotCheck:
         note = "no snapshot yet" + (" and the keystore holds keys" if since else "")
     else:
         note = f"newest snapshot {newest.name}, {(now - newest.taken_at).total_seconds() / 3600:.1f} h old"
-    for organization in organizations_with_haven_keys():
-        if stale:
+    return SnapshotCheck(due=due, stale=stale, note=note, newest=newest)
+
+
+def keystore_snapshot_check(*, now: datetime | None = None) -> SnapshotCheck:
+    """The hourly check (it runs where no token is): the state, and the stale alert raised or
+    resolved in every organization whose keys Haven's keystore holds."""
+    check = keystore_snapshot_state(now=now)
+    interval, newest = snapshot_interval(), check.newest
+    for organization in organizations_with_haven_keys() if interval else []:
+        if check.stale:
             alert_raise(organization=organization, kind=ALERT_STALE, dedup_key=ALERT_STALE,
                         title=f"Haven's keystore has not been backed up for over {2 * interval.total_seconds() / 3600:.0f} "
-                              f"hours ({note})", severity=Alert.Severity.HIGH,
+                              f"hours ({check.note})", severity=Alert.Severity.HIGH,
                         detail={"newest": newest.name if newest else None, "interval_hours": interval.total_seconds() / 3600,
                                 "see": "docs/operations.md, Keystore disaster recovery"})
         else:
             alerts_resolve_cleared(organization=organization, kind=ALERT_STALE, still_active_keys=set())
-    return SnapshotCheck(due=due, stale=stale, note=note, newest=newest)
+    return check

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from keystore.models import KeystoreSnapshot
 from keystore.selectors import keystore_snapshots
 from keystore.snapshot_restore import RestoreRefused, keystore_snapshot_restore, keystore_snapshot_verify
-from keystore.snapshots import keystore_snapshot_check, keystore_snapshot_take
+from keystore.snapshots import keystore_snapshot_state, keystore_snapshot_take
 from keystore.vault import vault_addresses
 
 State = KeystoreSnapshot.State
@@ -64,7 +64,7 @@ class Command(BaseCommand):
             elif row.error:
                 line += f"  {row.error}"
             self.stdout.write(line)
-        check = keystore_snapshot_check()
+        check = keystore_snapshot_state()
         self.stdout.write(f"{'PROBLEM: the newest snapshot is too old: ' if check.stale else ''}{check.note}")
 
     def _verify(self, name: str | None) -> None:

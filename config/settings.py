@@ -360,6 +360,15 @@ VAULT_CLIENT_KEY = env_str("VAULT_CLIENT_KEY")
 VAULT_PRIVILEGED_TOKEN = env_str("VAULT_PRIVILEGED_TOKEN")
 HAVEN_KEYSTORE_DIR = DATA_DIR / "keystore"
 HAVEN_KEYSTORE_PORT = env_int("HAVEN_KEYSTORE_PORT", 8200)
+# Raft snapshots of Haven's keystore onto the pack storage (keystore/snapshots.py): every N hours
+# (0: off, for operators who snapshot it themselves), the newest N kept.
+HAVEN_KEYSTORE_SNAPSHOT_HOURS = env_int("HAVEN_KEYSTORE_SNAPSHOT_HOURS", 24)
+HAVEN_KEYSTORE_SNAPSHOT_KEEP = env_int("HAVEN_KEYSTORE_SNAPSHOT_KEEP", 14)
+if HAVEN_KEYSTORE_SNAPSHOT_HOURS < 0 or HAVEN_KEYSTORE_SNAPSHOT_KEEP < 1:
+    raise ImproperlyConfigured("HAVEN_KEYSTORE_SNAPSHOT_HOURS must be 0 or more and HAVEN_KEYSTORE_SNAPSHOT_KEEP 1 or more")
+# Hourly, on the default queue and without any token: is a snapshot due (then it is queued on
+# `keys`, whose worker alone holds the privileged token), or is the newest one too old (an alert)?
+CELERY_BEAT_SCHEDULE["keystore-snapshot"] = {"task": "haven.snapshots.keystore_check", "schedule": 3600.0}
 # Seals secrets kept in the database (a private keystore's PKCS12). It must live outside the data
 # folder: the variable, or a file outside it (HAVEN_STORAGE_KEY_FILE, e.g. a systemd credential).
 # Required in production; only the embedded default falls back to the secret key (keystore/sealing.py).

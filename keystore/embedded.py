@@ -52,9 +52,15 @@ path "auth/token/renew-self" {
 }
 """
 # The audited privileged path (migration, deletion): may replace and delete, still not list.
+# It also takes the keystore's raft snapshots (keystore/snapshots.py): only the key worker holds
+# this token. A snapshot is sealed by the barrier; restoring one (snapshot-force) is an operator's
+# act with the new cluster's root token, never granted to Haven.
 PRIVILEGED_POLICY = """
 path "secret/haven/*" {
   capabilities = ["create", "read", "update", "delete"]
+}
+path "sys/storage/raft/snapshot" {
+  capabilities = ["read"]
 }
 """
 

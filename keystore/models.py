@@ -145,3 +145,43 @@ class KeystoreMigration(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization"], condition=models.Q(state="running"),
                                                name="one_running_migration_per_org")]
+
+
+class KeystoreSnapshot(models.Model):
+    """One raft snapshot of Haven's keystore, kept on the pack storage (keystore/snapshots.py).
+
+    The snapshot is sealed by the keystore's barrier: it restores only with the unseal shares of
+    the cluster it was taken from. A copy of this record lives beside it on the storage, so a
+    database restored from an older backup can still find and check it.
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Not possible (the keystore is not raft-backed)"
+
+    name = models.CharField(max_length=64, unique=True, help_text="What operators type: 20261201T154935Z-3f2a1c.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    storage_key = models.CharField(max_length=200, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    size = models.BigIntegerField(default=0)
+    raft_index = models.BigIntegerField(null=True, blank=True)
+    cluster_id = models.CharField(max_length=64, blank=True, help_text="Whose unseal shares restore it.")
+    node = models.CharField(max_length=300, blank=True)
+    started_by = models.CharField(max_length=254)
+    # When the request started: a key escrowed after this may be missing from the snapshot.
+    taken_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-taken_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(state="succeeded") | ~models.Q(sha256=""),
+                                   name="keystore_snapshot_succeeded_has_sha256"),
+        ]
+        indexes = [models.Index(fields=["state", "-taken_at"], name="keystore_snapshot_state_taken")]
+
+    def __str__(self) -> str:
+        return f"keystore snapshot {self.name} ({self.state})"

@@ -14,13 +14,13 @@ from archives.verify import archive_verify_deep, archives_verify_scheduled
 DAILY_SAMPLE = 0.1  # share of each archive's packs read by the daily check
 
 
-@shared_task(name="haven.archives.verify_sample", queue="maintenance", soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
+@shared_task(name="haven.archives.verify_sample", soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
 def verify_sample_task() -> dict:
     """Daily: shallow check of a random tenth of every archive's packs."""
     return archives_verify_scheduled(sample=DAILY_SAMPLE)
 
 
-@shared_task(name="haven.archives.verify_full", queue="maintenance", soft_time_limit=12 * 3600, time_limit=12 * 3600 + 300)
+@shared_task(name="haven.archives.verify_full", soft_time_limit=12 * 3600, time_limit=12 * 3600 + 300)
 def verify_full_task() -> dict:
     """Weekly: shallow check of every pack."""
     return archives_verify_scheduled(sample=None)
@@ -47,7 +47,7 @@ def restore_drill_task(archive_id: int) -> str:
     return restore_drill_run(archive=archive).outcome
 
 
-@shared_task(name="haven.archives.departed_archives_remove", queue="maintenance", soft_time_limit=3600, time_limit=3900)
+@shared_task(name="haven.archives.departed_archives_remove", soft_time_limit=3600, time_limit=3900)
 def departed_archives_remove_task() -> dict:
     """Daily: remove departed users' archives past their organization's retention (not on hold)."""
     sweep = departed_archives_remove()

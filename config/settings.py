@@ -412,4 +412,6 @@ HAVEN_GC_GRACE_SECONDS = env_int("HAVEN_GC_GRACE_SECONDS", 86400)
 HAVEN_COMPACT_THRESHOLD = env_int("HAVEN_COMPACT_THRESHOLD_PERCENT", 60) / 100
 HAVEN_MAINTENANCE_LEASE_SECONDS = env_int("HAVEN_MAINTENANCE_LEASE_SECONDS", 900)
 CELERY_TASK_ROUTES["haven.maintenance.*"] = {"queue": "maintenance"}  # restores never wait behind compaction
+for _task in ("haven.archives.verify_sample", "haven.archives.verify_full", "haven.archives.departed_archives_remove"):
+    CELERY_TASK_ROUTES[_task] = {"queue": "maintenance"}  # long keyless scans, beside compaction
 CELERY_BEAT_SCHEDULE["archives-maintain"] = {"task": "haven.maintenance.archives_maintain", "schedule": 6 * 3600.0}

@@ -15,6 +15,7 @@ The last line is `events/s: N`. Exit status 0 when every event was stored once, 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import queue
 import random
@@ -102,6 +103,7 @@ def server_pids(master: int, database: str) -> tuple[list[int], list[int]]:
 def send_all(url: str, token: str, bodies: list[bytes], senders: int) -> tuple[float, int, list[str]]:
     import httpx
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     work: queue.Queue[bytes] = queue.Queue()
     for body in bodies:
         work.put(body)
@@ -206,6 +208,11 @@ def main() -> int:
         log("CPU per event: " + ", ".join(f"{name} {cpu / accepted * 1e6:.1f} µs" for name, cpu in spent.items())
             + f"; total {total / accepted * 1e6:.1f} µs → {accepted / total * (os.cpu_count() or 1):,.0f} events/s "
               f"if the {os.cpu_count()} CPUs were ours alone")
+    if accepted:
+        server = spent["gunicorn"] + spent["postgres"]
+        log(f"CPU seconds: gunicorn {spent['gunicorn']:.1f}, postgres {spent['postgres']:.1f}, sender "
+            f"{spent['sender']:.1f} in {seconds:.1f} s wall; {accepted / server:,.0f} events per server CPU-second "
+            "(gunicorn + postgres, load-independent)")
     print(f"events/s: {int(accepted / seconds)}")
     return 0 if accepted == stored == args.events and not failures else 1
 

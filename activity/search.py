@@ -2,9 +2,10 @@
 scoped to the caller's organization, for administrators and security analysts only.
 
 Pages are keyset-paginated on (occurred_at, id), newest first: a page costs the same at any
-depth, and events arriving meanwhile do not shift it. Each selective filter has an index that
-also yields that order (activity/models.py FileEvent.Meta, and a trigram index on path on
-PostgreSQL); docs/decisions.md has the plans measured at 10 million events.
+depth, and events arriving meanwhile do not shift it. Each selective filter has an index
+(activity/models.py FileEvent.Meta; migration 0006: a trigram GIN on path and hash indexes on
+file name and SHA-256 on PostgreSQL); docs/activity.md has the searches measured at 10 million
+events.
 """
 import base64
 import binascii

@@ -1,9 +1,10 @@
 """How many file-activity events per second does a real Haven server take in? (issue 13)
 
 A database of its own (`--database`, default `haven_bench_events`, dropped and made again), a
-real gunicorn (`--workers`, default 2) on it, and a sender on the same machine posting gzip JSON
-batches of `--batch` events (the agent's size) from `--senders` concurrent connections, as a fleet
-of agents would. The batches are built before the clock starts (an agent builds them over
+real gunicorn (`--workers`, default 3: a sync worker waits on its PostgreSQL backend for most of a
+request, so two would leave a CPU idle) on it, and a sender on the same machine posting gzip
+JSON batches of `--batch` events (the agent's size) from `--senders` (6) concurrent connections,
+as a fleet of agents would. The batches are built before the clock starts (an agent builds them over
 minutes); the clock runs from the first request to the last answer, and every event is counted
 back from PostgreSQL before the figure is printed. Run from the repository root:
 
@@ -140,8 +141,8 @@ def main() -> int:
     parser.add_argument("--database", default="haven_bench_events")
     parser.add_argument("--events", type=int, default=400_000)
     parser.add_argument("--batch", type=int, default=5000, help="events per batch (the protocol's maximum)")
-    parser.add_argument("--senders", type=int, default=4, help="concurrent connections")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--senders", type=int, default=6, help="concurrent connections")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 

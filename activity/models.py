@@ -158,14 +158,14 @@ class FileEvent(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["organization", "occurred_at"], name="fileevent_org_time"),
-            models.Index(fields=["organization", "sha256"], name="fileevent_org_sha256",
-                         condition=~models.Q(sha256="")),
             # Forensic search (activity/search.py): each selective filter has an index that also
-            # yields the keyset order (occurred_at, id). "Path contains" uses a trigram index made
-            # by migration on PostgreSQL only (SQLite has no such index type).
+            # yields the keyset order (occurred_at, id). Made by migration 0006 instead, per
+            # database: "path contains" (a trigram GIN on path, PostgreSQL only), and file name
+            # and SHA-256 equality (hash indexes on PostgreSQL, B-trees on SQLite) — each index
+            # costs ingestion CPU, and these are the cheapest that keep search fast
+            # (docs/activity.md has both sets of figures).
             models.Index(fields=["organization", "user", "occurred_at", "id"], name="fileevent_org_user_time"),
             models.Index(fields=["organization", "device", "occurred_at", "id"], name="fileevent_org_device_time"),
-            models.Index(fields=["organization", "file_name"], name="fileevent_org_name"),
             models.Index(fields=["organization", "vector", "occurred_at", "id"], name="fileevent_org_vector_time",
                          condition=~models.Q(vector="")),
         ]

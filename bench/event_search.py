@@ -2,7 +2,7 @@
 PostgreSQL, then each search shape of the console page timed (median of `--repeat` after a
 warm-up) and its plan printed with EXPLAIN (ANALYZE, BUFFERS).
 
-A database of its own (`--database`, default `haven_bench_events`, dropped and made again
+A database of its own (`--database`, default `haven_bench_event_search`, dropped and made again
 unless `--reuse`); the events are written by INSERT … SELECT generate_series in the server (the
 secondary indexes dropped during the load and rebuilt after, as a bulk load would). Run from the
 repository root (PostgreSQL on 127.0.0.1 as in the tests):
@@ -166,7 +166,7 @@ def measure(total: int, repeat: int, plans: Path) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432")
-    parser.add_argument("--database", default="haven_bench_events")
+    parser.add_argument("--database", default="haven_bench_event_search")
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--budget-ms", type=float, default=500.0)

@@ -77,7 +77,7 @@ class BackupSummary:
 
 class BackupEngine:
     WHOLE_FILE_LIMIT = 32 * 1024 * 1024  # larger files are cut by the main thread, hashed in pieces
-    READ_AHEAD_BYTES = 48 * 1024 * 1024  # plaintext read but not yet resolved (peak RSS <= 200 MB)
+    READ_AHEAD_BYTES = 32 * 1024 * 1024  # plaintext read but not yet resolved (peak RSS <= 200 MB)
     # Small files go to the pool in groups, and missing blocks are encrypted in groups: one task
     # per file or block cost more in submit/future bookkeeping on the main thread than the work.
     GROUP_FILES = 64

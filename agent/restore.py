@@ -219,16 +219,20 @@ def _write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destin
 
     summary_lock = threading.Lock()
 
-    def finish(target: _Target) -> None:
+    def seal(target: _Target, fd: int) -> None:
         manifest = target.assembly.manifest
-        with destination.temporary_open(target.parts, target.identity) as fd:
-            os.fchmod(fd, restored_bits(manifest.mode, is_dir=False, setuid=setuid))
-            os.utime(fd, ns=(manifest.mtime_ns, manifest.mtime_ns))
+        os.fchmod(fd, restored_bits(manifest.mode, is_dir=False, setuid=setuid))
+        os.utime(fd, ns=(manifest.mtime_ns, manifest.mtime_ns))
+
+    def finish(target: _Target, sealed: bool = False) -> None:
+        if not sealed:
+            with destination.temporary_open(target.parts, target.identity) as fd:
+                seal(target, fd)
         placed = destination.place(target.parts, replace=target.replace)
         with summary_lock:
             if placed:
                 summary.files += 1
-                summary.bytes += manifest.size
+                summary.bytes += target.assembly.manifest.size
             elif existing == "skip":
                 summary.skipped += 1
             else:
@@ -253,10 +257,12 @@ def _write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destin
                 for target, offset in places[block_id]:
                     with destination.temporary_open(target.parts, target.identity) as fd:
                         os.pwrite(fd, plaintext, offset)
-                    with target.lock:
-                        done = target.assembly.block_written(len(plaintext))
+                        with target.lock:
+                            done = target.assembly.block_written(len(plaintext))
+                        if done:  # every byte is written: mode and mtime through this descriptor
+                            seal(target, fd)
                     if done:
-                        finish(target)
+                        finish(target, sealed=True)
                 written += len(plaintext)
         except ReassemblyError as error:
             raise RestoreError(f"the server sent data that failed verification ({error})") from None

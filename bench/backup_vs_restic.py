@@ -5,14 +5,19 @@ same page cache and the same machine load:
 
 1. first backup of the data set;
 2. the same backup again with nothing changed;
-3. the backup again after 5 % of the files (by count) were changed — the change is applied
-   once, before both step-3 runs, so both tools back up the very same tree;
+3. the backup again after 5 % of the files (by count; 1 % on the small-files set) were
+   changed — the change is applied once, before both step-3 runs, so both tools back up the
+   very same tree;
 4. a full restore of the latest snapshot into an empty directory, checked against the data.
 
 Run from the repository root (see bench/README.md):
 
     apt-get update && apt-get install -y restic
     .venv/bin/python bench/backup_vs_restic.py --size 1G
+    .venv/bin/python bench/backup_vs_restic.py --dataset both --files 200000
+
+Two data sets (bench/datagen.py): "mixed" (1 GiB of random, text and duplicated files, small to
+200 MiB) and "small" (--files small files of 1-64 KiB in deep folders, text and binary).
 """
 from __future__ import annotations
 
@@ -50,7 +55,7 @@ MB = 1_000_000  # throughput is in MB/s = 10^6 bytes per second
 STEPS = {
     "backup-1": "1. first backup",
     "backup-2": "2. re-run, nothing changed",
-    "backup-3": "3. re-run, 5% files changed",
+    "backup-3": "3. re-run, files changed",
     "restore": "4. full restore",
 }
 # Variables that would point a Haven process at another server's state; the benchmark
@@ -188,8 +193,9 @@ class Haven:
 
     name = "haven"
 
-    def __init__(self, workdir: Path, database_url: str | None) -> None:
+    def __init__(self, workdir: Path, database_url: str | None, profile: Path | None = None) -> None:
         self.workdir = workdir
+        self.profile = profile  # run agent backups and restores under bench/profile.py, write here
         self.data_dir = workdir / "haven-var"
         self.agent_dir = workdir / "agent"
         self.database_url = database_url
@@ -282,9 +288,17 @@ class Haven:
 
     # -- agent
 
+    def server_peak_rss_mib(self) -> float:
+        """The high-water marks (VmHWM) of gunicorn's master and workers, summed."""
+        return _process_tree_peak_rss_mib(self.server.pid) if self.server else 0.0
+
     def _agent(self, args: list[str], what: str) -> CommandResult:
+        launcher = ["-m", "agent"]
+        if self.profile is not None and args[0] in ("backup", "restore"):
+            name = what.replace(" ", "").replace("#", "-")
+            launcher = [str(REPO / "bench" / "profile.py"), "--out", str(self.profile / name), "--"]
         try:
-            result = run([self.python, "-m", "agent", "--config", str(self.agent_dir), *args],
+            result = run([self.python, *launcher, "--config", str(self.agent_dir), *args],
                          env=self.agent_env, cwd=REPO, what=f"haven agent {what}")
         except BenchError as error:  # a server-side error shows only in the server's log
             log_tail = _tail(self.server_log.read_text(errors="replace"), 15) if self.server_log.exists() else "(none)"
@@ -385,6 +399,29 @@ def _process_tree_cpu_seconds(root_pid: int) -> float:
     return total
 
 
+def _process_tree_peak_rss_mib(root_pid: int) -> float:
+    """Sum of VmHWM over ``root_pid`` and its live descendants (a process's own peak so far)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    tree = {root_pid}
+    for _ in range(4):
+        tree |= {pid for pid, parent in parents.items() if parent in tree}
+    total_kib = 0
+    for pid in tree:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+        total_kib += int(match.group(1)) if match else 0
+    return total_kib / 1024
+
+
 # --------------------------------------------------------------------------- restore check
 
 
@@ -443,6 +480,7 @@ class StepResult:
     cpu_seconds: float
     max_rss_mib: float
     server_cpu_seconds: float | None = None
+    server_peak_rss_mib: float | None = None
 
 
 def timed_step(tool: Tool, step: str, action: Callable[[Path], CommandResult], path: Path,
@@ -454,9 +492,11 @@ def timed_step(tool: Tool, step: str, action: Callable[[Path], CommandResult], p
     server_before = tool.server_cpu_seconds() if isinstance(tool, Haven) else None
     result = action(path)
     server_cpu = tool.server_cpu_seconds() - server_before if isinstance(tool, Haven) else None
-    log(f"  {tool.name:6} {STEPS[step]:30} {result.seconds:8.2f} s  {data_bytes / MB / result.seconds:8.1f} MB/s")
+    server_rss = tool.server_peak_rss_mib() if isinstance(tool, Haven) else None
+    cpu = f"cpu {result.cpu_seconds:6.2f} s" + (f" + server {server_cpu:6.2f} s" if server_cpu is not None else "")
+    log(f"  {tool.name:6} {STEPS[step]:30} {result.seconds:8.2f} s  {data_bytes / MB / result.seconds:8.1f} MB/s  {cpu}")
     return StepResult(result.seconds, data_bytes / MB / result.seconds, result.cpu_seconds,
-                      result.max_rss_mib, server_cpu)
+                      result.max_rss_mib, server_cpu, server_rss)
 
 
 def run_benchmark(tools: list[Tool], dataset: datagen.Dataset, workdir: Path, keep: bool = False) -> dict:
@@ -472,7 +512,7 @@ def run_benchmark(tools: list[Tool], dataset: datagen.Dataset, workdir: Path, ke
     modified_bytes = sum(datagen.tree_sizes(dataset.root).values())
     for tool in tools:
         steps["backup-3"][tool.name] = timed_step(tool, "backup-3", tool.backup, dataset.root, modified_bytes)
-    must_hash = [spec.path for spec in datagen.modified_files(dataset.seed, dataset.files)]
+    must_hash = [spec.path for spec in datagen.modified_files(dataset.seed, dataset.files, dataset.modify_fraction)]
     for tool in tools:
         target = workdir / f"restore-{tool.name}"
         target.mkdir()
@@ -488,6 +528,7 @@ def run_benchmark(tools: list[Tool], dataset: datagen.Dataset, workdir: Path, ke
         "data_bytes_after_change": modified_bytes,
         "files": len(dataset.files),
         "changed_files": changed,
+        "changed_fraction": dataset.modify_fraction,
         "changed_bytes_written": written,
         "steps": {step: {name: asdict(result) for name, result in by_tool.items()} for step, by_tool in steps.items()},
         "restore_check": {name: asdict(verification) for name, verification in verifications.items()},
@@ -515,18 +556,32 @@ def _cells(result: dict | None) -> str:
 def print_report(results: dict) -> None:
     steps = results["steps"]
     log("")
+    log(f"===== data set {results.get('dataset', 'mixed')}: {results['files']:,} files, "
+        f"{results['data_bytes'] / MB:,.0f} MB; step 3 changed {results['changed_fraction']:.0%} of the files")
     log(f"{'step':32} {'Haven s':>9} {'Haven MB/s':>11} {'restic s':>9} {'restic MB/s':>11} {'Haven/restic':>14}")
     for step, label in STEPS.items():
         haven, restic = steps[step].get("haven"), steps[step].get("restic")
         log(f"{label:32} {_cells(haven)} {_cells(restic)} {_ratio(step, haven, restic):>14}")
     log("")
-    log(f"{'CPU seconds (user+sys)':32} {'agent':>9} {'server':>11} {'restic':>9}   peak RSS MiB agent/restic")
+    log(f"{'CPU seconds (user+sys)':32} {'agent':>9} {'server':>11} {'restic':>9}   "
+        "peak RSS MiB agent/server/restic")
     for step, label in STEPS.items():
         haven, restic = steps[step].get("haven"), steps[step].get("restic")
         agent = f"{haven['cpu_seconds']:9.2f} {haven['server_cpu_seconds']:11.2f}" if haven else f"{'-':>9} {'-':>11}"
         own = f"{restic['cpu_seconds']:9.2f}" if restic else f"{'-':>9}"
         rss = "/".join(f"{r['max_rss_mib']:.0f}" if r else "-" for r in (haven, restic))
+        if haven and haven.get("server_peak_rss_mib") is not None:
+            rss = rss.replace("/", f"/{haven['server_peak_rss_mib']:.0f}/", 1)
         log(f"{label:32} {agent} {own}   {rss}")
+    log("")
+    per = 10_000 / results["files"]
+    log(f"{'seconds per 10,000 files':32} {'Haven':>9} {'(CPU a+s)':>11} {'restic':>9} {'(CPU)':>11}")
+    for step, label in STEPS.items():
+        haven, restic = steps[step].get("haven"), steps[step].get("restic")
+        left = f"{haven['seconds'] * per:9.2f} {(haven['cpu_seconds'] + haven['server_cpu_seconds']) * per:11.2f}" \
+            if haven else f"{'-':>9} {'-':>11}"
+        right = f"{restic['seconds'] * per:9.2f} {restic['cpu_seconds'] * per:11.2f}" if restic else f"{'-':>9} {'-':>11}"
+        log(f"{label:32} {left} {right}")
     log("")
     log("MB/s = data-set bytes / wall seconds (MB = 10^6 bytes). Step 3 counts the whole data set too,")
     log("since both tools scan every file to find the changed ones; step 2 compares times (lower is better),")
@@ -543,6 +598,11 @@ def print_report(results: dict) -> None:
         log(f"Haven agent state:       {haven['agent_state_bytes']:>15,} bytes")
     if "restic" in sizes:
         log(f"restic repository:       {sizes['restic']['repository_bytes']:>15,} bytes")
+    if "haven" in sizes and "restic" in sizes:
+        stored = sizes["haven"]["pack_bytes"] + sizes["haven"]["database_bytes"] - \
+            sizes["haven"]["database_bytes_before_backup"]
+        log(f"stored Haven/restic:     {stored / sizes['restic']['repository_bytes']:15.3f}x "
+            "(packs + database growth over restic's repository)")
     for name, description in results["setup"].items():
         log(f"{name}: {description}")
     for name, check in results["restore_check"].items():
@@ -563,43 +623,54 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * factor)
 
 
+def _files_list(text: str) -> list[int]:
+    try:
+        counts = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a file count or list of them: {text!r} (try 200000 or 50000,100000)")
+    if not counts or min(counts) < 100:
+        raise argparse.ArgumentTypeError("file counts must be at least 100")
+    return counts
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=parse_size, default=datagen.GiB, help="data-set size (default 1G; e.g. 256M)")
+    parser.add_argument("--dataset", choices=["mixed", "small", "both"], default="mixed",
+                        help="mixed: --size of files small to big; small: --files small files; both: one after the other")
+    parser.add_argument("--size", type=parse_size, default=datagen.GiB, help="mixed data-set size (default 1G; e.g. 256M)")
+    parser.add_argument("--files", type=_files_list, default=[200_000], metavar="N[,N...]",
+                        help="small-files data set: number of files (default 200000); a list (50000,100000,200000) "
+                             "runs it once per count, to show the time per 10,000 files stays flat")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
-                        help=f"where the data set is generated and reused (default {DEFAULT_DATA.relative_to(REPO)})")
+                        help=f"where the mixed data set is generated and reused (default {DEFAULT_DATA.relative_to(REPO)}); "
+                             "the small-files sets go beside it, in DIR-small-N")
     parser.add_argument("--seed", type=int, default=1, help="data-set seed (default 1)")
     parser.add_argument("--only", choices=["haven", "restic", "both"], default="both")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (repos, logs)")
     parser.add_argument("--database-url", metavar="URL", help="run Haven on this (empty) PostgreSQL database")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="run the agent's backups and restores under bench/profile.py (pyinstrument); "
+                             "call trees and stage tables go to DIR/<data set>/")
     parser.add_argument("--verbose", action="store_true", help="show commands and their output")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    global VERBOSE
-    args = build_parser().parse_args(argv)
-    VERBOSE = args.verbose
-    if args.only != "haven" and shutil.which("restic") is None:
-        log(f"error: restic is not installed; install it with: {INSTALL_RESTIC}")
-        return 2
+def run_one(args, name: str, small_files: int | None, load: float) -> dict | None:
+    """One data set, all steps, both tools; None after a failure (already reported)."""
     started = time.perf_counter()
-    try:
-        dataset, generated = datagen.ensure_dataset(args.data, args.seed, args.size, log=log)
-    except ValueError as error:
-        log(f"error: {error}")
-        return 2
-    log(f"data set: {dataset.root} — {dataset.total_bytes:,} bytes, {len(dataset.files):,} files, "
+    directory = args.data if small_files is None else args.data.with_name(f"{args.data.name}-small-{small_files}")
+    dataset, generated = datagen.ensure_dataset(directory, args.seed, args.size, log=log, small_files=small_files)
+    log(f"data set {name}: {dataset.root} — {dataset.total_bytes:,} bytes, {len(dataset.files):,} files, "
         f"{'generated' if generated else 'reused'} in {time.perf_counter() - started:.1f} s ({datagen.GENERATOR})")
-    load = busy_cpus()
-    if load > 0.3:
-        log(f"warning: {load:.1f} of {os.cpu_count()} CPUs busy before starting: other work on this machine "
-            "will make the timings noisy")
+    if args.database_url and getattr(args, "_database_used", False):
+        log("error: --database-url serves one data set only (the database must be empty): run them one at a time")
+        return None
     workdir = Path(tempfile.mkdtemp(prefix="haven-bench-"))
     tools: list[Tool] = []
     if args.only in ("haven", "both"):
-        tools.append(Haven(workdir, args.database_url))
+        tools.append(Haven(workdir, args.database_url, None if args.profile is None else args.profile / name))
+        args._database_used = True
     if args.only in ("restic", "both"):
         tools.append(Restic(workdir))
     try:
@@ -609,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run_benchmark(tools, dataset, workdir, keep=args.keep)
     except BenchError as error:
         log(f"\nerror: {error}")
-        return 1
+        return None
     finally:
         for tool in tools:
             tool.close()
@@ -621,14 +692,69 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(tool, Haven):
             for what, output in tool.agent_outputs.items():
                 debug(f"haven agent {what}: {output}")
-    results.update(seed=args.seed, size_arg=args.size, cpus=os.cpu_count(), python=platform.python_version(),
-                   generator=datagen.GENERATOR, busy_cpus_at_start=round(load, 2))
+    results.update(dataset=name, seed=args.seed, size_arg=args.size, cpus=os.cpu_count(),
+                   python=platform.python_version(), generator=datagen.GENERATOR, busy_cpus_at_start=round(load, 2))
+    results["agent_output"] = next((t.agent_outputs for t in tools if isinstance(t, Haven)), {})
     print_report(results)
+    return results
+
+
+def print_summary(all_results: list[dict]) -> None:
+    """Every data set's Haven/restic ratios side by side."""
+    if len(all_results) < 2:
+        return
+    log("")
+    log("===== Haven/restic, every data set (steps 1, 3, 4: throughput, >1 Haven faster; step 2: time, <1 Haven faster)")
+    names = [f"{r['dataset']} ({r['files']:,} files)" for r in all_results]
+    log(f"{'step':32} " + " ".join(f"{name:>24}" for name in names))
+    for step, label in STEPS.items():
+        cells = [_ratio(step, r["steps"][step].get("haven"), r["steps"][step].get("restic")) for r in all_results]
+        log(f"{label:32} " + " ".join(f"{cell:>24}" for cell in cells))
+    small = [r for r in all_results if r["dataset"].startswith("small")]
+    if len(small) > 1:
+        log("")
+        log("seconds per 10,000 files (Haven wall / restic wall)")
+        for step, label in STEPS.items():
+            cells = []
+            for r in small:
+                per = 10_000 / r["files"]
+                haven, restic = r["steps"][step].get("haven"), r["steps"][step].get("restic")
+                cells.append("/".join(f"{x['seconds'] * per:.2f}" if x else "-" for x in (haven, restic)))
+            log(f"{label:32} " + " ".join(f"{cell:>24}" for cell in cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    global VERBOSE
+    args = build_parser().parse_args(argv)
+    VERBOSE = args.verbose
+    if args.only != "haven" and shutil.which("restic") is None:
+        log(f"error: restic is not installed; install it with: {INSTALL_RESTIC}")
+        return 2
+    load = busy_cpus()
+    if load > 0.3:
+        log(f"warning: {load:.1f} of {os.cpu_count()} CPUs busy before starting: other work on this machine "
+            "will make the timings noisy")
+    runs: list[tuple[str, int | None]] = []
+    if args.dataset in ("mixed", "both"):
+        runs.append(("mixed", None))
+    if args.dataset in ("small", "both"):
+        runs += [(f"small-{count}" if len(args.files) > 1 else "small", count) for count in args.files]
+    all_results: list[dict] = []
+    for name, small_files in runs:
+        try:
+            results = run_one(args, name, small_files, load)
+        except ValueError as error:
+            log(f"error: {error}")
+            return 2
+        if results is None:
+            return 1
+        all_results.append(results)
+    print_summary(all_results)
     if args.json:
-        results["agent_output"] = next((t.agent_outputs for t in tools if isinstance(t, Haven)), {})
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        document = all_results[0] if len(all_results) == 1 else {"datasets": all_results}
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
         log(f"results written to {args.json}")
-    return 0 if all(check["ok"] for check in results["restore_check"].values()) else 1
+    return 0 if all(check["ok"] for r in all_results for check in r["restore_check"].values()) else 1
 
 
 if __name__ == "__main__":

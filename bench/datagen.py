@@ -42,10 +42,13 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 FORMAT = 2  # bump when the layout or contents change, so old data sets are regenerated
+SMALL_FORMAT = 1  # the same, for the small-files data set
 MARKER = "bench-data.json"
 TREE = "tree"
 PIECE = 4 * MiB  # write in pieces: a 200 MiB file never sits in memory whole
 MODIFY_FRACTION = 0.05
+SMALL_MODIFY_FRACTION = 0.01  # a day's change on a tree of many small files
+SMALL_PER_FOLDER = 20
 GENERATOR = "blake3" if _blake3 else "shake128"
 
 
@@ -66,6 +69,7 @@ class Dataset:
     root: Path  # the directory that is backed up (DIR/tree)
     seed: int
     files: tuple[FileSpec, ...]
+    modify_fraction: float = MODIFY_FRACTION
 
     @property
     def total_bytes(self) -> int:
@@ -126,10 +130,37 @@ def _plan_duplicates(rng: random.Random, originals: list[FileSpec], budget: int)
     return [FileSpec(f"dup/{rng.choice(homes)}/{spec.path}", "dup", spec.size, spec.path) for spec in chosen]
 
 
-def modified_files(seed: int, files: tuple[FileSpec, ...] | list[FileSpec]) -> list[FileSpec]:
-    """The 5 % of files (by count) that step 3 changes, chosen from the seed."""
+def plan_small(seed: int, count: int) -> list[FileSpec]:
+    """``count`` small files (1-64 KiB, log-uniform: most are a few KiB, as in /usr/share or a
+    source tree), ~20 to a folder, 4-6 folders deep: 55 % text, 35 % random bytes, 10 % copies of
+    earlier files under a vendored folder."""
+    rng = random.Random(f"haven-bench:{seed}:small-layout")
+    specs: list[FileSpec] = []
+    originals: list[FileSpec] = []
+    for index in range(count):
+        folder = index // SMALL_PER_FOLDER
+        parts = f"s{folder // 512:03d}/t{(folder // 64) % 8}/u{(folder // 8) % 8}/v{folder % 8}"
+        if folder % 3 == 0:
+            parts += "/deeper/still"
+        size = int(KiB * 64 ** rng.random())
+        pick = rng.random()
+        if pick < 0.10 and originals:
+            source = rng.choice(originals)
+            specs.append(FileSpec(f"small/vendor/{parts}/c{index:06d}-{source.path.rsplit('/', 1)[1]}", "dup",
+                                  source.size, source.path))
+            continue
+        kind, ext = ("text", ".txt") if pick < 0.65 else ("random", ".dat")
+        spec = FileSpec(f"small/{parts}/f{index:06d}{ext}", kind, size)
+        specs.append(spec)
+        originals.append(spec)
+    return specs
+
+
+def modified_files(seed: int, files: tuple[FileSpec, ...] | list[FileSpec],
+                   fraction: float = MODIFY_FRACTION) -> list[FileSpec]:
+    """The 5 % (small-files set: 1 %) of files, by count, that step 3 changes, chosen from the seed."""
     rng = random.Random(f"haven-bench:{seed}:modify")
-    count = max(1, math.ceil(len(files) * MODIFY_FRACTION))
+    count = max(1, math.ceil(len(files) * fraction))
     return sorted(rng.sample(list(files), count), key=lambda spec: spec.path)
 
 
@@ -227,7 +258,7 @@ def apply_modification(dataset: Dataset) -> tuple[int, int]:
     *before* the first write, so an interrupted run is undone by the next one."""
     _marker_update(dataset.root.parent, state="modified")
     written = 0
-    changed = modified_files(dataset.seed, dataset.files)
+    changed = modified_files(dataset.seed, dataset.files, dataset.modify_fraction)
     for index, spec in enumerate(changed):
         path = dataset.root / spec.path
         label = f"haven-bench:{dataset.seed}:modify:{spec.path}"
@@ -286,24 +317,33 @@ def _matches(root: Path, specs: list[FileSpec]) -> bool:
     return root.is_dir() and tree_sizes(root) == {spec.path: spec.size for spec in specs}
 
 
-def ensure_dataset(directory: Path, seed: int, size: int, log: Callable[[str], None] = print) -> tuple[Dataset, bool]:
+def ensure_dataset(directory: Path, seed: int, size: int, log: Callable[[str], None] = print, *,
+                   small_files: int | None = None) -> tuple[Dataset, bool]:
     """Generate the data set into ``directory`` or reuse it. Returns (dataset, generated?).
 
+    ``small_files``: the small-files data set of that many files instead of the mixed one of ``size``.
     Reuse needs a marker with the same parameters and a tree whose file sizes match the plan;
     a tree left modified by step 3 of an earlier run is first put back by rebuilding the
     changed files. Refuses to clear a non-empty directory that has no marker of ours."""
     directory = directory.resolve()
-    specs = plan(seed, size)
-    params = {"format": FORMAT, "seed": seed, "size": size, "generator": GENERATOR}
+    if small_files:
+        specs = plan_small(seed, small_files)
+        params = {"format": SMALL_FORMAT, "kind": "small", "seed": seed, "files": small_files,
+                  "generator": GENERATOR}
+        fraction = SMALL_MODIFY_FRACTION
+    else:
+        specs = plan(seed, size)
+        params = {"format": FORMAT, "seed": seed, "size": size, "generator": GENERATOR}
+        fraction = MODIFY_FRACTION
     root = directory / TREE
     marker = _marker_read(directory)
     if marker is not None and all(marker.get(key) == value for key, value in params.items()):
         if marker.get("state") != "pristine":
             log(f"data set {directory}: undoing the previous run's step-3 changes")
-            write_all(root, seed, modified_files(seed, specs))
+            write_all(root, seed, modified_files(seed, specs, fraction))
             _marker_update(directory, state="pristine")
         if _matches(root, specs):
-            return Dataset(root, seed, tuple(specs)), False
+            return Dataset(root, seed, tuple(specs), fraction), False
         log(f"data set {directory}: files do not match the plan, regenerating")
     elif directory.exists() and any(directory.iterdir()) and marker is None:
         raise ValueError(f"{directory} is not empty and holds no {MARKER}: refusing to overwrite it")
@@ -313,4 +353,4 @@ def ensure_dataset(directory: Path, seed: int, size: int, log: Callable[[str], N
     write_all(root, seed, specs)
     _marker_write(directory, {**params, "state": "pristine", "files": len(specs),
                               "bytes": sum(spec.size for spec in specs)})
-    return Dataset(root, seed, tuple(specs)), True
+    return Dataset(root, seed, tuple(specs), fraction), True

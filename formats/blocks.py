@@ -109,12 +109,50 @@ def block_encrypt(
     n = len(plaintext)
     if n > MAX_BLOCK_SIZE:
         raise ValueError(f"block plaintext is {n} bytes, max is {MAX_BLOCK_SIZE}")
-    payload: Buffer = plaintext
-    flags = 0
-    if n:
-        compressed = _compressor(level).compress(plaintext)
-        if len(compressed) < n:
-            payload, flags = compressed, FLAG_ZSTD
+    payload, flags = block_compress(plaintext, level)
+    return _block_seal(keys, block_id, payload, flags, _nonce)
+
+
+PROBE_FROM = 64 * 1024  # smaller blocks are simply compressed: zstd gives up on noise quickly there
+PROBE_SLICE = 4 * 1024
+PROBE_RATIO = 0.97
+
+
+def _looks_incompressible(data: memoryview) -> bool:
+    """A cheap probe of a big block: three 4 KiB slices (start, middle, end) at zstd level 1.
+    Random or already-compressed data (photos, archives, video) is then stored as it is,
+    without spending a level-3 pass on it; anything that shrinks by 3 % or more is compressed."""
+    n = len(data)
+    middle = n // 2 - PROBE_SLICE // 2
+    sample = b"".join((data[:PROBE_SLICE], data[middle:middle + PROBE_SLICE], data[n - PROBE_SLICE:]))
+    return len(_compressor(1).compress(sample)) >= PROBE_RATIO * len(sample)
+
+
+def block_compress(plaintext: memoryview, level: int = DEFAULT_LEVEL) -> tuple[Buffer, int]:
+    """(payload, flags): zstd when it makes the block smaller, else the plaintext itself."""
+    n = len(plaintext)
+    if not n or (n >= PROBE_FROM and _looks_incompressible(plaintext)):
+        return plaintext, 0
+    compressed = _compressor(level).compress(plaintext)
+    if len(compressed) < n:
+        return compressed, FLAG_ZSTD
+    return plaintext, 0
+
+
+_aeads: dict[bytes, AESGCM] = {}
+
+
+def _aead(key: bytes) -> AESGCM:
+    """One AESGCM per key (it holds only the key; every call makes its own cipher context)."""
+    aead = _aeads.get(key)
+    if aead is None:
+        if len(_aeads) > 64:
+            _aeads.clear()
+        aead = _aeads[key] = AESGCM(key)
+    return aead
+
+
+def _block_seal(keys: KeySet, block_id: bytes, payload: Buffer, flags: int, _nonce: bytes | None) -> bytes:
     nonce = os.urandom(NONCE_SIZE) if _nonce is None else bytes(_nonce)
     if len(nonce) != NONCE_SIZE:
         raise ValueError("nonce must be 12 bytes")
@@ -125,7 +163,7 @@ def block_encrypt(
     out[1] = flags
     out[2:_NONCE_AT] = key_id
     out[_NONCE_AT:BLOCK_HEADER_SIZE] = nonce
-    AESGCM(keys.block_key).encrypt_into(
+    _aead(keys.block_key).encrypt_into(
         nonce, payload, _block_ad(flags, key_id, block_id), memoryview(out)[BLOCK_HEADER_SIZE:]
     )
     return bytes(out)  # immutable result; the copy measured as noise next to zstd
@@ -154,7 +192,7 @@ def block_decrypt(keys: KeySet, block_id: bytes, blob: Buffer) -> bytes:
             f"block was encrypted with key {key_id.hex()}, not {keys.key_id}"
         )
     try:
-        payload = AESGCM(keys.block_key).decrypt(
+        payload = _aead(keys.block_key).decrypt(
             bytes(mv[_NONCE_AT:BLOCK_HEADER_SIZE]),
             mv[BLOCK_HEADER_SIZE:],
             _block_ad(flags, key_id, bytes(block_id)),

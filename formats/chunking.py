@@ -94,3 +94,23 @@ def iter_chunks(keys: KeySet, path: str | bytes | os.PathLike[str]) -> Iterator[
         for chunk in _cached_chunker(keys).cut_stream(f):
             # cut_stream reuses its buffer: copy before the next chunk overwrites it.
             yield memoryview(bytes(chunk.data))
+
+
+def read_chunks(keys: KeySet, path: str | bytes | os.PathLike[str]) -> tuple[list[memoryview], os.stat_result]:
+    """The chunks of a file (as iter_chunks) and its fstat taken once they were read, before
+    closing: what the caller compares with the scan's stat to tell a file that changed while it
+    was read, without looking the path up a second time."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size <= _WHOLE_READ:
+            data = _read_all(f, size)
+            if len(data) <= _WHOLE_READ:
+                after = os.fstat(f.fileno())
+                if not data:
+                    return [], after
+                if len(data) < MIN_CHUNK:
+                    return [memoryview(data)], after
+                return [chunk.data for chunk in _cached_chunker(keys).cut_buf(data)], after
+            f.seek(0)
+        chunks = [memoryview(bytes(chunk.data)) for chunk in _cached_chunker(keys).cut_stream(f)]
+        return chunks, os.fstat(f.fileno())

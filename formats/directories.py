@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import stat
 from dataclasses import dataclass
 from typing import Any
-
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import hmac as crypto_hmac
 
 from formats.errors import FormatError
 from formats.frames import canonical_json, strict_json_object
@@ -41,9 +39,7 @@ def _encode_path(path: str) -> bytes:
 
 def listing_id_for(keys: KeySet, root: str) -> str:
     """The path id under which the listings of `root` are committed (§9.1)."""
-    mac = crypto_hmac.HMAC(keys.path_id_key, hashes.SHA256())
-    mac.update(LISTING_ID_LABEL + _encode_path(root))
-    return mac.finalize().hex()
+    return hmac.digest(keys.path_id_key, LISTING_ID_LABEL + _encode_path(root), "sha256").hex()
 
 
 def _is_int(v: Any) -> bool:

@@ -111,3 +111,13 @@ def test_edit_in_middle_changes_few_chunks(tmp_path, data):
     edited = data[:mid] + b"EDIT" + data[mid + 4 :]
     after = [block_id_for(KEYS, c) for c in _chunks(tmp_path, edited, name="g")]
     assert sum(b not in before for b in after) <= 2
+
+
+@pytest.mark.parametrize("size", [0, 1000, 3 * MiB, 9 * MiB])
+def test_read_chunks_cuts_as_iter_chunks_and_stats_what_it_read(tmp_path, data, size):
+    from formats.chunking import read_chunks
+
+    path = _write(tmp_path, "f", data[:size])
+    chunks, after = read_chunks(KEYS, path)
+    assert [bytes(c) for c in chunks] == [bytes(c) for c in iter_chunks(KEYS, path)]
+    assert after.st_size == size and after.st_ino == path.stat().st_ino

@@ -60,8 +60,10 @@ def test_the_version_byte_is_authenticated_and_the_listing_id_is_bound():
         manifest_decrypt(KEYS, b"\x01" + BLOB[1:], archive_id=ARCHIVE, path_id=LISTING_ID, version_id=VERSION)
     with pytest.raises(IntegrityError):
         manifest_decrypt(KEYS, BLOB, archive_id=ARCHIVE, path_id=path_id_for(KEYS, "/home/alice"), version_id=VERSION)
-    with pytest.raises(IntegrityError, match="version 3"):
+    with pytest.raises(IntegrityError, match="authentication failed"):  # 3: a dense file manifest (§5.3)
         manifest_decrypt(KEYS, b"\x03" + BLOB[1:], archive_id=ARCHIVE, path_id=LISTING_ID, version_id=VERSION)
+    with pytest.raises(IntegrityError, match="version 9"):
+        manifest_decrypt(KEYS, b"\x09" + BLOB[1:], archive_id=ARCHIVE, path_id=LISTING_ID, version_id=VERSION)
 
 
 def test_a_listing_cannot_be_encrypted_under_a_path_id():

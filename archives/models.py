@@ -58,7 +58,8 @@ class Pack(models.Model):
 class Block(models.Model):
     """Index row: where an archive's encrypted block lives (pack, offset, frame size)."""
 
-    archive = models.ForeignKey(Archive, on_delete=models.PROTECT, related_name="blocks")
+    # No index of its own: block_unique_per_archive starts with archive (one index less per block row).
+    archive = models.ForeignKey(Archive, on_delete=models.PROTECT, related_name="blocks", db_index=False)
     block_id = models.BinaryField(max_length=32)
     pack = models.ForeignKey(Pack, on_delete=models.PROTECT, related_name="blocks")
     offset = models.BigIntegerField()
@@ -108,7 +109,8 @@ class FileVersion(models.Model):
     """
 
     uuid = models.UUIDField(unique=True, editable=False, help_text="Chosen by the agent; bound into the manifest.")
-    archive = models.ForeignKey(Archive, on_delete=models.PROTECT, related_name="versions")
+    # No index of its own: both indexes below start with archive (one index less per version row).
+    archive = models.ForeignKey(Archive, on_delete=models.PROTECT, related_name="versions", db_index=False)
     path_id = models.CharField(max_length=64)
     committed_at = models.DateTimeField()
     deleted = models.BooleanField(default=False)

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from agentapi.apis.common import body_limit, run_for
 from agentapi.exceptions import KeyNotEscrowedError, PayloadTooLarge, QuotaExceededError
-from agentapi.fields import HexBlockIdField
+from agentapi.fields import HexBlockIdField, block_ids_parse
 from agentapi.schema import ARCHIVE_ID, BLOCK_ID_PATTERN, body_errors, errors
 from archives.quotas import QuotaExceeded
 from archives.selectors import BlocksNotFound, FetchTooLarge, archive_for_device, blocks_read
@@ -36,9 +36,8 @@ class BlocksMissingApi(APIView):
     def post(self, request, archive_id):
         body_limit(request, 2 * 1024 * 1024)
         archive = archive_for_device(request.user.device, archive_id, write=True)
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        missing = blocks_missing(archive=archive, block_ids=data.validated_data["block_ids"])
+        block_ids = block_ids_parse(request.data, max_length=10_000)  # as InputSerializer documents it
+        missing = blocks_missing(archive=archive, block_ids=block_ids)
         return Response({"missing": [block_id.hex() for block_id in missing]})
 
 

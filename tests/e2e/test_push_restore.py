@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from accounts.models import Device
 from agent.client import ApiClient
@@ -120,6 +121,7 @@ def test_a_push_restore_to_another_users_device_and_to_the_same_users_device(
         _config_holds_no_key(bob_config, alice_key)
         assert user_key_load(bob_config) != alice_key  # Bob's agent keeps Bob's own key
         assert to_bob.result_key == "" and not list(restore_results_dir().rglob("*.push"))  # the stream is gone
+        assert not list(Path(settings.PACK_DIR).rglob("*.push"))  # from the pack storage too
         # Nothing readable by the staging name is left in the target folder.
         assert not [p for p in (tmp_path / "pushed-to-bob").iterdir() if p.name.startswith(".haven-push")]
 

@@ -160,7 +160,7 @@ def test_the_agent_refuses_a_tampered_or_truncated_stream(live_server_haven, key
     def damaged(self, client, job_id):
         current = ready(self, client, job_id)
         job.refresh_from_db()
-        path = Path(server.env["HAVEN_DATA_DIR"]) / "restores" / job.result_key
+        path = Path(server.env["HAVEN_PACK_DIR"]) / job.result_key  # the stream at rest on the pack storage
         data = bytearray(path.read_bytes())
         if damage == "tamper":
             data[len(data) // 2] ^= 0x01

@@ -26,12 +26,12 @@ from accounts.selectors import devices_visible_to, parse_uuid_or_404
 from accounts.services import audit_record
 from archives.models import Archive, PushRestore, RestoreJob
 from archives.restore_approval import restore_needs_approval, restore_owner_notice
+from archives.restore_results import result_delete, result_open
 from archives.restores import (
     MAX_PATH_LENGTH,
     RestoreInvalid,
     restore_access_check,
     restore_paths_parse,
-    restore_results_dir,
     restore_time_parse,
 )
 from formats.push_stream import PUBLIC_KEY_SIZE
@@ -153,12 +153,13 @@ def push_restore_accept(*, device: Device, job: RestoreJob, public_key: bytes | 
 
 
 def push_stream_file(*, job: RestoreJob):
-    """The stream's path, once the server's job wrote it; PushRefused before (or after)."""
+    """The stream, open for reading, once the server's job wrote it; PushRefused before (or after),
+    FileNotFoundError if it was deleted meanwhile."""
     if job.push.mode != PushRestore.Mode.STREAM:
         raise PushRefused("this restore has no stream: read the archive with the device's key", "no_stream")
     if job.status != RestoreJob.Status.RUNNING or job.push.stream != PushRestore.Stream.READY or not job.result_key:
         raise PushRefused(f"the stream is not ready ({job.push.get_stream_display().lower()})", "stream_not_ready")
-    return restore_results_dir() / job.result_key
+    return result_open(job.result_key)
 
 
 def push_restore_progress(*, job: RestoreJob, files_done: int, bytes_done: int, files_total: int | None = None,
@@ -196,12 +197,9 @@ def push_restore_finish(*, device: Device, job: RestoreJob, ok: bool, error: str
 
 
 def push_stream_discard(*, job: RestoreJob) -> None:
-    """Delete the stream file: it is of no use once the job ended."""
+    """Delete the stream: it is of no use once the job ended."""
     if job.result_key:
-        root = restore_results_dir().resolve()
-        path = (root / job.result_key).resolve()
-        if root in path.parents:
-            path.unlink(missing_ok=True)
+        result_delete(job.result_key)
         RestoreJob.objects.filter(pk=job.pk).update(result_key="")
     if job.push.stream != PushRestore.Stream.NONE:
         PushRestore.objects.filter(pk=job.push.pk).update(stream=PushRestore.Stream.GONE)

@@ -1,26 +1,24 @@
 """The server's part of a push restore of another user's archive: on the `keys` queue (one task
 per child process), fetch the source user's key once (audited, purpose push_restore), decrypt
 the selection through formats/ and write it re-encrypted to the target agent's one-time key
-(docs/formats.md §10). The key lives in a buffer zeroed when the job ends; the stream file on
-disk is readable only with the agent's private key, which never left the agent's memory.
+(docs/formats.md §10). The key lives in a buffer zeroed when the job ends; the stream (on the
+pack storage until the job ends) is readable only with the agent's private key, which never left the agent's memory.
 """
 import logging
 import os
-import secrets
 
 from django.utils import timezone
 
 from archives.models import PushRestore, RestoreJob
 from archives.push_restores import push_stream_discard
+from archives.restore_results import result_key_for, result_spool
 from archives.restores import (
     _fetcher,
     _key_into,
     _may_restore,
     _zero,
     manifests_at,
-    restore_results_dir,
 )
-from archives.storage import fsync_dir
 from formats.errors import FormatError
 from formats.push_stream import PushFile, PushStreamWriter
 from formats.reassembly import file_write, restore_selection
@@ -46,9 +44,7 @@ def push_stream_build(*, job: RestoreJob, key_buffer: bytearray | None = None, r
     With `retry`, an unavailable keystore puts the stream back to pending and re-raises."""
     buffer = key_buffer if key_buffer is not None else bytearray(32)
     keys = None
-    folder = restore_results_dir() / str(job.organization.uuid)
-    final = folder / f"{job.uuid}.push"
-    tmp = folder / f".{job.uuid}.{secrets.token_hex(6)}.tmp"
+    key = result_key_for(organization_uuid=job.organization.uuid, job_uuid=job.uuid, suffix="push")
     try:
         if not _may_restore(job.requested_by, job.archive):  # the role may have changed since the request
             return _failed(job, "the person who asked may no longer restore this archive")
@@ -57,20 +53,19 @@ def push_stream_build(*, job: RestoreJob, key_buffer: bytearray | None = None, r
         chosen = restore_selection(manifests_at(job.archive, keys, job.at), job.paths)
         job.files_total, job.bytes_total = len(chosen), sum(m.size for m in chosen)
         job.save(update_fields=["files_total", "bytes_total"])
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         fetch = _fetcher(job.archive)
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
-            writer = PushStreamWriter(handle.write, job_id=job.uuid, agent_public=bytes(job.push.agent_public_key))
-            for manifest in chosen:
-                writer.file_begin(PushFile(path=manifest.path, size=manifest.size, mode=manifest.mode,
-                                           mtime_ns=manifest.mtime_ns))
-                file_write(keys, manifest, fetch=fetch, write=writer.file_data, archive_id=job.archive.uuid)
-            writer.close()
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-        fsync_dir(folder)
-        job.result_key, job.result_size = str(final.relative_to(restore_results_dir())), final.stat().st_size
+        with result_spool(key) as spool:  # written here, then put once on the pack storage for the web to serve
+            with open(os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+                writer = PushStreamWriter(handle.write, job_id=job.uuid,
+                                          agent_public=bytes(job.push.agent_public_key))
+                for manifest in chosen:
+                    writer.file_begin(PushFile(path=manifest.path, size=manifest.size, mode=manifest.mode,
+                                               mtime_ns=manifest.mtime_ns))
+                    file_write(keys, manifest, fetch=fetch, write=writer.file_data, archive_id=job.archive.uuid)
+                writer.close()
+                handle.flush()
+            size = spool.stat().st_size
+        job.result_key, job.result_size = key, size
         job.save(update_fields=["result_key", "result_size"])
         PushRestore.objects.filter(pk=job.push.pk).update(stream=PushRestore.Stream.READY)
         job.push.refresh_from_db()
@@ -87,7 +82,6 @@ def push_stream_build(*, job: RestoreJob, key_buffer: bytearray | None = None, r
     finally:
         _zero(buffer)
         keys = None  # noqa: F841 - drop the sub-keys with the buffer
-        tmp.unlink(missing_ok=True)
     return job
 
 

@@ -7,7 +7,6 @@ job (ApiClientRestore), so the job and its zip are visible to that client's key 
 The audit rows name the client (actor_label), the key-access rows the person it acts for.
 """
 from datetime import datetime
-from pathlib import Path
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -18,8 +17,9 @@ from accounts.models import ApiClient, ApiClientRestore
 from accounts.selectors import parse_uuid_or_404
 from accounts.services import audit_record
 from archives.models import Archive, RestoreJob
+from archives.restore_results import StoredResult, result_open
 from archives.restore_selectors import RestoreResultUnavailable
-from archives.restores import restore_job_request, restore_results_dir
+from archives.restores import restore_job_request
 
 
 class RestoreNotAllowed(Exception):
@@ -75,7 +75,7 @@ def restore_result_available(job: RestoreJob) -> bool:
             and job.expires_at > timezone.now())
 
 
-def restore_result_for_client(client: ApiClient, job_uuid) -> tuple[RestoreJob, Path]:
+def restore_result_for_client(client: ApiClient, job_uuid) -> tuple[RestoreJob, StoredResult]:
     """The zip of a finished job for the client that asked, under the console's expiry rules
     (archives/restore_selectors.py: done, not expired, still on disk)."""
     job = restore_job_for_client(client, job_uuid)
@@ -83,10 +83,10 @@ def restore_result_for_client(client: ApiClient, job_uuid) -> tuple[RestoreJob, 
         raise RestoreResultUnavailable(f"the restore is {job.get_status_display().lower()}")
     if not restore_result_available(job):
         raise RestoreResultUnavailable("the download has expired; ask for the restore again")
-    path = restore_results_dir() / job.result_key
-    if not path.is_file():
-        raise RestoreResultUnavailable("the download has been deleted; ask for the restore again")
-    return job, path
+    try:
+        return job, result_open(job.result_key)  # on the pack storage, whichever process wrote it
+    except FileNotFoundError:
+        raise RestoreResultUnavailable("the download has been deleted; ask for the restore again") from None
 
 
 def restore_result_downloaded_by_client(*, client: ApiClient, job: RestoreJob) -> None:

@@ -1,7 +1,6 @@
 """Reads of restore jobs and their results, scoped like everything else: a job and its zip are
 visible to the person who asked for it and to the administrators of its organization; anyone
 else gets the same 404 as for a job that does not exist."""
-from pathlib import Path
 
 from django.db.models import QuerySet
 from django.http import Http404
@@ -10,7 +9,7 @@ from django.utils import timezone
 from accounts.models import Role, User
 from accounts.selectors import parse_uuid_or_404
 from archives.models import RestoreJob
-from archives.restores import restore_results_dir
+from archives.restore_results import StoredResult, result_open
 
 
 class RestoreResultUnavailable(Exception):
@@ -34,14 +33,14 @@ def restore_job_for_user(actor: User, job_uuid) -> RestoreJob:
     return found
 
 
-def restore_result_for_user(actor: User, job_uuid) -> tuple[RestoreJob, Path]:
+def restore_result_for_user(actor: User, job_uuid) -> tuple[RestoreJob, StoredResult]:
     """The zip of a finished job, for someone allowed to have it, until it expires."""
     job = restore_job_for_user(actor, job_uuid)
     if job.status != RestoreJob.Status.DONE:
         raise RestoreResultUnavailable(f"the restore is {job.get_status_display().lower()}")
     if not job.result_key or job.expires_at is None or job.expires_at <= timezone.now():
         raise RestoreResultUnavailable("the download has expired; ask for the restore again")
-    path = restore_results_dir() / job.result_key
-    if not path.is_file():
-        raise RestoreResultUnavailable("the download has been deleted; ask for the restore again")
-    return job, path
+    try:
+        return job, result_open(job.result_key)  # on the pack storage, whichever process wrote it
+    except FileNotFoundError:
+        raise RestoreResultUnavailable("the download has been deleted; ask for the restore again") from None

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from django.conf import settings
 from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
@@ -23,6 +22,7 @@ from accounts.models import Role, User
 from accounts.services import audit_record
 from archives.models import Archive, RestoreJob
 from archives.restore_approval import restore_needs_approval, restore_owner_notice, restore_owner_notify
+from archives.restore_results import restore_scratch_dir, result_delete, result_key_for, result_spool
 from archives.restore_zip import zip_entry_write, zip_writer
 from archives.selectors import blocks_read, manifests_read, versions_at, versions_of_path
 from formats.errors import FormatError
@@ -48,7 +48,8 @@ class RestoreInvalid(ValueError):
 
 
 def restore_results_dir() -> Path:
-    return Path(settings.DATA_DIR) / "restores"
+    """The key worker's scratch folder; finished results live on the pack storage (archives/restore_results.py)."""
+    return restore_scratch_dir()
 
 
 def _may_restore(actor: User, archive: Archive) -> bool:
@@ -194,7 +195,7 @@ def restore_job_run(*, job: RestoreJob, key_buffer: bytearray | None = None, ret
     """
     buffer = key_buffer if key_buffer is not None else bytearray(32)
     keys = None
-    final = restore_results_dir() / str(job.organization.uuid) / f"{job.uuid}.zip"
+    key = result_key_for(organization_uuid=job.organization.uuid, job_uuid=job.uuid, suffix="zip")
     try:
         if not _may_restore(job.requested_by, job.archive):  # the role may have changed since the request
             _failed(job, "the person who asked may no longer restore this archive")
@@ -204,15 +205,17 @@ def restore_job_run(*, job: RestoreJob, key_buffer: bytearray | None = None, ret
         job.files_total, job.bytes_total = len(chosen), sum(m.size for m in chosen)
         job.save(update_fields=["files_total", "bytes_total"])
         fetch, progress = _fetcher(job.archive), _Progress(job)
-        with zip_writer(final) as archive:
-            for manifest in chosen:
-                written = zip_entry_write(archive, manifest, lambda write, manifest=manifest: file_write(
-                    keys, manifest, fetch=fetch, write=write, archive_id=job.archive.uuid))
-                progress.file_done(written)
+        with result_spool(key) as spool:  # written here, then put once on the pack storage
+            with zip_writer(spool) as archive:
+                for manifest in chosen:
+                    written = zip_entry_write(archive, manifest, lambda write, manifest=manifest: file_write(
+                        keys, manifest, fetch=fetch, write=write, archive_id=job.archive.uuid))
+                    progress.file_done(written)
+            size = spool.stat().st_size
         finished = timezone.now()
         job.status, job.finished_at, job.expires_at = RestoreJob.Status.DONE, finished, finished + RESULT_LIFETIME
         job.files_done, job.bytes_done = progress.files, progress.bytes
-        job.result_key, job.result_size = str(final.relative_to(restore_results_dir())), final.stat().st_size
+        job.result_key, job.result_size = key, size
         job.save(update_fields=["status", "finished_at", "expires_at", "files_done", "bytes_done", "result_key",
                                 "result_size"])
     except KeystoreUnavailable as error:
@@ -265,15 +268,14 @@ class ExpirySweep:
 
 
 def restore_results_expire(*, now: datetime | None = None) -> ExpirySweep:
-    """Delete zips past their expiry (the row stays, without a result); fail jobs whose worker
-    died mid-run (running longer than the task's hard limit); remove temporary files of crashes."""
+    """Delete zips past their expiry from the pack storage (the row stays, without a result); fail
+    jobs whose worker died mid-run (running longer than the task's hard limit); remove scratch
+    files left by crashes on the machine the sweep runs on."""
     now = now or timezone.now()
-    root = restore_results_dir()
+    root = restore_scratch_dir()
     deleted = []
     for job in RestoreJob.objects.filter(status=RestoreJob.Status.DONE, expires_at__lte=now).exclude(result_key=""):
-        path = (root / job.result_key).resolve()
-        if root.resolve() in path.parents:
-            path.unlink(missing_ok=True)
+        result_delete(job.result_key)
         if RestoreJob.objects.filter(pk=job.pk, result_key=job.result_key).update(result_key="") == 1:
             deleted.append(str(job.uuid))
     stale = RestoreJob.objects.filter(status=RestoreJob.Status.RUNNING,

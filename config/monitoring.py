@@ -26,6 +26,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from accounts.models import Device
 from archives.models import BackupRun, Pack
+from keystore.models import KeystoreSnapshot
 from keystore.vault import keystore_status
 
 REQUESTS = Counter("haven_http_requests", "HTTP requests answered, by method and status class",
@@ -107,6 +108,11 @@ class SharedStateCollector:
         for name in ("unsealed", "sealed", "uninitialized", "unreachable"):
             keystore.add_metric([name], 1 if state == name else 0)
         yield keystore
+        newest = KeystoreSnapshot.objects.filter(state=KeystoreSnapshot.State.SUCCEEDED).order_by("-taken_at").first()
+        yield GaugeMetricFamily(
+            "haven_keystore_snapshot_age_seconds",
+            "Age of the newest good keystore snapshot (+Inf when there is none); alert above two intervals",
+            value=(timezone.now() - newest.taken_at).total_seconds() if newest else float("inf"))
         depth = GaugeMetricFamily("haven_queue_depth", "Tasks waiting in the broker, by queue", labels=["queue"])
         for queue, count in _queue_depths().items():
             depth.add_metric([queue], count)

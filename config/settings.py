@@ -144,13 +144,21 @@ def _database() -> dict:
 DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# A database cache is shared by every web process, on SQLite and PostgreSQL (rate limits have their own table).
+# Django's cache (the public API's rate counters, short-lived page figures) must be one every web
+# process shares, never a per-process LocMemCache: Redis when HAVEN_CACHE_URL names one (redis:// or
+# rediss://), else the database cache, on SQLite and PostgreSQL. Sessions are database rows; login
+# throttles and SAML replay ids have their own tables (docs/operations.md, "What is shared").
+HAVEN_CACHE_URL = env_str("HAVEN_CACHE_URL")
+if HAVEN_CACHE_URL and not HAVEN_CACHE_URL.startswith(("redis://", "rediss://")):
+    raise ImproperlyConfigured("HAVEN_CACHE_URL must be redis:// or rediss:// (or unset: the database cache)")
 CACHES = {
-    "default": {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": HAVEN_CACHE_URL,
+                "KEY_PREFIX": "haven"} if HAVEN_CACHE_URL else {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "haven_cache",
     }
 }
+SESSION_ENGINE = "django.contrib.sessions.backends.db"  # a row every process reads, never a process's memory
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [

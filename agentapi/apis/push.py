@@ -4,7 +4,6 @@ Only the target device reaches a job here; any other device gets 404 (docs/proto
 import base64
 import binascii
 
-from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers
@@ -23,6 +22,7 @@ from archives.push_restores import (
     push_restore_progress,
     push_stream_file,
 )
+from archives.restore_results import result_response
 from archives.restores import RestoreInvalid
 
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
@@ -122,13 +122,12 @@ class PushStreamApi(APIView):
     def get(self, request, job_id):
         job = push_job_for_device(request.user.device, job_id)
         try:
-            path = push_stream_file(job=job)
-            handle = path.open("rb")
+            stream = push_stream_file(job=job)
         except PushRefused as refused:
             raise _conflict(refused) from None
         except FileNotFoundError:
             raise PushConflict("the stream was deleted", code="stream_not_ready") from None
-        return FileResponse(handle, content_type="application/octet-stream")
+        return result_response(stream, content_type="application/octet-stream")
 
 
 class _Counts(serializers.Serializer):

@@ -1,5 +1,4 @@
 """Restores through the public API: ask for one, follow it, download its zip with the same key."""
-from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
@@ -20,6 +19,7 @@ from archives.restore_requests import (
     restore_result_downloaded_by_client,
     restore_result_for_client,
 )
+from archives.restore_results import result_response
 from archives.restore_selectors import RestoreResultUnavailable
 from archives.restores import MAX_PATH_LENGTH, MAX_PATHS, RestoreInvalid
 
@@ -186,9 +186,8 @@ class PublicRestoreDownloadApi(PublicApiView):
                        **public_errors(404, 409)}, examples=error_examples())
     def get(self, request, restore_id):
         try:
-            job, path = restore_result_for_client(self.client, restore_id)
+            job, result = restore_result_for_client(self.client, restore_id)
         except RestoreResultUnavailable as unavailable:
             raise RestoreUnavailable(str(unavailable)) from None
         restore_result_downloaded_by_client(client=self.client, job=job)
-        return FileResponse(path.open("rb"), as_attachment=True, filename=f"restore-{job.uuid}.zip",
-                            content_type="application/zip")
+        return result_response(result, filename=f"restore-{job.uuid}.zip", content_type="application/zip")

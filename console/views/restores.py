@@ -5,7 +5,7 @@ here answers 404 to them, as to anyone who may not see the archive or job."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -19,6 +19,7 @@ from archives.restore_approval import (
     restore_job_decide,
     restore_may_decide,
 )
+from archives.restore_results import result_response
 from archives.restore_selectors import (
     RestoreResultUnavailable,
     restore_job_for_user,
@@ -174,13 +175,12 @@ def restore_job(request, job_id):
 def restore_download(request, job_id):
     _restorer(request.user)
     try:
-        job, path = restore_result_for_user(request.user, job_id)
+        job, result = restore_result_for_user(request.user, job_id)
     except RestoreResultUnavailable as gone:
         job = restore_job_for_user(request.user, job_id)
         return render(request, "console/restores/gone.html", {"job": job, "reason": str(gone)}, status=410)
     restore_result_downloaded(actor=request.user, job=job)
-    return FileResponse(path.open("rb"), as_attachment=True, filename=f"haven-restore-{job.uuid}.zip",
-                        content_type="application/zip")
+    return result_response(result, filename=f"haven-restore-{job.uuid}.zip", content_type="application/zip")
 
 
 @login_required

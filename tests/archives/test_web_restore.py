@@ -1,6 +1,7 @@
 """Web restores (DESIGN §6, issue 9 item 4): a real agent backs up through a live server into the
 test database; the restore task fetches the key from a real OpenBao, decrypts through formats/
 and writes a zip that must hold exactly the files, byte for byte."""
+import io
 import os
 import subprocess
 import zipfile
@@ -25,6 +26,7 @@ from archives.restores import (
     restore_job_run,
     restore_results_dir,
 )
+from archives.storage import pack_storage
 from archives.tasks import restore_job_run_task, restore_results_expire_task
 from formats.keys import key_id_for
 from keystore.models import KeyAccess, UserKey
@@ -74,7 +76,10 @@ def _files(root: Path) -> dict[bytes, bytes]:
             for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
 
 
-def _zip(path: Path) -> dict[bytes, bytes]:
+def _zip(path) -> dict[bytes, bytes]:
+    """The entries of a zip: a path, or a stored restore result's key (on the pack storage)."""
+    if isinstance(path, str):
+        path = io.BytesIO(pack_storage().read_all(path))
     with zipfile.ZipFile(path) as archive:
         return {(i.filename.encode("utf-8") if i.flag_bits & 0x800 else i.filename.encode("cp437")): archive.read(i)
                 for i in archive.infolist()}
@@ -128,26 +133,28 @@ def _run(actor, backup: Backup, queued, **request) -> RestoreJob:
 def test_the_zip_holds_every_file_byte_for_byte(backed_up, alice, queued):
     job = _run(alice, backed_up, queued)
     assert job.status == "done" and job.error == ""
-    zip_path = restore_results_dir() / job.result_key
-    assert _zip(zip_path) == backed_up.latest
-    assert oct(zip_path.stat().st_mode & 0o777) == "0o600"
-    assert job.result_size == zip_path.stat().st_size
+    assert job.result_key == f"restore-results/{backed_up.archive.organization.uuid}/{job.uuid}.zip"
+    assert _zip(job.result_key) == backed_up.latest
+    zip_path = Path(settings.PACK_DIR) / job.result_key  # the local pack storage: not world-readable
+    assert zip_path.stat().st_mode & 0o007 == 0
+    assert job.result_size == pack_storage().size(job.result_key) == zip_path.stat().st_size
     assert (job.files_done, job.bytes_done) == (job.files_total, job.bytes_total) == (
         len(backed_up.latest), sum(map(len, backed_up.latest.values())))
     assert job.expires_at == job.finished_at + timedelta(hours=24)
-    with zipfile.ZipFile(zip_path) as archive:
+    with zipfile.ZipFile(io.BytesIO(pack_storage().read_all(job.result_key))) as archive:
         script = next(i for i in archive.infolist() if i.filename.endswith("scripts/run.sh"))
         assert script.external_attr >> 16 & 0o7777 == 0o755
         ut = script.extra.index(b"UT\x05\x00\x01")  # Info-ZIP extended timestamp: mtime in UTC seconds
         mtime = int.from_bytes(script.extra[ut + 5:ut + 9], "little", signed=True)
         assert mtime == int((backed_up.source / "scripts" / "run.sh").stat().st_mtime)
-    assert not list(zip_path.parent.glob(".*.tmp"))
+    assert not list(zip_path.parent.glob(".*.tmp")) and not list(restore_results_dir().rglob("*"))  # no scratch left
+    assert job.result_key not in set(pack_storage().keys(""))  # neither the orphan sweep nor rebuild-index sees it
 
 
 @pytest.mark.slow
 def test_a_time_before_a_change_restores_the_old_content(backed_up, alice, queued):
     job = _run(alice, backed_up, queued, at=backed_up.first_time)
-    assert _zip(restore_results_dir() / job.result_key) == backed_up.first
+    assert _zip(job.result_key) == backed_up.first
     assert backed_up.first != backed_up.latest
 
 
@@ -158,7 +165,7 @@ def test_only_the_chosen_folder_is_restored(backed_up, alice, queued):
     expected = {name: data for name, data in backed_up.latest.items()
                 if name.startswith(os.fsencode(str(docs)).lstrip(b"/") + b"/")}
     assert len(expected) == 2
-    assert _zip(restore_results_dir() / job.result_key) == expected
+    assert _zip(job.result_key) == expected
     assert job.paths == [str(docs)]
 
 
@@ -177,7 +184,7 @@ def test_one_audited_key_access_and_the_key_buffer_is_zeroed(backed_up, alice, q
     job = restore_job_request(actor=alice, archive=backed_up.archive)
     job = restore_job_run(job=restore_job_claim(job_id=job.pk), key_buffer=buffer)
     assert job.status == "done", job.error
-    assert _zip(restore_results_dir() / job.result_key) == backed_up.latest
+    assert _zip(job.result_key) == backed_up.latest
     assert key_id_for(buffer.writes[0]) == UserKey.objects.get(user=alice).key_id  # the real key was in it
     assert bytes(buffer) == bytes(32)  # and is zeroed now
     accesses = list(KeyAccess.objects.filter(seq__gt=0).order_by("seq"))[before:]
@@ -199,6 +206,7 @@ def test_the_buffer_is_zeroed_when_the_restore_fails(backed_up, alice, queued):
     assert job.status == "failed" and "verification" in job.error
     assert bytes(buffer) == bytes(32)
     assert not list((restore_results_dir()).rglob("*.zip")) and not list(restore_results_dir().rglob(".*.tmp"))
+    assert not list(Path(settings.PACK_DIR).rglob("*.zip"))  # nothing stored either
 
 
 @pytest.mark.slow
@@ -241,7 +249,7 @@ def test_a_worker_on_the_keys_queue_runs_the_restore_and_its_process_exits(backe
         job.refresh_from_db()
         assert job.status == "done", job.error
         expected = {n: d for n, d in backed_up.latest.items() if b"/docs/" in n or n.endswith(b"/big.bin")}
-        assert _zip(Path(haven_env["HAVEN_DATA_DIR"]) / "restores" / job.result_key) == expected
+        assert _zip(Path(haven_env["HAVEN_PACK_DIR"]) / job.result_key) == expected  # on the worker's pack storage
         wait_until(lambda: _children(worker.pid) and not set(children) & set(_children(worker.pid)), timeout=30,
                    what="the child that ran the restore to exit")
         assert not any(Path(f"/proc/{pid}").exists() for pid in children)
@@ -302,12 +310,11 @@ def test_a_job_and_its_zip_are_only_for_the_asker_and_admins(alice, bob, mallory
     assert restore_job_for_user(operator, job.uuid) == restore_job_for_user(alice, job.uuid) == job
     with pytest.raises(RestoreResultUnavailable, match="queued"):
         restore_result_for_user(operator, job.uuid)
-    zip_path = restore_results_dir() / "r.zip"
-    zip_path.parent.mkdir(parents=True)
-    zip_path.write_bytes(b"PK")
-    RestoreJob.objects.filter(pk=job.pk).update(status="done", result_key="r.zip",
+    pack_storage().put("restore-results/r.zip", [b"PK"])
+    RestoreJob.objects.filter(pk=job.pk).update(status="done", result_key="restore-results/r.zip",
                                                 expires_at=timezone.now() + timedelta(hours=1))
-    assert restore_result_for_user(alice, job.uuid)[1] == zip_path
+    with restore_result_for_user(alice, job.uuid)[1] as result:
+        assert (result.key, result.read()) == ("restore-results/r.zip", b"PK")
     with pytest.raises(Http404):
         restore_result_for_user(mallory, job.uuid)
     RestoreJob.objects.filter(pk=job.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
@@ -360,13 +367,13 @@ def test_a_requester_who_lost_the_role_gets_no_key(alice, bob, org_a, archives_o
 def test_expired_results_are_deleted_and_only_those(alice, archives_of, queued, data_dir):
     archive = archives_of(alice)
     now = timezone.now()
-    root = restore_results_dir()
-    root.mkdir(parents=True)
+    storage = pack_storage()
     jobs = {}
     for name, expires in (("old", now - timedelta(minutes=1)), ("fresh", now + timedelta(hours=23))):
-        (root / f"{name}.zip").write_bytes(b"zip")
+        storage.put(f"restore-results/{name}.zip", [b"zip"])
         jobs[name] = RestoreJob.objects.create(organization=archive.organization, archive=archive,
-                                               requested_by=alice, at=now, status="done", result_key=f"{name}.zip",
+                                               requested_by=alice, at=now, status="done",
+                                               result_key=f"restore-results/{name}.zip",
                                                finished_at=expires - timedelta(hours=24), expires_at=expires)
     stuck = RestoreJob.objects.create(organization=archive.organization, archive=archive, requested_by=alice, at=now,
                                       status="running")
@@ -374,10 +381,11 @@ def test_expired_results_are_deleted_and_only_those(alice, archives_of, queued, 
     fresh_running = RestoreJob.objects.create(organization=archive.organization, archive=archive, requested_by=alice,
                                               at=now, status="running", started_at=now)
     assert restore_results_expire_task() == {"deleted": 1, "stale_failed": 1}
-    assert not (root / "old.zip").exists() and (root / "fresh.zip").read_bytes() == b"zip"
+    assert not storage.exists("restore-results/old.zip")
+    assert storage.read_all("restore-results/fresh.zip") == b"zip"
     jobs["old"].refresh_from_db()
     jobs["fresh"].refresh_from_db()
-    assert jobs["old"].result_key == "" and jobs["fresh"].result_key == "fresh.zip"
+    assert jobs["old"].result_key == "" and jobs["fresh"].result_key == "restore-results/fresh.zip"
     assert RestoreJob.objects.get(pk=stuck.pk).status == "failed"
     assert RestoreJob.objects.get(pk=fresh_running.pk).status == "running"
     assert restore_results_expire_task() == {"deleted": 0, "stale_failed": 0}

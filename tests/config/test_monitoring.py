@@ -49,3 +49,24 @@ def test_metrics_with_a_token_need_that_token(db, settings):
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong", REMOTE_ADDR="10.0.0.5").status_code == 404
     response = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret", REMOTE_ADDR="10.0.0.5")
     assert response.status_code == 200 and b"haven_devices" in response.content
+
+
+def test_metrics_show_the_newest_good_keystore_snapshots_age(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from keystore.models import KeystoreSnapshot
+
+    def age() -> float:
+        body = Client().get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+        line = next(line for line in body.splitlines() if line.startswith("haven_keystore_snapshot_age_seconds "))
+        return float(line.split()[1])
+
+    assert age() == float("inf")  # none yet: an alert on "older than two intervals" fires
+    now = timezone.now()
+    for hours, state in ((30, "succeeded"), (5, "succeeded"), (1, "failed")):
+        KeystoreSnapshot.objects.create(name=f"s{hours}", state=state, started_by="test", sha256="ab" * 32,
+                                        storage_key=f"keystore-snapshots/s{hours}.snap",
+                                        taken_at=now - timedelta(hours=hours))
+    assert 5 * 3600 <= age() < 5 * 3600 + 60  # the newest good one; a newer failed one does not count

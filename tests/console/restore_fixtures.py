@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from accounts.models import Role
 from archives.models import RestoreJob
-from archives.restores import restore_results_dir
+from archives.restore_results import result_key_for
+from archives.storage import pack_storage
 from tests.conftest import PASSWORD, _user
 
 __all__ = ["analyst", "archives_of", "browser_for", "data_dir", "finished_job", "operator", "queued",
@@ -75,10 +76,8 @@ def finished_job(data_dir):
         job = RestoreJob.objects.create(organization=archive.organization, archive=archive, requested_by=requested_by,
                                         at=now, status=RestoreJob.Status.DONE, finished_at=now,
                                         expires_at=now + timedelta(hours=24), files_total=1, files_done=1)
-        key = f"{archive.organization.uuid}/{job.uuid}.zip"
-        path = restore_results_dir() / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
+        key = result_key_for(organization_uuid=archive.organization.uuid, job_uuid=job.uuid, suffix="zip")
+        pack_storage().put(key, [content])
         RestoreJob.objects.filter(pk=job.pk).update(result_key=key, result_size=len(content))
         job.refresh_from_db()
         return job

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from accounts.models import Device
 from agent.client import ApiClient
@@ -120,6 +121,7 @@ def test_a_push_restore_to_another_users_device_and_to_the_same_users_device(
         _config_holds_no_key(bob_config, alice_key)
         assert user_key_load(bob_config) != alice_key  # Bob's agent keeps Bob's own key
         assert to_bob.result_key == "" and not list(restore_results_dir().rglob("*.push"))  # the stream is gone
+        assert not list(Path(settings.PACK_DIR).rglob("*.push"))  # from the pack storage too
         # Nothing readable by the staging name is left in the target folder.
         assert not [p for p in (tmp_path / "pushed-to-bob").iterdir() if p.name.startswith(".haven-push")]
 
@@ -158,7 +160,7 @@ def test_the_agent_refuses_a_tampered_or_truncated_stream(live_server_haven, key
     def damaged(self, client, job_id):
         current = ready(self, client, job_id)
         job.refresh_from_db()
-        path = Path(server.env["HAVEN_DATA_DIR"]) / "restores" / job.result_key
+        path = Path(server.env["HAVEN_PACK_DIR"]) / job.result_key  # the stream at rest on the pack storage
         data = bytearray(path.read_bytes())
         if damage == "tamper":
             data[len(data) // 2] ^= 0x01

@@ -66,12 +66,12 @@ def result_store(key: str, source: Path) -> int:
     with open(source, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         if size == 0:
-            storage.put(key, [b""])
+            storage.put(key, [b""], private=True)
             return 0
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             view = memoryview(mapped)
             try:
-                storage.put(key, [view])
+                storage.put(key, [view], private=True)
             finally:
                 view.release()
     return size

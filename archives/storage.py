@@ -29,7 +29,7 @@ class PackStat:
 
 
 class PackStorage(Protocol):
-    def put(self, key: str, parts: Buffers) -> None: ...
+    def put(self, key: str, parts: Buffers, *, private: bool = False) -> None: ...
 
     def read_at(self, key: str, offset: int, length: int) -> bytes: ...
 
@@ -142,8 +142,11 @@ class LocalPackStorage:
     def _quarantine(self) -> Path:
         return self.root / QUARANTINE_DIR
 
-    def put(self, key: str, parts: Buffers) -> None:
+    def put(self, key: str, parts: Buffers, *, private: bool = False) -> None:
         """Temporary name, fsync, link into place (fails if it exists), fsync the directory.
+
+        `private`: readable by Haven's own user only (0600; packs are 0640) — for plaintext such
+        as a web restore's zip.
 
         `parts` are written back to back with writev, so a pack assembled from slices of an
         upload is never copied into one buffer first.
@@ -151,7 +154,7 @@ class LocalPackStorage:
         final = self._path(key)
         _makedirs_durable(final.parent)
         tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o640)
         try:
             group: list[memoryview] = []
             for part in parts:  # written as they come: a streamed body is never held whole

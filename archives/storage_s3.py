@@ -176,8 +176,9 @@ class S3PackStorage:
 
     # --- live packs ---
 
-    def put(self, key: str, parts: Iterable[bytes | memoryview]) -> None:
-        """Durable once this returns: the store acknowledged the whole object under its final key."""
+    def put(self, key: str, parts: Iterable[bytes | memoryview], *, private: bool = False) -> None:
+        """Durable once this returns: the store acknowledged the whole object under its final key.
+        (`private` is the bucket policy's business here: objects are never public.)"""
         self._put_once(self._object(key), parts)
 
     def read_at(self, key: str, offset: int, length: int) -> bytes:

@@ -135,8 +135,8 @@ def test_the_zip_holds_every_file_byte_for_byte(backed_up, alice, queued):
     assert job.status == "done" and job.error == ""
     assert job.result_key == f"restore-results/{backed_up.archive.organization.uuid}/{job.uuid}.zip"
     assert _zip(job.result_key) == backed_up.latest
-    zip_path = Path(settings.PACK_DIR) / job.result_key  # the local pack storage: not world-readable
-    assert zip_path.stat().st_mode & 0o007 == 0
+    zip_path = Path(settings.PACK_DIR) / job.result_key  # the local pack storage: plaintext, owner only
+    assert oct(zip_path.stat().st_mode & 0o777) == "0o600"
     assert job.result_size == pack_storage().size(job.result_key) == zip_path.stat().st_size
     assert (job.files_done, job.bytes_done) == (job.files_total, job.bytes_total) == (
         len(backed_up.latest), sum(map(len, backed_up.latest.values())))

@@ -184,6 +184,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+if env_bool("HAVEN_INSECURE_FAST_PASSWORD_HASHING_FOR_TESTS", False):
+    # The test suite only (tests/worker_isolation.py sets it for every test process and the servers
+    # they start): PBKDF2's 0.6 s per new user, sign-in and enrollment was most of the suite's CPU.
+    # New hashes are MD5; PBKDF2 hashes still verify. Never set it anywhere else.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
+                        "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 OTP_TOTP_ISSUER = "Haven"
 LOGIN_URL = "console:login"
 LOGIN_REDIRECT_URL = "console:dashboard"

@@ -1,4 +1,5 @@
-"""Give each pytest-xdist worker its own broker database and data folder, before Django starts.
+"""Give each pytest-xdist worker its own broker database and data folder, before Django starts;
+and fast password hashing for the whole suite (config/settings.py).
 
 Loaded with `-p tests.worker_isolation` (pytest.ini), so it runs while pytest parses its options,
 before pytest-django reads the settings. pytest-django already gives each worker its own test
@@ -22,6 +23,9 @@ def _isolate(worker: str) -> None:
     if data_dir:
         os.environ["HAVEN_DATA_DIR"] = os.path.join(data_dir, worker)
 
+
+# Inherited by every server and agent process the tests start, so hashes made here verify there.
+os.environ.setdefault("HAVEN_INSECURE_FAST_PASSWORD_HASHING_FOR_TESTS", "1")
 
 _worker = os.environ.get("PYTEST_XDIST_WORKER")
 if _worker:

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from backup_vs_restic import REPO, BenchError, Haven, log  # noqa: E402  (a sibling module)
+from bench_tools import Haven  # noqa: E402  (sibling modules)
+from benchlib import REPO, BenchError, log  # noqa: E402
 
 SUMMARY = re.compile(r"backup completed .*?(\d+) bytes sent in ([\d.]+)s")
 

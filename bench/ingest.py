@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from backup_vs_restic import (  # noqa: E402  (a sibling module, not a package)
+from benchlib import (  # noqa: E402  (a sibling module, not a package)
     _HAVEN_ENV_NAMES,
     _HAVEN_ENV_PREFIXES,
     REPO,

@@ -237,7 +237,21 @@ ui            = false
 
 def configure_vault(client: hvac.Client) -> None:
     """What Haven needs of a Vault it manages: KV v1 at secret/ and the two policies.
-    (The embedded server's file audit device is declared in its configuration file.)"""
+    (The embedded server's file audit device is declared in its configuration file.)
+
+    Idempotent, so it is tried again when the server drops the connection: OpenBao, just started,
+    sometimes panics in its metrics wrapper on one request ("integer divide by zero") and closes
+    that connection, then serves the next one."""
+    for attempt in range(5):
+        try:
+            return _configure_vault(client)
+        except requests.exceptions.ConnectionError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _configure_vault(client: hvac.Client) -> None:
     mounts = client.sys.list_mounted_secrets_engines()
     mounts = mounts.get("data", mounts)
     current = mounts.get("secret/")

@@ -171,8 +171,11 @@ class ApiClient:
         return self.request("GET", f"archives/{archive_id}/versions", params={"path_id": path_id}).json()["versions"]
 
     def blocks_fetch(self, archive_id: str, block_ids: list[bytes]) -> bytes:
+        """The stored frames of these (distinct) blocks, in ANY order: the server reads them in pack
+        order (docs/protocol.md); the caller places each frame by the block id in its header. A
+        server without `any_order` answers in the order asked, which is one such order."""
         return self.request("POST", f"archives/{archive_id}/blocks/fetch",
-                            json={"block_ids": [b.hex() for b in block_ids]}).content
+                            json={"block_ids": [b.hex() for b in block_ids], "any_order": True}).content
 
     # --- file activity (docs/protocol.md "File activity") -------------------------------------
 

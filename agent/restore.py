@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -27,20 +27,22 @@ from agent.client import ApiClient
 from agent.restore_dest import Destination, DestinationError, Parts, process_umask, restored_bits
 from agent.restore_plan import Conflict, restore_plan
 from formats.directories import DirectoryEntry
-from formats.errors import IntegrityError
+from formats.errors import FormatError, IntegrityError
+from formats.frames import frames_decode
 from formats.keys import KeySet
 from formats.manifests import Manifest, manifest_decrypt
 from formats.reassembly import (
     FETCH_BYTES,
+    MAX_BLOCK_FRAME_PAYLOAD,
     FileAssembly,
     ReassemblyError,
-    blocks_open,
+    block_open,
     fetch_batches,
     path_within,
     restore_selection,
 )
 
-FETCH_WORKERS = 3
+FETCH_WORKERS = 4  # batches fetched at once, each on its own keep-alive connection, decrypted in its thread
 
 
 class RestoreError(Exception):
@@ -99,6 +101,29 @@ def manifests_at(client: ApiClient, keys: KeySet, archive_id: str, at: str | Non
         except IntegrityError as error:
             raise RestoreError(f"version {version['version_id']} failed verification: {error}") from None
     return manifests
+
+
+def frames_open(keys: KeySet, block_ids: list[bytes], data: bytes, *, sizes: dict[bytes, int],
+                archive_id: uuid.UUID) -> Iterator[tuple[bytes, bytes]]:
+    """(block id, plaintext) of each (distinct) block asked for, in the order the frames came
+    (the server answers in pack order): each frame is placed by the block id in its header, which
+    must be one asked for and not seen before, and all must come back. GCM and the keyed block id
+    authenticate each payload (block_open); the frame checksum (for key-less scrubbing on the
+    server) would only hash it a second time."""
+    wanted = set(block_ids)
+    try:
+        frames = [frame for _, frame in frames_decode(data, max_payload=MAX_BLOCK_FRAME_PAYLOAD,
+                                                      verify_checksums=False)]
+    except FormatError as error:
+        raise ReassemblyError(f"damaged data: {error}") from None
+    if len(frames) != len(wanted):
+        raise ReassemblyError(f"asked for {len(wanted)} blocks, received {len(frames)}")
+    for frame in frames:
+        block_id = bytes(frame.block_id)
+        if block_id not in wanted:
+            raise ReassemblyError(f"got block {block_id.hex()}, which was not asked for (or twice)")
+        wanted.discard(block_id)
+        yield block_id, block_open(keys, block_id, frame, size=sizes[block_id], archive_id=archive_id)
 
 
 def selected(path: str, prefixes: list[str]) -> bool:
@@ -208,10 +233,10 @@ def _write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destin
     # block id -> [(target, offset in file)], and the plaintext size of each block
     places: dict[bytes, list[tuple[_Target, int]]] = defaultdict(list)
     sizes: dict[bytes, int] = {}
-    for item in plan.files:
+    identities = destination.temporaries_create([(item.parts, item.manifest.size) for item in plan.files])
+    for item, identity in zip(plan.files, identities):
         assembly = assemblies[item.manifest.path]
-        target = _Target(assembly, item.parts, destination.temporary_create(item.parts, item.manifest.size),
-                         replace=item.replace)
+        target = _Target(assembly, item.parts, identity, replace=item.replace)
         targets.append(target)
         for extent in assembly.extents:
             places[extent.block_id].append((target, extent.offset))
@@ -250,10 +275,7 @@ def _write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destin
         data = client.blocks_fetch(archive_id, block_ids)
         written = 0
         try:
-            # GCM and the keyed block id authenticate each payload; the frame checksum (for
-            # key-less scrubbing on the server) would only hash it a second time.
-            for block_id, plaintext in blocks_open(keys, block_ids, data, sizes=[sizes[b] for b in block_ids],
-                                                   archive_id=archive_uuid, verify_checksums=False):
+            for block_id, plaintext in frames_open(keys, block_ids, data, sizes=sizes, archive_id=archive_uuid):
                 for target, offset in places[block_id]:
                     with destination.temporary_open(target.parts, target.identity) as fd:
                         os.pwrite(fd, plaintext, offset)

@@ -20,6 +20,7 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in for a temporary file must not hang the restore.
 FILE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 SUID_BITS = stat.S_ISUID | stat.S_ISGID
+PREALLOCATE = 1024 * 1024  # larger temporaries are sized when created (their blocks arrive in any order)
 
 
 class DestinationError(Exception):
@@ -97,6 +98,8 @@ class Destination:
         return fd
 
     def _evict(self) -> None:
+        if len(self._fds) <= self._cache_size:
+            return
         for parts in list(self._fds):
             if len(self._fds) <= self._cache_size:
                 return
@@ -150,20 +153,35 @@ class Destination:
 
     def temporary_create(self, parts: Parts, size: int) -> tuple[int, int]:
         """Create the file's private (0600) temporary beside it; returns its (device, inode)."""
-        name = temporary_name(parts[-1])
-        with self.directory(parts[:-1]) as parent:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            try:
-                fd = os.open(name, flags, 0o600, dir_fd=parent)
-            except FileExistsError:  # left by an interrupted restore
-                os.unlink(name, dir_fd=parent)
-                fd = os.open(name, flags, 0o600, dir_fd=parent)
-            try:
-                os.ftruncate(fd, size)
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-        return st.st_dev, st.st_ino
+        return self.temporaries_create([(parts, size)])[0]
+
+    def temporaries_create(self, items: list[tuple[Parts, int]]) -> list[tuple[int, int]]:
+        """`temporary_create` for many files in one pass: each directory's descriptor is taken
+        once for the run of files in it (callers pass them sorted by path); only files larger
+        than PREALLOCATE bytes are sized up front (a small one is written in one write)."""
+        identities: list[tuple[int, int]] = []
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        index = 0
+        while index < len(items):
+            folder = items[index][0][:-1]
+            with self.directory(folder) as parent:
+                while index < len(items) and items[index][0][:-1] == folder:
+                    parts, size = items[index]
+                    name = temporary_name(parts[-1])
+                    try:
+                        fd = os.open(name, flags, 0o600, dir_fd=parent)
+                    except FileExistsError:  # left by an interrupted restore
+                        os.unlink(name, dir_fd=parent)
+                        fd = os.open(name, flags, 0o600, dir_fd=parent)
+                    try:
+                        if size > PREALLOCATE:
+                            os.ftruncate(fd, size)
+                        st = os.fstat(fd)
+                    finally:
+                        os.close(fd)
+                    identities.append((st.st_dev, st.st_ino))
+                    index += 1
+        return identities
 
     @contextmanager
     def temporary_open(self, parts: Parts, identity: tuple[int, int]) -> Iterator[int]:

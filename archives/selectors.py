@@ -1,6 +1,8 @@
 """Reads of the archives app and the archive access helpers (org-scoped; 404 for not-yours)."""
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import datetime
+from itertools import groupby
 
 from django.db.models import OuterRef, QuerySet, Subquery
 
@@ -118,3 +120,61 @@ def blocks_read(archive: Archive, block_ids: list[bytes], *, max_bytes: int) -> 
 def last_completed_run(archive: Archive) -> BackupRun | None:
     return (BackupRun.objects.filter(archive=archive, status=BackupRun.Status.COMPLETED)
             .order_by("-finished_at").first())
+
+
+COALESCE_GAP = 256 * 1024  # frames of one pack this close are read together (the gap is read and dropped)
+COALESCE_MAX = 8 * 1024 * 1024  # but no single read larger than this: the server's memory stays bounded
+
+
+def blocks_locate(archive: Archive, block_ids: list[bytes], *, max_bytes: int) -> list[tuple[str, int, int]]:
+    """(pack key, offset, frame size) of each distinct block asked for, in pack order; every
+    check of `blocks_read` (BlocksNotFound, FetchTooLarge) is made here, before anything is read."""
+    unique = list(dict.fromkeys(block_ids))
+    rows: dict[bytes, tuple[str, int, int]] = {}
+    for start in range(0, len(unique), QUERY_CHUNK):
+        for block_id, key, offset, size in (
+                Block.objects.filter(archive=archive, block_id__in=unique[start:start + QUERY_CHUNK])
+                .values_list("block_id", "pack__storage_key", "offset", "frame_size")):
+            rows[bytes(block_id)] = (key, offset, size)
+    absent = [block_id for block_id in unique if block_id not in rows]
+    if absent:
+        raise BlocksNotFound(absent)
+    if sum(size for _, _, size in rows.values()) > max_bytes:
+        raise FetchTooLarge(f"the blocks asked for exceed {max_bytes} bytes; ask for fewer at once")
+    return sorted(rows.values())
+
+
+def read_runs(located: list[tuple[str, int, int]], *, gap: int = COALESCE_GAP,
+              max_read: int = COALESCE_MAX) -> list[tuple[str, int, int, list[tuple[int, int]]]]:
+    """Coalesce frames (sorted by pack and offset) into ranged reads: (pack key, offset, length,
+    [(start, end) of each span of wanted bytes within the read, adjacent frames merged])."""
+    runs: list[tuple[str, int, int, list[tuple[int, int]]]] = []
+    for key, offset, size in located:
+        if runs:
+            run_key, run_offset, run_length, spans = runs[-1]
+            end = run_offset + run_length
+            if run_key == key and 0 <= offset - end <= gap and offset + size - run_offset <= max_read:
+                start = offset - run_offset
+                if spans[-1][1] == start:
+                    spans[-1] = (spans[-1][0], start + size)
+                else:
+                    spans.append((start, start + size))
+                runs[-1] = (run_key, run_offset, offset + size - run_offset, spans)
+                continue
+        runs.append((key, offset, size, [(0, size)]))
+    return runs
+
+
+def frames_stream(located: list[tuple[str, int, int]]) -> Iterator[bytes]:
+    """The located frames back to back, in pack order: one ranged read per coalesced run."""
+    storage = pack_storage()
+    for key, runs in groupby(read_runs(located), key=lambda run: run[0]):
+        with storage.open_reader(key) as reader:
+            for _, offset, length, spans in runs:
+                data = reader.read_at(offset, length)
+                if len(spans) == 1 and spans[0] == (0, length):
+                    yield data
+                else:
+                    view = memoryview(data)
+                    for start, end in spans:
+                        yield bytes(view[start:end])

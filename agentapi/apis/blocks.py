@@ -1,6 +1,6 @@
 """Blocks: which are missing, upload a batch (one new pack), fetch stored frames for a restore."""
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -12,7 +12,14 @@ from agentapi.exceptions import KeyNotEscrowedError, PayloadTooLarge, QuotaExcee
 from agentapi.fields import HexBlockIdField, block_ids_parse
 from agentapi.schema import ARCHIVE_ID, BLOCK_ID_PATTERN, body_errors, errors
 from archives.quotas import QuotaExceeded
-from archives.selectors import BlocksNotFound, FetchTooLarge, archive_for_device, blocks_read
+from archives.selectors import (
+    BlocksNotFound,
+    FetchTooLarge,
+    archive_for_device,
+    blocks_locate,
+    blocks_read,
+    frames_stream,
+)
 from archives.services import BatchInvalid, BlocksBeforeEscrow, blocks_ingest, blocks_missing
 
 
@@ -77,23 +84,34 @@ class BlocksUploadApi(APIView):
 
 
 class BlocksFetchApi(APIView):
-    """The stored frames of the blocks asked for, in that order (any archive of the user)."""
+    """The stored frames of the blocks asked for (any archive of the user): in the order asked, or
+    with `any_order` in pack order, neighbouring frames of a pack read at once and streamed."""
 
     class InputSerializer(serializers.Serializer):
         block_ids = serializers.ListField(child=HexBlockIdField(), min_length=1, max_length=10_000)
+        any_order = serializers.BooleanField(
+            default=False, help_text="Answer each distinct block once, in the order the server stores them "
+                                     "(faster); the reader places each frame by the block id in its header")
 
         class Meta:
             ref_name = "BlocksFetchRequest"
 
     @extend_schema(operation_id="blocks_fetch", parameters=[ARCHIVE_ID], request=InputSerializer,
                    responses={(200, "application/octet-stream"): OpenApiResponse(
-                       OpenApiTypes.BINARY, description="The blocks' stored frames, back to back"), **body_errors()})
+                       OpenApiTypes.BINARY, description="The blocks' stored frames, back to back: in the order asked, or "
+                                                 "with any_order in pack order, each distinct block once"), **body_errors()})
     def post(self, request, archive_id):
         body_limit(request, 2 * 1024 * 1024)
         archive = archive_for_device(request.user.device, archive_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
+            if data.validated_data["any_order"]:
+                located = blocks_locate(archive, data.validated_data["block_ids"],
+                                        max_bytes=settings.HAVEN_MAX_BATCH_BYTES)
+                response = StreamingHttpResponse(frames_stream(located), content_type="application/octet-stream")
+                response["Content-Length"] = str(sum(size for _, _, size in located))
+                return response
             frames = blocks_read(archive, data.validated_data["block_ids"], max_bytes=settings.HAVEN_MAX_BATCH_BYTES)
         except BlocksNotFound as absent:
             return Response({"detail": str(absent), "code": "blocks_not_found",

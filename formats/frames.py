@@ -89,6 +89,13 @@ def _header(kind: int, archive_id: uuid.UUID, block_id: bytes, payload: Buffer) 
     )
 
 
+def frame_header(kind: int, archive_id: uuid.UUID, block_id: bytes, payload: Buffer) -> bytes:
+    """The header of a frame (checksum included) without its payload: header + payload is
+    frame_encode's output, so a batch can be joined once from headers and payloads instead of
+    copying every encrypted block into a frame first."""
+    return _header(kind, archive_id, block_id, payload)
+
+
 def frame_encode(kind: int, archive_id: uuid.UUID, block_id: bytes, payload: Buffer) -> bytes:
     """Encode one frame (header + payload)."""
     return b"".join((_header(kind, archive_id, block_id, payload), payload))

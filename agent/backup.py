@@ -12,6 +12,7 @@ Pipeline (both cores, nothing waits on what it does not need):
    re-sending nothing the server has.
 """
 import base64
+import gc
 import hashlib
 import itertools
 import os
@@ -370,6 +371,7 @@ class BackupEngine:
         s.files_changed, s.files_deleted = len(scanned.changed), len(scanned.deleted)
         s.errors.extend(scanned.errors)
         run_id = self.client.run_start(self.archive_id)
+        gc.freeze()  # the scan's objects live through the run: the uploader's collections skip them
         self._uploader = _Uploader(self, run_id)
         status = "failed"
         try:
@@ -384,6 +386,7 @@ class BackupEngine:
             raise
         finally:
             self._uploader.abandon()
+            gc.unfreeze()
             self.pool.shutdown(wait=True, cancel_futures=True)
             s.bytes_sent = self._uploader.bytes_sent
             s.seconds = time.monotonic() - started

@@ -1,4 +1,5 @@
 """The backup's uploader thread (agent/backup.py): block batches and version commits, in order."""
+import gc
 import queue
 import threading
 
@@ -47,6 +48,11 @@ class Uploader:
         if item[0] == "batch":
             engine.client.blocks_upload(engine.archive_id, self.run_id, item[1])
             self.bytes_sent += len(item[1])
+            # httpx leaves each response in a reference cycle (response.stream <-> response) that
+            # holds the request and so the ~24 MiB batch until the cyclic collector runs, which on
+            # a big heap is rare: collected here, cheaply (the scan's objects are frozen, run()).
+            item = None
+            gc.collect()
             return
         _, versions, cached, deleted_paths, listings = item
         versions, cached = engine._materialize(versions, cached)

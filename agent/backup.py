@@ -12,10 +12,11 @@ Pipeline (both cores, nothing waits on what it does not need):
    re-sending nothing the server has.
 """
 import base64
+import gc
 import hashlib
+import itertools
 import os
 import random
-import stat
 import time
 import uuid
 from collections import deque
@@ -24,13 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent.client import ApiClient, ApiError
+from agent.healing import heal_rescan
 from agent.scan import FileEntry, ScanResult, scan  # noqa: F401 - scan is re-exported for callers
 from agent.state import CachedFile, LocalState
 from agent.uploader import Uploader as _Uploader
 from formats.blocks import block_encrypt, block_id_for
 from formats.chunking import iter_chunks, read_chunks
 from formats.directories import DirectoryEntry, listing_id_for, listing_to_json
-from formats.frames import FRAME_BLOCK, frame_encode
+from formats.frames import FRAME_BLOCK, frame_header
 from formats.keys import KeySet
 from formats.manifests import Manifest, listing_manifest, manifest_encrypt, path_id_for
 
@@ -77,12 +79,15 @@ class BackupSummary:
 
 class BackupEngine:
     WHOLE_FILE_LIMIT = 32 * 1024 * 1024  # larger files are cut by the main thread, hashed in pieces
-    READ_AHEAD_BYTES = 32 * 1024 * 1024  # plaintext read but not yet resolved (peak RSS <= 200 MB)
+    # Plaintext in flight: being read, staged for the "which do you lack" question, or being
+    # encrypted. One bound over the three stages (agent peak RSS <= 200 MB, issue 12).
+    READ_AHEAD_BYTES = 32 * 1024 * 1024
+    PIECE_BYTES = 8 * 1024 * 1024  # a big file goes to the pool in pieces of this much
     # Small files go to the pool in groups, and missing blocks are encrypted in groups: one task
     # per file or block cost more in submit/future bookkeeping on the main thread than the work.
     GROUP_FILES = 64
     GROUP_BYTES = 4 * 1024 * 1024
-    STAGING_BYTES = 16 * 1024 * 1024  # blocks gathered per "which do you lack" question
+    STAGING_BYTES = 8 * 1024 * 1024  # blocks gathered per "which do you lack" question
     STAGING_IDS = 4000
 
     def __init__(self, *, client: ApiClient, keys: KeySet, archive_id: str, state: LocalState,
@@ -102,8 +107,9 @@ class BackupEngine:
         self._units_bytes = 0
         self._staging: list[tuple[bytes, memoryview]] = []
         self._staging_bytes = 0
-        self._encrypting: deque = deque()  # ([block id], future of [frame])
-        self._batch_parts: list[bytes] = []
+        self._encrypting: deque = deque()  # ([block id], future of [(header, payload)], plaintext bytes)
+        self._encrypting_bytes = 0
+        self._batch_parts: list[tuple[bytes, bytes]] = []  # frames as (header, payload): joined once
         self._batch_bytes = 0
         self._batch_seq = 1
         self._files: deque[_PendingFile] = deque()  # read, waiting for their blocks to be batched
@@ -135,10 +141,11 @@ class BackupEngine:
                 results.append(error)
         return results
 
-    def _encrypt_frame(self, block_id: bytes, data: memoryview) -> bytes:
-        return frame_encode(FRAME_BLOCK, self.archive_uuid, block_id, block_encrypt(self.keys, block_id, data))
+    def _encrypt_frame(self, block_id: bytes, data: memoryview) -> tuple[bytes, bytes]:
+        payload = block_encrypt(self.keys, block_id, data)
+        return frame_header(FRAME_BLOCK, self.archive_uuid, block_id, payload), payload
 
-    def _encrypt_group(self, blocks: list[tuple[bytes, memoryview]]) -> list[bytes]:
+    def _encrypt_group(self, blocks: list[tuple[bytes, memoryview]]) -> list[tuple[bytes, bytes]]:
         return [self._encrypt_frame(block_id, data) for block_id, data in blocks]
 
     # -- the main thread's loop --
@@ -146,10 +153,20 @@ class BackupEngine:
     def _add_unit(self, pendings: list[_PendingFile], future, nbytes: int, last: bool) -> None:
         self._units.append((pendings, future, nbytes, last))
         self._units_bytes += nbytes
-        while self._units_bytes > self.READ_AHEAD_BYTES and len(self._units) > 1:
-            self._resolve_unit()
+        # The unit just submitted is left to the pool; the stages ahead of it are worked off.
+        while self._units_bytes + self._staging_bytes + self._encrypting_bytes > self.READ_AHEAD_BYTES:
+            if len(self._units) > 1:
+                self._resolve_unit()
+            elif self._encrypting:
+                self._collect_encrypted(wait=True, one=True)
+            elif self._staging:
+                self._resolve_staging()
+            else:
+                break
 
     def _add_to_group(self, pending: _PendingFile) -> None:
+        if self._group and self._group_bytes + pending.entry.size > self.GROUP_BYTES:
+            self._flush_group()  # a group's bytes stay near GROUP_BYTES (a file of the limit: alone)
         self._group.append(pending)
         self._group_bytes += pending.entry.size
         if len(self._group) >= self.GROUP_FILES or self._group_bytes >= self.GROUP_BYTES:
@@ -206,26 +223,34 @@ class BackupEngine:
                 group.append((block_id, data))
                 group_bytes += len(data)
                 if len(group) >= self.GROUP_FILES or group_bytes >= self.GROUP_BYTES:
-                    self._encrypting.append(([b for b, _ in group], self.pool.submit(self._encrypt_group, group)))
+                    self._encrypt_submit(group, group_bytes)
                     group, group_bytes = [], 0
             else:
                 self.queued_ids.discard(block_id)
                 self.known_present.add(block_id)
         if group:
-            self._encrypting.append(([b for b, _ in group], self.pool.submit(self._encrypt_group, group)))
+            self._encrypt_submit(group, group_bytes)
         self._queue_commits()
 
-    def _collect_encrypted(self, wait: bool) -> None:
+    def _encrypt_submit(self, group: list[tuple[bytes, memoryview]], nbytes: int) -> None:
+        self._encrypting.append(([b for b, _ in group], self.pool.submit(self._encrypt_group, group), nbytes))
+        self._encrypting_bytes += nbytes
+
+    def _collect_encrypted(self, wait: bool, one: bool = False) -> None:
         while self._encrypting and (wait or self._encrypting[0][1].done()):
-            block_ids, future = self._encrypting.popleft()
-            for block_id, frame in zip(block_ids, future.result()):
+            block_ids, future, nbytes = self._encrypting.popleft()
+            frames = future.result()
+            self._encrypting_bytes -= nbytes
+            for block_id, frame in zip(block_ids, frames):
                 self.queued_ids.discard(block_id)
                 self.batch_of[block_id] = self._batch_seq
                 self._batch_parts.append(frame)
-                self._batch_bytes += len(frame)
+                self._batch_bytes += len(frame[0]) + len(frame[1])
                 self.summary.blocks_sent += 1
                 if self._batch_bytes >= BATCH_BYTES:
                     self._send_batch()
+            if one:
+                return
 
     def _send_batch(self) -> None:
         if self._batch_parts:
@@ -233,8 +258,13 @@ class BackupEngine:
             # file, so in that order their sizes would show which blocks make up which file.
             _shuffle(self._batch_parts)
             self._flush_commit()
-            self._uploader.put(("batch", b"".join(self._batch_parts)))
-            self._batch_parts, self._batch_bytes = [], 0
+            # Joined only once the uploader has room for it: at most one batch sending and one
+            # waiting exist as bytes, beside the parts of the next (memory, issue 12).
+            self._uploader.batch_slot()
+            parts, self._batch_parts, self._batch_bytes = self._batch_parts, [], 0
+            body = b"".join(itertools.chain.from_iterable(parts))
+            del parts  # before put, which may wait: the parts are garbage once joined
+            self._uploader.put(("batch", body))
             self._batch_seq += 1
             self._queue_commits()
 
@@ -336,11 +366,12 @@ class BackupEngine:
         if scanned is None:
             scanned = scan(roots, self.state.lookup_all())
         s = self.summary
-        s.healed = self._heal(scanned)
+        s.healed = heal_rescan(self.client, self.keys, self.state, self.archive_id, scanned)
         s.files_scanned, s.bytes_scanned, s.skipped = scanned.files_scanned, scanned.bytes_scanned, scanned.skipped
         s.files_changed, s.files_deleted = len(scanned.changed), len(scanned.deleted)
         s.errors.extend(scanned.errors)
         run_id = self.client.run_start(self.archive_id)
+        gc.freeze()  # the scan's objects live through the run: the uploader's collections skip them
         self._uploader = _Uploader(self, run_id)
         status = "failed"
         try:
@@ -355,6 +386,7 @@ class BackupEngine:
             raise
         finally:
             self._uploader.abandon()
+            gc.unfreeze()
             self.pool.shutdown(wait=True, cancel_futures=True)
             s.bytes_sent = self._uploader.bytes_sent
             s.seconds = time.monotonic() - started
@@ -365,28 +397,6 @@ class BackupEngine:
             except ApiError:
                 pass  # the server may be what failed; the run stays "running" there
         return s
-
-    def _heal(self, scanned: ScanResult) -> list[str]:
-        """Self-healing: the server names (by keyed path id) files whose stored data it found
-        damaged. Their cache entries are forgotten and unchanged ones are read again, so the blocks
-        the server dropped are sent again (an interrupted run re-reads them next time)."""
-        wanted = set(self.client.heal_paths(self.archive_id))
-        if not wanted:
-            return []
-        changing = {entry.path for entry in scanned.changed}
-        healed = [path for path in self.state.lookup_all() if path_id_for(self.keys, path) in wanted]
-        for path in healed:
-            if path in changing:
-                continue
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue  # gone: nothing left to send
-            if stat.S_ISREG(st.st_mode):
-                scanned.changed.append(FileEntry(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
-                                                 stat.S_IMODE(st.st_mode), st.st_dev))
-        self.state.forget(healed)
-        return healed
 
     def _backup_changed(self, changed: list[FileEntry]) -> None:
         for entry in changed:
@@ -405,7 +415,7 @@ class BackupEngine:
         self._queue_commits(final=True)
 
     def _stream_file(self, pending: _PendingFile) -> None:
-        """A big file: cut here, hashed by the pool in pieces of ~16 MiB as they come."""
+        """A big file: cut here, hashed by the pool in pieces of ~PIECE_BYTES as they come."""
         entry = pending.entry
         pieces: list[memoryview] = []
         piece_bytes = 0
@@ -414,7 +424,7 @@ class BackupEngine:
                 pieces.append(chunk)
                 piece_bytes += len(chunk)
                 pending.read_bytes += len(chunk)
-                if piece_bytes >= 16 * 1024 * 1024:
+                if piece_bytes >= self.PIECE_BYTES:
                     self._add_unit([pending], self.pool.submit(self._hash_pieces_one, pieces), piece_bytes, last=False)
                     pieces, piece_bytes = [], 0
             pending.unstable = _changed_while_read(entry, pending.read_bytes)

@@ -13,8 +13,13 @@ from archives.models import Archive, BackupRun, Block, FileVersion, Pack
 from archives.selectors import MAX_MANIFEST_FRAME_PAYLOAD
 from archives.storage import pack_storage
 from formats.blocks import BLOCK_ID_SIZE
+from formats.directories import LISTING_VERSION
 from formats.errors import FormatError
 from formats.frames import FRAME_BLOCK, FRAME_MANIFEST, manifest_frame_id, manifest_frame_parse, pack_decode
+
+# A root's directory listing is told from a file version by its blob's clear version byte
+# (docs/formats.md §9.3), as versions_commit does (archives/ingest.py).
+_LISTING = bytes((LISTING_VERSION,))
 
 
 @dataclass
@@ -40,7 +45,7 @@ class _Unreadable(Exception):
 
 def _version_row(archive: Archive, pack: Pack, offset: int, frame, runs: dict[str, int]) -> FileVersion:
     """The version row a manifest frame describes, every server field checked before use."""
-    fields, _blob = manifest_frame_parse(frame.payload)
+    fields, blob = manifest_frame_parse(frame.payload)
     version_uuid = uuid.UUID(fields["version_id"])
     if manifest_frame_id(version_uuid) != bytes(frame.block_id):
         raise _Unreadable(f"manifest frame at byte offset {offset} does not match version {version_uuid}")
@@ -53,7 +58,7 @@ def _version_row(archive: Archive, pack: Pack, offset: int, frame, runs: dict[st
         raise _Unreadable(f"manifest frame at byte offset {offset} has malformed server fields")
     return FileVersion(
         uuid=version_uuid, archive=archive, path_id=fields["path_id"], committed_at=committed_at,
-        deleted=fields["deleted"], block_ids=b"".join(bytes.fromhex(b) for b in block_ids),
+        deleted=fields["deleted"], is_listing=blob[:1] == _LISTING, block_ids=b"".join(bytes.fromhex(b) for b in block_ids),
         stored_size=fields.get("stored_size", 0), manifest_pack=pack, manifest_offset=offset,
         manifest_frame_size=frame.size, run_id=runs.get(str(fields.get("run_id") or "")),
     )

@@ -1,4 +1,5 @@
 """rebuild-index: the packs alone (quarantined ones included) recreate the index; a bad pack is skipped."""
+import base64
 import os
 import uuid
 from datetime import timedelta
@@ -12,8 +13,10 @@ from archives.gc import orphan_packs_collect
 from archives.models import Archive, Block, FileVersion, Pack
 from archives.rebuild import archive_index_drop, archive_index_rebuild
 from archives.storage import pack_storage
+from formats.directories import DirectoryEntry, listing_id_for
 from formats.frames import FRAME_MANIFEST, PACK_MAGIC, frame_encode, manifest_frame_id, manifest_frame_payload
-from tests.archives.conftest import block, commit, upload, version
+from formats.manifests import listing_manifest, manifest_encrypt
+from tests.archives.conftest import KEYS, block, commit, upload, version
 
 
 def _backed_up(client, archive: str, data: bytes, path: str) -> None:
@@ -30,6 +33,33 @@ def _bad_manifest_pack(archive: Archive) -> str:
     pack_storage().put(key, [PACK_MAGIC, frame_encode(FRAME_MANIFEST, archive.uuid, manifest_frame_id(version_id),
                                                       payload)])
     return key
+
+
+def _listing_version(archive: str, root: str) -> dict:
+    """The commit body of a root's directory listing (docs/formats.md §9), as the agent sends it."""
+    version_id, listing_id = uuid.uuid4(), listing_id_for(KEYS, root)
+    manifest = listing_manifest(root, [DirectoryEntry(root, 0o40755, 1), DirectoryEntry(f"{root}/empty", 0o40700, 2)])
+    blob = manifest_encrypt(KEYS, manifest, archive_id=uuid.UUID(archive), path_id=listing_id, version_id=version_id)
+    return {"version_id": str(version_id), "path_id": listing_id, "deleted": False, "block_ids": [],
+            "manifest": base64.b64encode(blob).decode()}
+
+
+def test_rebuilt_rows_tell_a_roots_directory_listing_from_a_file(enrolled, alice):
+    """is_listing comes back from the manifest blob's clear version byte, as a commit sets it."""
+    client = enrolled(alice)
+    archive_id = client.enrollment["archive_id"]
+    _backed_up(client, archive_id, b"one", "/home/alice/one.txt")
+    listing = _listing_version(archive_id, "/home/alice")
+    assert commit(client, archive_id, [listing]).status_code == 201
+    archive = Archive.objects.get(uuid=archive_id)
+    committed = dict(FileVersion.objects.filter(archive=archive).values_list("path_id", "is_listing"))
+    archive_index_drop(archive=archive)
+
+    result = archive_index_rebuild(archive=archive)
+    assert result.versions == 2 and not result.skipped_packs
+    rebuilt = dict(FileVersion.objects.filter(archive=archive).values_list("path_id", "is_listing"))
+    assert rebuilt == committed
+    assert rebuilt[listing["path_id"]] is True and list(rebuilt.values()).count(False) == 1
 
 
 def test_a_pack_with_a_bad_manifest_frame_is_reported_and_skipped_the_rest_is_indexed(enrolled, alice):

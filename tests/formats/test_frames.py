@@ -14,6 +14,7 @@ from formats.frames import (
     frame_checksum,
     frame_decode,
     frame_encode,
+    frame_header,
     frames_decode,
     frames_encode,
     manifest_frame_id,
@@ -62,6 +63,12 @@ def test_frames_encode_matches_frame_encode():
     assert frames_encode(frames) == b"".join(
         frame_encode(f.kind, f.archive_id, f.block_id, f.payload) for f in frames
     )
+
+
+def test_frame_header_and_payload_are_the_encoded_frame():
+    for f in _frames():
+        assert frame_header(f.kind, f.archive_id, f.block_id, f.payload) + f.payload == \
+            frame_encode(f.kind, f.archive_id, f.block_id, f.payload)
 
 
 def test_payloads_are_views_not_copies():

@@ -1,0 +1,77 @@
+"""The backup's memory bound (issue 12): at most Uploader.BATCHES_AHEAD joined batches exist at
+once — one being sent, the next waiting — and a batch is joined only when a slot is free."""
+import threading
+import time
+
+from agent.uploader import Uploader
+
+
+class SlowServer:
+    """blocks_upload waits until the test lets it return."""
+
+    def __init__(self):
+        self.release = threading.Semaphore(0)
+        self.received: list[bytes] = []
+
+    def blocks_upload(self, archive_id, run_id, batch):
+        self.release.acquire()
+        self.received.append(batch)
+
+
+class Engine:
+    archive_id = "archive"
+
+    def __init__(self):
+        self.client = SlowServer()
+
+
+def _in_thread(target) -> threading.Event:
+    done = threading.Event()
+
+    def run():
+        target()
+        done.set()
+    threading.Thread(target=run, daemon=True).start()
+    return done
+
+
+def test_a_third_batch_waits_for_the_first_to_be_sent():
+    engine = Engine()
+    uploader = Uploader(engine, "run")
+    for index in range(Uploader.BATCHES_AHEAD):
+        uploader.batch_slot()
+        uploader.put(("batch", bytes([index]) * 10))
+    third = _in_thread(uploader.batch_slot)
+    assert not third.wait(0.3)  # one sending, one waiting: no room to join another
+    engine.client.release.release()  # the first batch is acknowledged
+    assert third.wait(5)
+    uploader.put(("batch", b"\x02" * 10))
+    for _ in range(Uploader.BATCHES_AHEAD + 1):
+        engine.client.release.release()
+    uploader.finish()
+    assert engine.client.received == [b"\x00" * 10, b"\x01" * 10, b"\x02" * 10]
+    assert uploader.bytes_sent == 30
+
+
+def test_a_failed_upload_frees_the_waiting_engine():
+    engine = Engine()
+
+    def refuse(archive_id, run_id, batch):
+        time.sleep(0.05)
+        raise ConnectionError("server gone")
+    engine.client.blocks_upload = refuse
+    uploader = Uploader(engine, "run")
+    for index in range(Uploader.BATCHES_AHEAD):
+        uploader.batch_slot()
+        uploader.put(("batch", bytes([index])))
+    errors = []
+
+    def third():
+        try:
+            uploader.batch_slot()
+            uploader.batch_slot()  # slots come back as the refused batches are dropped; then it raises
+        except ConnectionError as error:
+            errors.append(error)
+    assert _in_thread(third).wait(5)
+    assert errors and "server gone" in str(errors[0])
+    uploader.abandon()

@@ -55,6 +55,14 @@ def agent(*args: str, env: dict[str, str] | None = None, check: bool = False, **
                           check=check, capture_output=True, text=True, **kwargs)
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a live process (gunicorn's or Celery's workers), from /proc."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:
     if process.poll() is None:
         process.terminate()

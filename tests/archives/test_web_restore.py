@@ -38,7 +38,7 @@ from tests.e2e.conftest import (  # noqa: F401 - the live server fixtures are us
     live_servers,
     run_agent,
 )
-from tests.support import REPO, VENV_BIN, stop_process, wait_until
+from tests.support import REPO, VENV_BIN, child_pids, stop_process, wait_until
 
 MiB = 1024 * 1024
 LATIN1 = os.fsdecode(b"latin1-caf\xe9.txt")
@@ -241,7 +241,7 @@ def test_a_worker_on_the_keys_queue_runs_the_restore_and_its_process_exits(backe
                                "--max-tasks-per-child", "1", "--loglevel", "WARNING", "-n", f"keys-test-{os.getpid()}@%h"],
                               cwd=REPO, env=haven_env)
     try:
-        children = wait_until(lambda: _children(worker.pid), timeout=60, what="the worker's child process")
+        children = wait_until(lambda: child_pids(worker.pid), timeout=60, what="the worker's child process")
         job = restore_job_request(actor=alice, archive=backed_up.archive,
                                   paths=[str(backed_up.source / "docs"), str(backed_up.source / "big.bin")])
         wait_until(lambda: RestoreJob.objects.filter(pk=job.pk, status__in=["done", "failed"]).exists(),
@@ -250,18 +250,11 @@ def test_a_worker_on_the_keys_queue_runs_the_restore_and_its_process_exits(backe
         assert job.status == "done", job.error
         expected = {n: d for n, d in backed_up.latest.items() if b"/docs/" in n or n.endswith(b"/big.bin")}
         assert _zip(Path(haven_env["HAVEN_PACK_DIR"]) / job.result_key) == expected  # on the worker's pack storage
-        wait_until(lambda: _children(worker.pid) and not set(children) & set(_children(worker.pid)), timeout=30,
+        wait_until(lambda: child_pids(worker.pid) and not set(children) & set(child_pids(worker.pid)), timeout=30,
                    what="the child that ran the restore to exit")
         assert not any(Path(f"/proc/{pid}").exists() for pid in children)
     finally:
         stop_process(worker)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 # --- who may restore, and bad input (no backup needed) -----------------------------------------

@@ -28,11 +28,11 @@ from archives.policies import policy_set
 from archives.push_restores import push_restore_request
 from archives.restores import restore_results_dir
 from keystore.models import KeyAccess
-from tests.archives.test_web_restore import LATIN1, _children, _write
+from tests.archives.test_web_restore import LATIN1, _write
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import enroll_agent, restored, run_agent, tree_state
 from tests.e2e.test_key_never_leaks import assert_no_key
-from tests.support import PYTHON, REPO, VENV_BIN, stop_process, wait_until
+from tests.support import PYTHON, REPO, VENV_BIN, child_pids, stop_process, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def keys_worker(haven_env):
                                "--max-tasks-per-child", "1", "--loglevel", "WARNING", "-n",
                                f"keys-push-{os.getpid()}@%h"], cwd=REPO, env=haven_env)
     try:
-        wait_until(lambda: _children(worker.pid), timeout=60, what="the worker's child process")
+        wait_until(lambda: child_pids(worker.pid), timeout=60, what="the worker's child process")
         yield worker
     finally:
         stop_process(worker)

@@ -25,18 +25,11 @@ from tests.e2e.conftest import LiveServer, restored, tree_state
 from tests.e2e.nginx import start_nginx
 from tests.keystore.raft_cluster import start_cluster
 from tests.seaweedfs import seaweedfs_restart, seaweedfs_start, seaweedfs_stop
-from tests.support import PYTHON, REPO, VENV_BIN, manage, wait_until
+from tests.support import PYTHON, REPO, VENV_BIN, child_pids, manage, wait_until
 
 pytestmark = pytest.mark.slow
 AGENTS = int(os.environ.get("HAVEN_SCALE_AGENTS", "20"))
 KiB = 1024
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def _agent(config: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -75,7 +68,7 @@ class Celery:
     def worker(self, name: str, queues: str, **extra: str) -> subprocess.Popen:
         process = self.start(name, "worker", "-Q", queues, "--concurrency", "1", "-n", f"{name}-{os.getpid()}@%h",
                              *[part for key, value in extra.items() for part in (f"--{key}", value)])
-        wait_until(lambda: _children(process.pid), timeout=90, what=f"the {name} worker's child")
+        wait_until(lambda: child_pids(process.pid), timeout=90, what=f"the {name} worker's child")
         return process
 
     def kill(self, name: str) -> None:
@@ -126,10 +119,10 @@ def scaled_out(haven_env, tmp_path, settings):
 
 
 def _kill_one_web_worker(web: LiveServer) -> int:
-    workers = _children(web.process.pid)
+    workers = child_pids(web.process.pid)
     assert len(workers) == 3, workers
     os.kill(workers[0], signal.SIGKILL)
-    wait_until(lambda: len(set(_children(web.process.pid)) - {workers[0]}) == 3, timeout=60,
+    wait_until(lambda: len(set(child_pids(web.process.pid)) - {workers[0]}) == 3, timeout=60,
                what="gunicorn to replace the killed worker")
     return workers[0]
 

@@ -16,10 +16,10 @@ import pytest
 
 from accounts.api_clients import api_client_create
 from archives.models import Archive, RestoreJob
-from tests.archives.test_web_restore import _children, _write
+from tests.archives.test_web_restore import _write
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import LiveServer, enroll_agent, haven_env, run_agent  # noqa: F401
-from tests.support import REPO, VENV_BIN, stop_process, wait_until
+from tests.support import REPO, VENV_BIN, child_pids, stop_process, wait_until
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_a_web_restore_asked_for_on_one_server_downloads_from_the_other(two_mach
                                "--max-tasks-per-child", "1", "--loglevel", "WARNING", "-n",
                                f"keys-shared-{os.getpid()}@%h"], cwd=REPO, env=worker_env)
     try:
-        wait_until(lambda: _children(worker.pid), timeout=60, what="the worker's child process")
+        wait_until(lambda: child_pids(worker.pid), timeout=60, what="the worker's child process")
         source = tmp_path / "home"
         _write(source / "docs" / "report.txt", b"QUARTERLY REPORT " * 6000)
         _write(source / "big.bin", os.urandom(3 * 1024 * 1024 + 17))  # several download chunks

@@ -15,7 +15,7 @@ from accounts.api_clients import api_client_create
 from accounts.models import AuditEvent
 from archives.models import Archive, RestoreJob
 from keystore.models import KeyAccess
-from tests.archives.test_web_restore import LATIN1, _children, _files, _write
+from tests.archives.test_web_restore import LATIN1, _files, _write
 from tests.e2e.conftest import (  # noqa: F401 - the live server fixtures are used here
     enroll_agent,
     haven_env,
@@ -23,7 +23,7 @@ from tests.e2e.conftest import (  # noqa: F401 - the live server fixtures are us
     live_servers,
     run_agent,
 )
-from tests.support import REPO, VENV_BIN, stop_process, wait_until
+from tests.support import REPO, VENV_BIN, child_pids, stop_process, wait_until
 
 
 def _zip_bytes(data: bytes) -> dict[bytes, bytes]:
@@ -39,7 +39,7 @@ def keys_worker(haven_env):  # noqa: F811
                                "--max-tasks-per-child", "1", "--loglevel", "WARNING", "-n",
                                f"keys-public-{os.getpid()}@%h"], cwd=REPO, env=haven_env)
     try:
-        wait_until(lambda: _children(worker.pid), timeout=60, what="the worker's child process")
+        wait_until(lambda: child_pids(worker.pid), timeout=60, what="the worker's child process")
         yield worker
     finally:
         stop_process(worker)

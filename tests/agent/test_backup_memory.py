@@ -9,38 +9,23 @@ import agent.backup
 from agent.backup import BackupEngine
 from agent.state import LocalState
 from formats.keys import derive_keys
+from tests.agent.fake_server import EverythingMissingServer
 
 KEYS = derive_keys(bytes(range(32)))
 ARCHIVE = "00000000-0000-0000-0000-0000000000aa"
 MiB = 1024 * 1024
 
 
-class SlowServer:
+class SlowServer(EverythingMissingServer):
     """Every block is missing; an upload takes a while and keeps nothing (as a server on a
     loaded machine would)."""
 
     def __init__(self):
         self.batches = 0
 
-    def run_start(self, archive_id):
-        return "run"
-
-    def run_finish(self, archive_id, run_id, **kwargs):
-        pass
-
-    def heal_paths(self, archive_id):
-        return []
-
-    def blocks_missing(self, archive_id, block_ids):
-        return set(block_ids)
-
-    def blocks_upload(self, archive_id, run_id, batch):
+    def uploaded(self, batch) -> None:
         time.sleep(0.02)
         self.batches += 1
-        return {}
-
-    def versions_commit(self, archive_id, run_id, versions):
-        return {"committed": len(versions)}
 
 
 def test_peak_memory_is_bounded_by_the_pipeline_not_the_data(tmp_path, monkeypatch):

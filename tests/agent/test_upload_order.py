@@ -5,35 +5,20 @@ from agent.state import LocalState
 from formats.blocks import block_id_for
 from formats.frames import frames_decode
 from formats.keys import derive_keys
+from tests.agent.fake_server import EverythingMissingServer
 
 KEYS = derive_keys(bytes(range(32)))
 FILES = 200  # one block each; all in one batch
 
 
-class RecordingServer:
-    """Stands in for the server's API: every block is missing, each uploaded batch is kept."""
+class RecordingServer(EverythingMissingServer):
+    """Every block is missing, each uploaded batch is kept."""
 
     def __init__(self):
         self.batches: list[bytes] = []
 
-    def run_start(self, archive_id):
-        return "run"
-
-    def run_finish(self, archive_id, run_id, **kwargs):
-        pass
-
-    def heal_paths(self, archive_id):
-        return []
-
-    def blocks_missing(self, archive_id, block_ids):
-        return set(block_ids)
-
-    def blocks_upload(self, archive_id, run_id, batch):
+    def uploaded(self, batch) -> None:
         self.batches.append(batch)
-        return {"stored": 0, "duplicates": 0, "pack_id": None}
-
-    def versions_commit(self, archive_id, run_id, versions):
-        return {"committed": len(versions)}
 
 
 def _uploaded_order(tmp_path, name: str, source) -> list[bytes]:

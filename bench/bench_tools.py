@@ -12,8 +12,6 @@ from typing import Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402  (a sibling module, not a package)
-    _HAVEN_ENV_NAMES,
-    _HAVEN_ENV_PREFIXES,
     HAVEN_PASSWORD,
     HAVEN_USER,
     INSTALL_RESTIC,
@@ -25,8 +23,9 @@ from benchlib import (  # noqa: E402  (a sibling module, not a package)
     _process_tree_cpu_seconds,
     _process_tree_peak_rss_mib,
     _tail,
-    _wait_for_login,
-    debug,
+    clean_env,
+    gunicorn_start,
+    keystore_start,
     run,
     tree_bytes,
 )
@@ -105,8 +104,7 @@ class Haven:
         self.empty_database_bytes = 0
         self.agent_outputs: dict[str, str] = {}  # what the agent printed, by command
         self.backups = 0
-        base = {key: value for key, value in os.environ.items()
-                if not key.startswith(_HAVEN_ENV_PREFIXES) and key not in _HAVEN_ENV_NAMES}
+        base = clean_env()
         self.server_env = {**base, "HAVEN_DATA_DIR": str(self.data_dir)}
         if database_url:
             self.server_env["DATABASE_URL"] = database_url
@@ -141,30 +139,10 @@ class Haven:
             raise BenchError(f"the database at --database-url already has {tables} tables: "
                              "give the benchmark an empty database (DROP DATABASE / CREATE DATABASE)")
 
-    def _start_keystore(self) -> None:
-        """The embedded OpenBao, as `make run` has it: agents escrow their key before any block."""
-        self.server_env["HAVEN_KEYSTORE_PORT"] = str(_free_port())
-        with open(self.workdir / "keystore.log", "wb") as keystore_log:
-            self.keystore = subprocess.Popen([self.python, "manage.py", "keystore", "embedded"], cwd=REPO,
-                                             env=self.server_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                             stderr=keystore_log, text=True, start_new_session=True)
-        if "ready" not in (self.keystore.stdout.readline() or ""):
-            raise BenchError(f"the embedded keystore did not start; see {self.workdir / 'keystore.log'}")
-
     def _start_server(self) -> None:
-        self._start_keystore()
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        command = [str(VENV_BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
-                   "--workers", "2", "--timeout", "300",
-                   # its own control socket: the default ~/.gunicorn/gunicorn.ctl is shared with
-                   # any other gunicorn on the machine (a developer's `make run`), and ours would replace it
-                   "--control-socket", str(self.workdir / "gunicorn.ctl")]
-        debug("$ " + " ".join(command))
-        with open(self.server_log, "wb") as server_log:
-            self.server = subprocess.Popen(command, cwd=REPO, env=self.server_env, stdin=subprocess.DEVNULL,
-                                           stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_for_login(self.url, self.server, self.server_log)
+        self.server_env["HAVEN_KEYSTORE_PORT"] = str(_free_port())
+        self.keystore = keystore_start(self.server_env, self.workdir / "keystore.log")
+        self.server, self.url = gunicorn_start(self.server_env, self.workdir, workers=2, timeout=300)
 
     def close(self) -> None:
         """Stop the server we started: SIGTERM (gunicorn's graceful stop), then SIGKILL its group."""

@@ -146,6 +146,42 @@ def _wait_for_login(url: str, server: subprocess.Popen, server_log: Path, timeou
                      f"--- {server_log} (last lines) ---\n{_tail(server_log.read_text(errors='replace'))}")
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without anything that would point Haven at another server's state."""
+    return {key: value for key, value in os.environ.items()
+            if not key.startswith(_HAVEN_ENV_PREFIXES) and key not in _HAVEN_ENV_NAMES}
+
+
+def keystore_start(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """The embedded OpenBao, as `make run` has it (`env` must name HAVEN_KEYSTORE_PORT); ready when
+    this returns."""
+    with open(log, "wb") as keystore_log:
+        keystore = subprocess.Popen([str(VENV_BIN / "python"), "manage.py", "keystore", "embedded"], cwd=REPO,
+                                    env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=keystore_log,
+                                    text=True, start_new_session=True)
+    if "ready" not in (keystore.stdout.readline() or ""):
+        raise BenchError(f"the embedded keystore did not start; see {log}")
+    return keystore
+
+
+def gunicorn_start(env: dict[str, str], workdir: Path, *, workers: int, timeout: int) -> tuple[subprocess.Popen, str]:
+    """gunicorn on a free loopback port, logging to workdir/gunicorn.log; (process, url) once /login/ answers."""
+    port = _free_port()
+    command = [str(VENV_BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
+               "--workers", str(workers), "--timeout", str(timeout),
+               # its own control socket: the default ~/.gunicorn/gunicorn.ctl is shared with
+               # any other gunicorn on the machine (a developer's `make run`), and ours would replace it
+               "--control-socket", str(workdir / "gunicorn.ctl")]
+    debug("$ " + " ".join(command))
+    server_log = workdir / "gunicorn.log"
+    with open(server_log, "wb") as log:
+        server = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    _wait_for_login(url, server, server_log)
+    return server, url
+
+
 def _process_tree_cpu_seconds(root_pid: int) -> float:
     """utime+stime+cutime+cstime of ``root_pid`` and its live descendants, from /proc."""
     stats: dict[int, tuple[int, float]] = {}  # pid -> (parent pid, CPU seconds)

@@ -30,14 +30,14 @@ from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402  (a sibling module, not a package)
-    _HAVEN_ENV_NAMES,
-    _HAVEN_ENV_PREFIXES,
     REPO,
     VENV_BIN,
     BenchError,
     _free_port,
     _process_tree_cpu_seconds,
-    _wait_for_login,
+    clean_env,
+    gunicorn_start,
+    keystore_start,
     run,
 )
 
@@ -62,16 +62,12 @@ def database_url(server_url: str, name: str) -> str:
     return server_url.rsplit("/", 1)[0] + "/" + name
 
 
-def base_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(_HAVEN_ENV_PREFIXES) and k not in _HAVEN_ENV_NAMES}
-
-
 def template_build(server_url: str, users: int, workdir: Path) -> None:
     """Migrate once, with the organization and every bench user; each run copies it."""
     for name in (RUN_DB, TEMPLATE):
         psql(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     psql(server_url, f"CREATE DATABASE {TEMPLATE}")
-    env = {**base_env(), "DATABASE_URL": database_url(server_url, TEMPLATE), "HAVEN_DATA_DIR": str(workdir / "tmpl")}
+    env = {**clean_env(), "DATABASE_URL": database_url(server_url, TEMPLATE), "HAVEN_DATA_DIR": str(workdir / "tmpl")}
     python = str(VENV_BIN / "python")
     run([python, "manage.py", "migrate", "--noinput"], env=env, cwd=REPO, what="migrate")
     code = ("from accounts.services import organization_get_or_create, user_ensure\n"
@@ -145,26 +141,14 @@ def one_run(*, server_url: str, workers: int, roots: list[Path], storage_env: di
     psql(server_url, f"CREATE DATABASE {RUN_DB} TEMPLATE {TEMPLATE}")
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    env = {**base_env(), "DATABASE_URL": database_url(server_url, RUN_DB), "HAVEN_DATA_DIR": str(workdir / "var"),
+    env = {**clean_env(), "DATABASE_URL": database_url(server_url, RUN_DB), "HAVEN_DATA_DIR": str(workdir / "var"),
            "HAVEN_KEYSTORE_PORT": str(_free_port()), **storage_env}
     python = str(VENV_BIN / "python")
-    keystore = subprocess.Popen([python, "manage.py", "keystore", "embedded"], cwd=REPO, env=env, text=True,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=(workdir / "keystore.log").open("wb"), start_new_session=True)
+    keystore = keystore_start(env, workdir / "keystore.log")
     server = None
     try:
-        if "ready" not in (keystore.stdout.readline() or ""):
-            raise BenchError(f"the embedded keystore did not start; see {workdir / 'keystore.log'}")
-        port = _free_port()
-        server_log = workdir / "gunicorn.log"
-        server = subprocess.Popen([str(VENV_BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
-                                   "--workers", str(workers), "--timeout", "600",
-                                   "--control-socket", str(workdir / "gunicorn.ctl")],
-                                  cwd=REPO, env=env, stdout=server_log.open("wb"), stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        _wait_for_login(url, server, server_log)
-        agent_env = {**base_env(), "HAVEN_PASSWORD": PASSWORD}
+        server, url = gunicorn_start(env, workdir, workers=workers, timeout=600)
+        agent_env = {**clean_env(), "HAVEN_PASSWORD": PASSWORD}
         configs = [workdir / f"agent{i}" for i in range(len(roots))]
         enrolls = [subprocess.Popen([python, "-m", "agent", "--config", str(config), "enroll", "--server", url,
                                      "--user", f"ingest{i}@bench.example", "--device-name", f"bench-{i}"],

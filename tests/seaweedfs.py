@@ -40,6 +40,11 @@ class SeaweedFS:
         return name
 
 
+def _weed_env(data_dir: Path) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": str(data_dir),
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+
+
 def _listening(client) -> bool:
     try:
         client.list_buckets()
@@ -60,9 +65,8 @@ def seaweedfs_start(data_dir: Path) -> SeaweedFS:
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false",
             *(f"-{name}={port}" for name, port in ports.items())]
     (data_dir / "data").mkdir(parents=True, exist_ok=True)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(data_dir),
-           "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=data_dir, env=env)
+    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=data_dir,
+                               env=_weed_env(data_dir))
     server = SeaweedFS(endpoint=f"http://127.0.0.1:{ports['s3.port']}", process=process, log=log)
     try:
         client = server.client()
@@ -70,14 +74,18 @@ def seaweedfs_start(data_dir: Path) -> SeaweedFS:
                    what="SeaweedFS's S3 gateway to answer")
         if process.poll() is not None:
             raise RuntimeError(f"weed mini exited ({process.returncode}): {log.read_text()[-2000:]}")
-        # The S3 gateway answers before the volume server has joined: wait until a write succeeds.
-        probe = f"probe-{uuid.uuid4().hex[:8]}"
-        client.create_bucket(Bucket=probe)
-        wait_until(lambda: _writable(client, probe), timeout=60, what="SeaweedFS to accept a write")
+        _wait_writable(client)
     except BaseException:
         seaweedfs_stop(server)
         raise
     return server
+
+
+def _wait_writable(client) -> None:
+    """The S3 gateway answers before the volume server has joined: wait until a write succeeds."""
+    probe = f"probe-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=probe)
+    wait_until(lambda: _writable(client, probe), timeout=60, what="SeaweedFS to accept a write")
 
 
 def _writable(client, bucket: str) -> bool:
@@ -107,12 +115,8 @@ def seaweedfs_restart(server: SeaweedFS, *, down_seconds: float = 2.0) -> None:
     server.process.kill()
     server.process.wait()
     time.sleep(down_seconds)
-    server.process = subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                                      cwd=log.parent, env={"PATH": "/usr/bin:/bin", "HOME": str(log.parent),
-                                                           "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-                                                           "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
+    server.process = subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=log.parent,
+                                      env=_weed_env(log.parent))
     client = server.client()
-    probe = f"probe-{uuid.uuid4().hex[:8]}"
     wait_until(lambda: _listening(client), timeout=60, what="SeaweedFS to answer again")
-    client.create_bucket(Bucket=probe)
-    wait_until(lambda: _writable(client, probe), timeout=60, what="SeaweedFS to accept writes again")
+    _wait_writable(client)

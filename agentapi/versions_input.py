@@ -4,7 +4,7 @@ import binascii
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 from rest_framework import exceptions
@@ -15,15 +15,38 @@ from archives.services import VersionIn, block_id_parse
 
 PATH_ID = re.compile(PATH_ID_PATTERN)
 MAX_MANIFEST_B64 = 64 * 1024 * 1024
-QUERY_RULES = "limit is 1 to 1000, after a non-negative integer, at an ISO 8601 time"
+QUERY_RULES = "limit is 1 to 1000, after the `next` of the previous page (or 0), at an ISO 8601 time"
 
 
 @dataclass(frozen=True)
 class ListingQuery:
     limit: int
-    after: int
+    after: tuple[datetime, int] | None  # None: the first page
     at: datetime
     path_id: str | None
+
+
+CURSOR = re.compile(r"([0-9]{1,17})-([0-9]{1,19})")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def cursor_format(after: tuple[datetime, int] | None) -> str | None:
+    """The `next` of a listing page: where the following page starts, in commit order
+    (microseconds since the epoch of the last version's commit time, and its row id)."""
+    if after is None:
+        return None
+    committed_at, pk = after
+    return f"{(committed_at - EPOCH) // timedelta(microseconds=1)}-{pk}"
+
+
+def cursor_parse(value: str) -> tuple[datetime, int] | None:
+    """A `next` back (ValueError if it is not one); "0" is the first page."""
+    if value == "0":
+        return None
+    match = CURSOR.fullmatch(value)
+    if match is None or int(match[2]) > MAX_BIGINT:
+        raise ValueError(value)
+    return EPOCH + timedelta(microseconds=int(match[1])), int(match[2])  # OverflowError past year 9999
 
 
 def listing_query_parse(params) -> ListingQuery:
@@ -31,11 +54,11 @@ def listing_query_parse(params) -> ListingQuery:
     is refused here (400) before it could fail there (a 500)."""
     try:
         limit = int(params.get("limit", 1000))
-        after = int(params.get("after", 0))
+        after = cursor_parse(params.get("after") or "0")
         at = datetime.fromisoformat(params["at"]) if params.get("at") else timezone.now()
-        if not 1 <= limit <= 1000 or not 0 <= after <= MAX_BIGINT:
+        if not 1 <= limit <= 1000:
             raise ValueError
-    except ValueError:
+    except (ValueError, OverflowError):
         raise exceptions.ValidationError({"query": [QUERY_RULES]}) from None
     if timezone.is_naive(at):
         raise exceptions.ValidationError({"at": ["give a time zone, e.g. 2026-01-31T12:00:00+00:00"]})

@@ -24,7 +24,7 @@ from archives.models import Archive, RestoreJob
 from archives.restore_approval import restore_needs_approval, restore_owner_notice, restore_owner_notify
 from archives.restore_results import restore_scratch_dir, result_delete, result_key_for, result_spool
 from archives.restore_zip import zip_entry_write, zip_writer
-from archives.selectors import blocks_read, manifests_read, versions_at, versions_of_path
+from archives.selectors import blocks_read, manifests_read, versions_at_pages, versions_of_path
 from formats.errors import FormatError
 from formats.keys import KeySet, derive_keys
 from formats.manifests import Manifest, manifest_decrypt, path_id_for
@@ -166,16 +166,11 @@ def _zero(buffer: bytearray) -> None:
 
 def manifests_at(archive: Archive, keys: KeySet, at: datetime) -> Iterator[Manifest]:
     """Every path's newest manifest at `at`, decrypted and verified, a page at a time."""
-    after = 0
-    while True:
-        versions = versions_at(archive, at=at, after=after, limit=1000)
+    for versions in versions_at_pages(archive, at=at):
         blobs = manifests_read(versions)
         for version in versions:
             yield manifest_decrypt(keys, blobs[version.pk], archive_id=archive.uuid, path_id=version.path_id,
                                    version_id=version.uuid)
-        if len(versions) < 1000:
-            return
-        after = versions[-1].pk
 
 
 def _fetcher(archive: Archive) -> Callable[[list[bytes]], list[bytes]]:

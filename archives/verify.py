@@ -24,7 +24,13 @@ from django.utils import timezone
 from accounts.models import User
 from archives.healing import Damage, DamageReport, damage_record
 from archives.models import Archive, ArchiveCheck, Block, FileVersion, Pack
-from archives.selectors import MAX_MANIFEST_FRAME_PAYLOAD, BlocksNotFound, blocks_read, manifests_read, versions_at
+from archives.selectors import (
+    MAX_MANIFEST_FRAME_PAYLOAD,
+    BlocksNotFound,
+    blocks_read,
+    manifests_read,
+    versions_at_pages,
+)
 from archives.storage import PackStorage, pack_storage
 from formats.errors import FormatError
 from formats.frames import FRAME_BLOCK, FRAME_MANIFEST, frame_decode, manifest_frame_id
@@ -139,14 +145,7 @@ def maintenance_keys_into(buffer: bytearray, *, archive: Archive, actor: User | 
 
 
 def _latest_versions(archive: Archive, at) -> list[list[FileVersion]]:
-    pages, after = [], 0
-    while True:
-        page = versions_at(archive, at=at, after=after, limit=1000)
-        if page:
-            pages.append(page)
-        if len(page) < 1000:
-            return pages
-        after = page[-1].pk
+    return list(versions_at_pages(archive, at=at))
 
 
 def _manifests(archive: Archive, keys: KeySet, page: list[FileVersion], damage: Damage):

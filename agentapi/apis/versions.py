@@ -9,9 +9,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agentapi.apis.common import body_limit, run_for
-from agentapi.fields import MAX_BIGINT, Base64Field
+from agentapi.fields import Base64Field
 from agentapi.schema import ARCHIVE_ID, AUTHENTICATED, BLOCK_ID_PATTERN, PATH_ID_PATTERN, body_errors, errors
-from agentapi.versions_input import listing_query_parse, versions_parse
+from agentapi.versions_input import cursor_format, listing_query_parse, versions_parse
 from archives.selectors import archive_for_device, manifests_read, versions_at, versions_of_path
 from archives.services import MissingBlocks, VersionsInvalid, versions_commit
 
@@ -78,8 +78,8 @@ class VersionsApi(APIView):
     @extend_schema(operation_id="versions_list", parameters=[
         ARCHIVE_ID,
         OpenApiParameter("at", OpenApiTypes.DATETIME, description="The point in time (default: now)"),
-        OpenApiParameter("after", {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT},
-                         description="The `next` of the previous page"),
+        OpenApiParameter("after", {"type": "string", "pattern": r"^(0|[0-9]{1,17}-[0-9]{1,19})$"},
+                         description="The `next` of the previous page, as given; absent or 0 for the first"),
         OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
         OpenApiParameter("path_id", {"type": "string", "pattern": PATH_ID_PATTERN},
                          description="Every version of this one path instead"),
@@ -91,8 +91,8 @@ class VersionsApi(APIView):
             versions = versions_of_path(archive, path_id=query.path_id, limit=query.limit)
             next_cursor = None
         else:
-            versions = versions_at(archive, at=query.at, after=query.after, limit=query.limit)
-            next_cursor = str(versions[-1].pk) if len(versions) == query.limit else None
+            versions, after = versions_at(archive, at=query.at, after=query.after, limit=query.limit)
+            next_cursor = cursor_format(after)
         blobs = manifests_read(versions)
         # Plain dicts, not a serializer: a restore lists every version of an archive, and DRF's
         # per-field machinery cost more than reading the manifests from their packs.

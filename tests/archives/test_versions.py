@@ -2,7 +2,13 @@
 import base64
 import uuid
 
-from archives.models import FileVersion, Pack
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from archives import storage
+from archives.models import Archive, FileVersion, Pack
+from archives.selectors import manifests_read, versions_at
 from formats.frames import frames_decode
 from formats.manifests import manifest_decrypt
 from tests.archives.conftest import KEYS, block, commit, upload, version
@@ -173,3 +179,75 @@ def test_bad_paging_parameters_are_400_not_500(enrolled, alice):
     url = f"/api/v1/archives/{client.enrollment['archive_id']}/versions"
     for params in ({"limit": 0}, {"limit": -1}, {"limit": 5000}, {"after": -3}, {"limit": "x"}):
         assert client.get(url, params).status_code == 400, params
+
+
+def test_paging_lists_each_paths_newest_version_once_in_one_statement_per_page(enrolled, alice):
+    """Pages follow commit order from a (time, id) cursor: every live path comes once, with its
+    newest version, superseded and deleted ones are passed over, and a page is one statement
+    (plus the manifest packs' rows) however many versions the archive holds."""
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    one, two = _stored(client, archive, b"one"), _stored(client, archive, b"two")
+    paths = [f"/p/{n:03d}" for n in range(47)]
+    commit(client, archive, [version(archive, path, [one], [3]) for path in paths])
+    commit(client, archive, [version(archive, path, [two], [3]) for path in paths[::2]])  # newer versions
+    commit(client, archive, [version(archive, path, [], [], deleted=True) for path in paths[1::5]])
+    expected = {path: ([two] if n % 2 == 0 else [one]) for n, path in enumerate(paths) if n % 5 != 1}
+
+    seen, cursor, sizes = {}, "0", []
+    url = f"/api/v1/archives/{archive}/versions"
+    while cursor is not None:
+        with CaptureQueriesContext(connection) as queries:
+            body = client.get(url, {"after": cursor, "limit": 10}).json()
+        listing = [q for q in queries.captured_queries if "archives_fileversion" in q["sql"]]
+        assert len(listing) == 1, [q["sql"][:120] for q in listing]
+        sizes.append(len(body["versions"]))
+        for item in body["versions"]:
+            manifest = manifest_decrypt(KEYS, base64.b64decode(item["manifest"]), archive_id=uuid.UUID(archive),
+                                        path_id=item["path_id"], version_id=uuid.UUID(item["version_id"]))
+            assert manifest.path not in seen, manifest.path
+            seen[manifest.path] = manifest.block_ids
+        cursor = body["next"]
+    assert seen == expected
+    assert sizes == [10, 10, 10, 7]  # 37 live paths of 47, in pages of 10
+
+
+def test_paging_continues_past_versions_committed_in_the_same_instant(enrolled, alice):
+    """Versions of one commit share their commit time: the cursor's row id orders them."""
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    one = _stored(client, archive, b"one")
+    commit(client, archive, [version(archive, f"/same/{n}", [one], [3]) for n in range(7)])
+    assert FileVersion.objects.values("committed_at").distinct().count() == 1
+    url, cursor, listed = f"/api/v1/archives/{archive}/versions", "0", []
+    while cursor is not None:
+        body = client.get(url, {"after": cursor, "limit": 3}).json()
+        listed += [item["version_id"] for item in body["versions"]]
+        cursor = body["next"]
+    assert sorted(listed) == sorted(str(u) for u in FileVersion.objects.values_list("uuid", flat=True))
+    assert len(listed) == 7
+
+
+def test_a_cursor_that_is_not_a_path_id_is_400(enrolled, alice):
+    client = enrolled(alice)
+    url = f"/api/v1/archives/{client.enrollment['archive_id']}/versions"
+    for after in ("17", "z" * 64, "1-2-3", "-5", "1-" + "9" * 19, "9" * 18 + "-1", "1.5-2"):
+        response = client.get(url, {"after": after})
+        assert response.status_code == 400 and "query" in response.json()["errors"], after
+
+
+def test_a_pages_manifests_are_read_from_their_pack_in_one_ranged_read(enrolled, alice, monkeypatch):
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    one = _stored(client, archive, b"one")
+    commit(client, archive, [version(archive, f"/m/{n}", [one], [3]) for n in range(30)])
+    reads = []
+    real = storage.PackReader.read_at
+    monkeypatch.setattr(storage.PackReader, "read_at", lambda self, offset, length: reads.append(length)
+                        or real(self, offset, length))
+    versions, _ = versions_at(Archive.objects.get(uuid=archive), at=timezone.now())
+    blobs = manifests_read(versions)
+    assert len(reads) == 1 and len(blobs) == 30
+    for item in versions:
+        assert manifest_decrypt(KEYS, blobs[item.pk], archive_id=uuid.UUID(archive), path_id=item.path_id,
+                                version_id=item.uuid).path.startswith("/m/")

@@ -24,7 +24,7 @@ from datetime import date
 from pathlib import Path
 
 from agent.client import ApiClient
-from agent.restore_dest import Destination, DestinationError, Parts, process_umask, restored_bits
+from agent.restore_dest import PREALLOCATE, Destination, DestinationError, Parts, process_umask, restored_bits
 from agent.restore_plan import Conflict, restore_plan
 from formats.directories import DirectoryEntry
 from formats.errors import FormatError, IntegrityError
@@ -81,7 +81,9 @@ class RestoreSummary:
 class _Target:
     assembly: FileAssembly
     parts: Parts
-    identity: tuple[int, int]  # (device, inode) of the temporary created for it
+    # (device, inode) of the temporary created for it; None for a file of at most one small block,
+    # created, written and placed at once when its block arrives (Destination.whole_write)
+    identity: tuple[int, int] | None
     replace: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -233,10 +235,14 @@ def _write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destin
     # block id -> [(target, offset in file)], and the plaintext size of each block
     places: dict[bytes, list[tuple[_Target, int]]] = defaultdict(list)
     sizes: dict[bytes, int] = {}
-    identities = destination.temporaries_create([(item.parts, item.manifest.size) for item in plan.files])
-    for item, identity in zip(plan.files, identities):
+    # Most files of a tree are one small block: they need no temporary before their block is here.
+    whole = [len(assemblies[item.manifest.path].extents) <= 1 and item.manifest.size <= PREALLOCATE
+             for item in plan.files]
+    identities = iter(destination.temporaries_create(
+        [(item.parts, item.manifest.size) for item, at_once in zip(plan.files, whole) if not at_once]))
+    for item, at_once in zip(plan.files, whole):
         assembly = assemblies[item.manifest.path]
-        target = _Target(assembly, item.parts, identity, replace=item.replace)
+        target = _Target(assembly, item.parts, None if at_once else next(identities), replace=item.replace)
         targets.append(target)
         for extent in assembly.extents:
             places[extent.block_id].append((target, extent.offset))
@@ -249,11 +255,21 @@ def _write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destin
         os.fchmod(fd, restored_bits(manifest.mode, is_dir=False, setuid=setuid))
         os.utime(fd, ns=(manifest.mtime_ns, manifest.mtime_ns))
 
+    def whole(target: _Target, data: bytes) -> None:
+        manifest = target.assembly.manifest
+        placed = destination.whole_write(target.parts, data, replace=target.replace, mtime_ns=manifest.mtime_ns,
+                                         bits=restored_bits(manifest.mode, is_dir=False, setuid=setuid))
+        placed_count(target, placed)
+
     def finish(target: _Target, sealed: bool = False) -> None:
+        if target.identity is None:
+            return whole(target, b"")
         if not sealed:
             with destination.temporary_open(target.parts, target.identity) as fd:
                 seal(target, fd)
-        placed = destination.place(target.parts, replace=target.replace)
+        placed_count(target, destination.place(target.parts, replace=target.replace))
+
+    def placed_count(target: _Target, placed: bool) -> None:
         with summary_lock:
             if placed:
                 summary.files += 1
@@ -277,6 +293,11 @@ def _write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destin
         try:
             for block_id, plaintext in frames_open(keys, block_ids, data, sizes=sizes, archive_id=archive_uuid):
                 for target, offset in places[block_id]:
+                    if target.identity is None:  # its one block: written whole, then placed
+                        with target.lock:
+                            target.assembly.block_written(len(plaintext))
+                        whole(target, plaintext)
+                        continue
                     with destination.temporary_open(target.parts, target.identity) as fd:
                         os.pwrite(fd, plaintext, offset)
                         with target.lock:

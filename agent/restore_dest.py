@@ -49,6 +49,20 @@ def restored_bits(mode: int, *, is_dir: bool, setuid: bool) -> int:
     return bits
 
 
+def directory_cache_size() -> int:
+    """Directory descriptors to keep open: blocks arrive in pack order, which follows the backup's
+    walk only roughly, so a tree's recent directories are revisited often; a quarter of the
+    descriptor limit (256 on macOS by default, often 1,024 or more on Linux), at most 1,024."""
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 128
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(16, min(1024, soft // 4))
+
+
 def temporary_name(name: str) -> str:
     return f".{name}.haven-restore"
 
@@ -58,14 +72,14 @@ class Destination:
     O_NOFOLLOW and kept in a small LRU cache (trees have more directories than a process has
     descriptors). Thread-safe: the fetch workers write blocks through it."""
 
-    def __init__(self, root: Path, *, cache_size: int = 128):
+    def __init__(self, root: Path, *, cache_size: int | None = None):
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._fds: OrderedDict[Parts, int] = OrderedDict()
         self._busy: dict[Parts, int] = {}
         self._lock = threading.Lock()
-        self._cache_size = cache_size
+        self._cache_size = directory_cache_size() if cache_size is None else cache_size
 
     def close(self) -> None:
         with self._lock:
@@ -183,6 +197,32 @@ class Destination:
                     index += 1
         return identities
 
+    def whole_write(self, parts: Parts, data: bytes, *, bits: int, mtime_ns: int, replace: bool) -> bool:
+        """A file whose bytes are all here (one block): create its temporary, write it, give it
+        its mode and mtime and move it into place, under one directory descriptor and with no
+        moment between creating and writing in which the temporary could be swapped (it is
+        written through the descriptor that created it). `place`'s answer."""
+        name = temporary_name(parts[-1])
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with self.directory(parts[:-1]) as parent:
+            try:
+                fd = os.open(name, flags, 0o600, dir_fd=parent)
+            except FileExistsError:  # left by an interrupted restore
+                os.unlink(name, dir_fd=parent)
+                fd = os.open(name, flags, 0o600, dir_fd=parent)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fchmod(fd, bits)
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+            except BaseException:
+                os.close(fd)
+                os.unlink(name, dir_fd=parent)
+                raise
+            os.close(fd)
+            return self._place(parent, parts, replace=replace)
+
     @contextmanager
     def temporary_open(self, parts: Parts, identity: tuple[int, int]) -> Iterator[int]:
         """The temporary created for `parts`, only if it is still the file created then."""
@@ -208,29 +248,32 @@ class Destination:
         """Move the finished temporary to its name. With `replace` whatever is there (a file, or
         a symlink itself) is replaced; otherwise nothing is ever overwritten: False if the name
         was taken meanwhile (the temporary is removed)."""
-        name, temporary = parts[-1], temporary_name(parts[-1])
         with self.directory(parts[:-1]) as parent:
-            if replace:
+            return self._place(parent, parts, replace=replace)
+
+    def _place(self, parent: int, parts: Parts, *, replace: bool) -> bool:
+        name, temporary = parts[-1], temporary_name(parts[-1])
+        if replace:
+            os.replace(temporary, name, src_dir_fd=parent, dst_dir_fd=parent)
+            return True
+        try:  # link + unlink: atomic "create only if absent" (rename would overwrite)
+            os.link(temporary, name, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
+        except FileExistsError:
+            os.unlink(temporary, dir_fd=parent)
+            return False
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            # A file system without hard links: check, then rename (a narrow race remains).
+            try:
+                os.stat(name, dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
                 os.replace(temporary, name, src_dir_fd=parent, dst_dir_fd=parent)
                 return True
-            try:  # link + unlink: atomic "create only if absent" (rename would overwrite)
-                os.link(temporary, name, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
-            except FileExistsError:
-                os.unlink(temporary, dir_fd=parent)
-                return False
-            except OSError as error:
-                if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
-                    raise
-                # A file system without hard links: check, then rename (a narrow race remains).
-                try:
-                    os.stat(name, dir_fd=parent, follow_symlinks=False)
-                except FileNotFoundError:
-                    os.replace(temporary, name, src_dir_fd=parent, dst_dir_fd=parent)
-                    return True
-                os.unlink(temporary, dir_fd=parent)
-                return False
             os.unlink(temporary, dir_fd=parent)
-            return True
+            return False
+        os.unlink(temporary, dir_fd=parent)
+        return True
 
     def directory_finish(self, parts: Parts, *, bits: int, mtime_ns: int | None) -> None:
         with self.directory(parts) as fd:

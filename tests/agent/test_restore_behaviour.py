@@ -151,7 +151,9 @@ def test_files_are_private_until_complete_and_setuid_bits_only_on_request(live_s
     from formats.keys import derive_keys
 
     source = tmp_path / "home"
-    _write(source / "bin" / "tool", b"#!/bin/sh\n" + os.urandom(300_000), mode=0o4755)
+    # Larger than PREALLOCATE: its temporary exists before its blocks arrive (a file of one small
+    # block is created, written and placed at once: test_a_whole_file_write_...).
+    _write(source / "bin" / "tool", b"#!/bin/sh\n" + os.urandom(3_000_000), mode=0o4755)
     _write(source / "shared" / "sticky.txt", os.urandom(1000), mode=0o1644)
     _write(source / "plain.txt", os.urandom(1000), mode=0o644)
     os.chmod(source / "shared", 0o2775)
@@ -249,6 +251,45 @@ def test_the_destination_is_checked_by_descriptor_not_by_path(tmp_path):
     finally:
         destination.close()
     assert not list(outside.iterdir())
+
+
+def test_a_whole_file_write_is_private_until_placed_follows_no_symlink_and_overwrites_only_if_asked(tmp_path):
+    """Destination.whole_write (a file of one small block): a symlink planted at the temporary's
+    name or the file's name is replaced itself, never followed; without `replace` an existing
+    name is left alone; the file has its mode and mtime when it appears under its name."""
+    from agent.restore_dest import Destination, temporary_name
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_bytes(b"victim")
+    dest = tmp_path / "dest"
+    (dest / "a").mkdir(parents=True)
+    os.symlink(outside / "victim", dest / "a" / temporary_name("f.txt"))
+    (dest / "a" / "kept.txt").write_bytes(b"already here")
+    os.symlink(outside / "victim", dest / "a" / "link.txt")
+    modes = []
+    real_link = os.link
+
+    def link(source, target, **kwargs):  # what the name will show, just before it shows it
+        modes.append(stat.S_IMODE(os.stat(source, dir_fd=kwargs["src_dir_fd"]).st_mode))
+        return real_link(source, target, **kwargs)
+
+    destination = Destination(dest)
+    try:
+        os.link = link
+        assert destination.whole_write(("a", "f.txt"), b"new f", bits=0o640, mtime_ns=10**18, replace=False)
+        assert not destination.whole_write(("a", "kept.txt"), b"not this", bits=0o644, mtime_ns=1, replace=False)
+        assert destination.whole_write(("a", "link.txt"), b"new link", bits=0o644, mtime_ns=1, replace=True)
+    finally:
+        os.link = real_link
+        destination.close()
+    assert (outside / "victim").read_bytes() == b"victim" and sorted(os.listdir(outside)) == ["victim"]
+    f = dest / "a" / "f.txt"
+    assert f.read_bytes() == b"new f" and stat.S_IMODE(f.stat().st_mode) == 0o640 and f.stat().st_mtime_ns == 10**18
+    assert modes and modes[0] == 0o640  # mode set before the name appears
+    assert (dest / "a" / "kept.txt").read_bytes() == b"already here"
+    assert not (dest / "a" / "link.txt").is_symlink() and (dest / "a" / "link.txt").read_bytes() == b"new link"
+    assert sorted(os.listdir(dest / "a")) == ["f.txt", "kept.txt", "link.txt"]  # no temporary left
 
 
 def test_existing_files_are_not_overwritten_without_being_asked(live_server_haven, alice, tmp_path):  # noqa: F811

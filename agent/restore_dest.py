@@ -112,13 +112,15 @@ class Destination:
         return fd
 
     def _evict(self) -> None:
-        if len(self._fds) <= self._cache_size:
-            return
-        for parts in list(self._fds):
-            if len(self._fds) <= self._cache_size:
-                return
-            if not self._busy.get(parts):
-                os.close(self._fds.pop(parts))
+        """Close the least recently used descriptors not in use, oldest first: the walk stops at
+        the first one it may close each time (a full cache costs O(1) per call, not a list copy)."""
+        while len(self._fds) > self._cache_size:
+            for parts in self._fds:
+                if not self._busy.get(parts):
+                    break
+            else:
+                return  # every cached descriptor is in use: over the limit until one is let go
+            os.close(self._fds.pop(parts))
 
     @contextmanager
     def directory(self, parts: Parts) -> Iterator[int]:

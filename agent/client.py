@@ -1,6 +1,7 @@
 """HTTP client of the agent API. TLS is verified (system CAs, or --ca-file for a private CA)."""
 import base64
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -154,17 +155,18 @@ class ApiClient:
     def versions_commit(self, archive_id: str, run_id: str | None, versions: list[dict]) -> dict:
         return self.request("POST", f"archives/{archive_id}/versions", json={"run_id": run_id, "versions": versions}).json()
 
-    def versions_at(self, archive_id: str, at: str | None) -> list[dict]:
+    def versions_at(self, archive_id: str, at: str | None) -> Iterator[dict]:
         """Every page is read at the same point in time, so a backup committing meanwhile cannot
-        list one path twice (once per page)."""
+        list one path twice (once per page). A page at a time: a caller that keeps what it needs
+        of each version (restore decrypts the manifest) never holds every page's JSON at once."""
         at = at or datetime.now(UTC).isoformat()
-        versions, after = [], 0
+        after = 0
         while True:
             params = {"after": after, "limit": 1000, "at": at}
             page = self.request("GET", f"archives/{archive_id}/versions", params=params).json()
-            versions.extend(page["versions"])
+            yield from page["versions"]
             if not page["next"]:
-                return versions
+                return
             after = page["next"]
 
     def versions_of_path(self, archive_id: str, path_id: str) -> list[dict]:

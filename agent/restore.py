@@ -77,7 +77,7 @@ class RestoreSummary:
     renamed: int = 0  # names restored beside what was there (--rename)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Target:
     assembly: FileAssembly
     parts: Parts

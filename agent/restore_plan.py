@@ -12,6 +12,7 @@ when restoring to the original location) is never removed: those items are repor
 """
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 
 from agent.restore_dest import Destination, Parts
@@ -31,14 +32,14 @@ class Conflict:
         return f"{self.path} (exists as a {self.found}; the backup has a {self.backed_up})"
 
 
-@dataclass
+@dataclass(slots=True)
 class FileItem:
     manifest: Manifest
     parts: Parts
     replace: bool = False  # an existing file or symlink there is replaced (--overwrite)
 
 
-@dataclass
+@dataclass(slots=True)
 class Plan:
     files: list[FileItem] = field(default_factory=list)
     # every directory the files and folders need, top down: parts -> (exists already, recorded entry)
@@ -52,7 +53,12 @@ class Plan:
 
 
 def parts_of(path: str) -> Parts:
-    return tuple(path.lstrip("/").split("/")) if path != "/" else ()
+    """A path's components; folder names are interned, so the thousands of files of one folder
+    share its names instead of each holding copies (a restore keeps every file's parts)."""
+    if path == "/":
+        return ()
+    *folders, name = path.lstrip("/").split("/")
+    return (*map(sys.intern, folders), name)
 
 
 def _kind(st: os.stat_result | None) -> str | None:

@@ -74,7 +74,7 @@ def path_id_for(keys: KeySet, path: str) -> str:
     return hmac.digest(keys.path_id_key, _path_bytes(path), "sha256").hex()
 
 
-@dataclass
+@dataclass(slots=True)
 class Manifest:
     """One version of one file: metadata plus the ordered blocks of its content."""
 

@@ -67,7 +67,7 @@ def restore_selection(manifests: Iterable[Manifest], prefixes: Sequence[str] = (
 
 # --- one file's layout ------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Extent:
     """Where one block's plaintext goes in its file."""
 
@@ -87,7 +87,7 @@ def file_extents(manifest: Manifest) -> list[Extent]:
     return extents
 
 
-@dataclass
+@dataclass(slots=True)
 class FileAssembly:
     """One file whose blocks may arrive in any order (the agent fetches several batches at once,
     and a block shared by files is fetched once). Not thread-safe: callers hold a lock."""

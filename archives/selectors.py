@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from itertools import groupby
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import F, OuterRef, QuerySet, Subquery
 
 from accounts.models import Device, Role, User
 from accounts.selectors import one_or_404
@@ -60,7 +60,7 @@ class FetchTooLarge(Exception):
 
 
 def versions_at(archive: Archive, *, at: datetime, after: tuple[datetime, int] | None = None, limit: int = 1000
-                ) -> tuple[list[FileVersion], tuple[datetime, int] | None]:
+                ) -> tuple[list, tuple[datetime, int] | None]:
     """One page of the newest version of each path committed at or before `at`, deleted paths
     left out, in commit order (committed_at, id); and where the next page starts (None after
     the last).
@@ -79,12 +79,23 @@ def versions_at(archive: Archive, *, at: datetime, after: tuple[datetime, int] |
     rows = FileVersion.objects.filter(archive=archive, committed_at__lte=at)
     if after is not None:
         rows = rows.filter(committed_at__gte=after[0]).exclude(committed_at=after[0], id__lte=after[1])
-    page = list(rows.filter(deleted=False, id=Subquery(newest)).select_related("manifest_pack")
-                .order_by("committed_at", "id")[:limit])
+    page = _version_rows(rows.filter(deleted=False, id=Subquery(newest)).order_by("committed_at", "id")[:limit])
     return page, ((page[-1].committed_at, page[-1].pk) if len(page) == limit else None)
 
 
-def versions_at_pages(archive: Archive, *, at: datetime, limit: int = 1000) -> Iterator[list[FileVersion]]:
+# What a listing needs of a version, as named tuples (`.pk`, `.uuid`, `.path_id`, ...,
+# `.storage_key` of its manifest pack): a restore lists every version of an archive, and a model
+# instance per row (with its pack's) cost more than the query.
+VERSION_ROW_FIELDS = ("pk", "uuid", "path_id", "committed_at", "deleted", "stored_size", "storage_key",
+                      "manifest_offset", "manifest_frame_size")
+
+
+def _version_rows(versions: QuerySet) -> list:
+    return list(versions.annotate(storage_key=F("manifest_pack__storage_key"))
+                .values_list(*VERSION_ROW_FIELDS, named=True))
+
+
+def versions_at_pages(archive: Archive, *, at: datetime, limit: int = 1000) -> Iterator[list]:
     """Every page of `versions_at`."""
     versions, after = versions_at(archive, at=at, limit=limit)
     while versions:
@@ -94,19 +105,22 @@ def versions_at_pages(archive: Archive, *, at: datetime, limit: int = 1000) -> I
         versions, after = versions_at(archive, at=at, after=after, limit=limit)
 
 
-def versions_of_path(archive: Archive, *, path_id: str, limit: int = 1000) -> list[FileVersion]:
-    return list(FileVersion.objects.filter(archive=archive, path_id=path_id)
-                .select_related("manifest_pack").order_by("committed_at", "id")[:limit])
+def versions_of_path(archive: Archive, *, path_id: str, limit: int = 1000) -> list:
+    """Every version of one path (rows as `versions_at`'s), oldest first."""
+    return _version_rows(FileVersion.objects.filter(archive=archive, path_id=path_id)
+                         .order_by("committed_at", "id")[:limit])
 
 
-def manifests_read(versions: list[FileVersion]) -> dict[int, bytes]:
-    """Encrypted manifest blobs of the given versions, read from their manifest packs: the
+def manifests_read(versions: list) -> dict[int, bytes]:
+    """Encrypted manifest blobs of the given versions (rows of `versions_at`, or FileVersion
+    instances), read from their manifest packs: the
     frames of one pack in coalesced ranged reads (a page in commit order is one or two reads,
     not one per version: on S3 each read is a request)."""
     storage = pack_storage()
     by_pack: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     for version in versions:
-        by_pack[version.manifest_pack.storage_key].append(
+        key = getattr(version, "storage_key", None) or version.manifest_pack.storage_key  # a row, or a model
+        by_pack[key].append(
             (version.manifest_offset, version.manifest_frame_size, version.pk))
     blobs: dict[int, bytes] = {}
     for key, members in by_pack.items():

@@ -10,7 +10,7 @@ from accounts.models import Device, Role, User
 from accounts.selectors import one_or_404
 from archives.models import Archive, BackupRun, Block, FileVersion
 from archives.storage import pack_storage
-from formats.frames import frame_decode, manifest_frame_parse
+from formats.frames import frame_decode, manifest_frame_blob
 
 # Roles that may see (and later restore) every archive of their organization.
 ARCHIVE_WIDE_ROLES = {Role.ORG_ADMIN, Role.RESTORE_OPERATOR}
@@ -133,7 +133,7 @@ def manifests_read(versions: list) -> dict[int, bytes]:
                     start, size, pk = members[position]
                     frame = frame_decode(data[start - offset:start - offset + size],
                                          max_payload=MAX_MANIFEST_FRAME_PAYLOAD)
-                    blobs[pk] = bytes(manifest_frame_parse(frame.payload)[1])
+                    blobs[pk] = manifest_frame_blob(frame.payload)
                     position += 1
     return blobs
 

@@ -81,6 +81,8 @@ def sp_keypair() -> SpKeyPair:
     except StorageKeyMissing as error:
         raise SpKeyUnavailable(f"{error.reason}; or give every web host the same HAVEN_SAML_SP_KEY_FILE and "
                                "HAVEN_SAML_SP_CERT_FILE") from None
+    except ValueError as error:  # sealed under another storage key than this host's
+        raise SpKeyUnavailable(f"{error} (is HAVEN_STORAGE_KEY the same on every host?)") from None
     return SpKeyPair(key_file, cert_file, next_cert, "database")
 
 
@@ -101,9 +103,7 @@ def sp_key_install(*, key_pem: bytes, cert_pem: bytes, stage: bool, actor_label:
                    change: str = "imported") -> SamlServiceProviderKey:
     """Put a pair in the database: as the current one (it signs from the next request on, on every
     host) or staged as `next` (published in the metadata until `sp_key_activate`)."""
-    if sp_key_files_configured():
-        raise SpKeyRefused("the SP key comes from HAVEN_SAML_SP_KEY_FILE/HAVEN_SAML_SP_CERT_FILE: replace those "
-                           "files on every web host instead")
+    _refuse_if_files()
     cert = _pair_check(key_pem, cert_pem)
     slot = Slot.NEXT if stage else Slot.CURRENT
     try:
@@ -124,6 +124,7 @@ def sp_key_rotate(*, stage: bool, actor_label: str) -> SamlServiceProviderKey:
 
 def sp_key_activate(*, actor_label: str) -> SamlServiceProviderKey:
     """The staged pair becomes the current one; the old one is gone (IdPs stop seeing it)."""
+    _refuse_if_files()
     with transaction.atomic():
         rows = {row.slot: row for row in SamlServiceProviderKey.objects.select_for_update()}
         upcoming = rows.get(Slot.NEXT)
@@ -136,6 +137,12 @@ def sp_key_activate(*, actor_label: str) -> SamlServiceProviderKey:
     _audit(change="activated", cert=x509.load_pem_x509_certificate(upcoming.certificate_pem.encode()),
            actor_label=actor_label)
     return upcoming
+
+
+def _refuse_if_files() -> None:
+    if sp_key_files_configured():
+        raise SpKeyRefused("the SP key comes from HAVEN_SAML_SP_KEY_FILE/HAVEN_SAML_SP_CERT_FILE: replace those "
+                           "files on every web host instead")
 
 
 def _owner(row: SamlServiceProviderKey) -> SealedIn:
@@ -234,7 +241,7 @@ def _materialised(row: SamlServiceProviderKey, *, keep: set) -> tuple[Path, Path
     if key_file.exists():  # written last: the pair is complete
         return key_file, cert_file
     for stale in folder.iterdir():  # a rotated-away key does not linger until the process exits
-        if stale.stem not in {str(u) for u in keep}:
+        if not stale.name.startswith("tmp") and stale.stem not in {str(u) for u in keep}:
             stale.unlink(missing_ok=True)
     _write_private(cert_file, row.certificate_pem.encode())
     _write_private(key_file, unseal(PURPOSE, bytes(row.key_sealed), owner=_owner(row)))

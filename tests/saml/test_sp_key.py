@@ -6,12 +6,14 @@ import re
 import stat
 import subprocess
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from cryptography import x509
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
+from saml2.sigver import RSACrypto, verify_redirect_signature
 
 from accounts.models import AuditEvent, SamlServiceProviderKey
 from console.saml import sp_keys
@@ -32,6 +34,12 @@ def _metadata_certs(org) -> list[str]:
     response = Client().get(f"/saml/{org.uuid}/metadata/")
     assert response.status_code == 200, response.content[:300]
     return re.findall(r"<(?:\w+:)?X509Certificate>([^<]+)</", response.content.decode())
+
+
+def _signed_by(login_redirect: str, cert_body: str) -> bool:
+    """Does the AuthnRequest's redirect signature verify with this certificate?"""
+    query = {name: values[0] for name, values in parse_qs(urlparse(login_redirect).query).items()}
+    return verify_redirect_signature(query, RSACrypto(None), cert=cert_body)
 
 
 def _pem_body(pem: bytes | str) -> str:
@@ -123,11 +131,14 @@ def test_a_staged_rollover_publishes_both_then_signs_with_the_new_one(idp_a, org
     staged = _metadata_certs(org_a)
     assert len(staged) == 2 and staged[0] == old[0]
     browser = Client()  # the current key still signs: sign-in goes on during the rollover
-    assert _acs(browser, org_a, idp_a.answer(_start(browser, org_a), alice.email)).status_code == 302
+    redirect = _start(browser, org_a)
+    assert _signed_by(redirect, staged[0]) and not _signed_by(redirect, staged[1])
+    assert _acs(browser, org_a, idp_a.answer(redirect, alice.email)).status_code == 302
 
     call_command("samlcert", "activate")
     assert _metadata_certs(org_a) == [staged[1]]
-    assert _pem_body(sp_keypair().cert_file.read_text()) == staged[1]
+    redirect = _start(Client(), org_a)
+    assert _signed_by(redirect, staged[1]) and not _signed_by(redirect, staged[0])
     assert SamlServiceProviderKey.objects.get().slot == "current"
     changes = list(AuditEvent.objects.filter(organization=org_a, action="saml.sp_certificate.change")
                    .order_by("occurred_at").values_list("detail__change", flat=True))

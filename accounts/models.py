@@ -240,6 +240,23 @@ class SamlAssertion(models.Model):
         constraints = [models.UniqueConstraint(fields=["organization", "assertion_id"], name="saml_assertion_once")]
 
 
+class SamlServiceProviderKey(models.Model):
+    """The installation's SAML SP key pair, the same for every web process on every host
+    (console/saml/sp_keys.py). `current` signs; a staged `next` is published in the metadata too,
+    so IdPs learn it before it signs. The key is sealed under HAVEN_STORAGE_KEY; the certificate
+    is public."""
+
+    class Slot(models.TextChoices):
+        CURRENT = "current"
+        NEXT = "next"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)  # bound into the sealed key
+    slot = models.CharField(max_length=16, choices=Slot.choices, unique=True)  # one of each: created once
+    certificate_pem = models.TextField()
+    key_sealed = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+
 class EnrollmentCode(models.Model):
     """A short-lived, single-use code a signed-in user gives an agent instead of a password (SSO)."""
 

@@ -178,6 +178,13 @@ HAVEN_XMLSEC_BINARY = env_str("HAVEN_XMLSEC_BINARY", shutil.which("xmlsec1") or 
 HAVEN_PUBLIC_URL = env_str("HAVEN_PUBLIC_URL")
 # Fetch IdP metadata from private/loopback addresses too (off: only public addresses).
 HAVEN_SAML_METADATA_ALLOW_PRIVATE = env_bool("HAVEN_SAML_METADATA_ALLOW_PRIVATE", False)
+# The SP key pair every organization's SP signs with, the same on every web host: PEM files the
+# operator provides (both, or neither), or else one pair Haven keeps in the database sealed under
+# HAVEN_STORAGE_KEY (console/saml/sp_keys.py; `manage.py samlcert`).
+HAVEN_SAML_SP_KEY_FILE = env_str("HAVEN_SAML_SP_KEY_FILE")
+HAVEN_SAML_SP_CERT_FILE = env_str("HAVEN_SAML_SP_CERT_FILE")
+if bool(HAVEN_SAML_SP_KEY_FILE) != bool(HAVEN_SAML_SP_CERT_FILE):
+    raise ImproperlyConfigured("set both HAVEN_SAML_SP_KEY_FILE and HAVEN_SAML_SP_CERT_FILE, or neither")
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},

@@ -9,7 +9,8 @@ Django secret key, with a loud warning.
 Format v2: `HVS2 | nonce (12) | ciphertext+tag`, associated data = purpose, table, organization
 uuid and row uuid, so a sealed value copied into another column, row or organization does not
 open. v1 (`nonce | ciphertext`, associated data = purpose only) is still read; `keystore reseal`
-(or the next save) rewrites it as v2.
+(or the next save) rewrites it as v2. An installation-wide secret (the SAML SP key,
+console/saml/sp_keys.py) names the nil uuid as its organization.
 """
 import logging
 import os

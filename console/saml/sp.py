@@ -4,16 +4,9 @@ The organization comes from the URL (/saml/<org uuid>/...), never from the respo
 its own entity id and ACS URL, and its metadata store holds that organization's IdP only, so
 another organization's IdP cannot even be verified here. Signatures are SHA-256; assertions must
 be signed; unsolicited responses are refused (every login is SP-initiated and InResponseTo is
-checked against the requests this browser session made).
+checked against the requests this browser session made). Every organization's SP signs with the
+installation's one key pair, the same on every web host (sp_keys.py).
 """
-import datetime
-import os
-from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.http import Http404
 from saml2 import BINDING_HTTP_POST
@@ -22,30 +15,7 @@ from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NAMEID_FORMAT_UNSPECIFIED
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from accounts.models import Organization, SamlSettings
-
-
-def sp_keypair() -> tuple[Path, Path]:
-    """The installation's SP signing key and certificate (created once, 0600 under var/saml)."""
-    directory = settings.DATA_DIR / "saml"
-    key_path, cert_path = directory / "sp.key", directory / "sp.crt"
-    if key_path.exists() and cert_path.exists():
-        return key_path, cert_path
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Haven SAML service provider")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=3650)).sign(key, hashes.SHA256()))
-    for path, data in ((key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                     serialization.NoEncryption())),
-                       (cert_path, cert.public_bytes(serialization.Encoding.PEM))):
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    return key_path, cert_path
+from console.saml.sp_keys import sp_keypair
 
 
 def public_base(request) -> str:
@@ -78,7 +48,7 @@ def sp_config_for_request(request) -> SPConfig:
     organization = organization_from_request(request)
     saml = SamlSettings.objects.filter(organization=organization).first()
     urls = sp_urls(public_base(request), organization)
-    key_file, cert_file = sp_keypair()
+    pair = sp_keypair()
     config = {
         "entityid": urls["entity_id"],
         "xmlsec_binary": settings.HAVEN_XMLSEC_BINARY,
@@ -97,8 +67,10 @@ def sp_config_for_request(request) -> SPConfig:
             "digest_algorithm": DIGEST_SHA256,
             "only_use_keys_in_metadata": True,
         }},
-        "key_file": str(key_file),
-        "cert_file": str(cert_file),
+        "key_file": str(pair.key_file),
+        "cert_file": str(pair.cert_file),
+        # A staged next certificate is published too, so IdPs trust it before it signs (rollover).
+        **({"additional_cert_files": [str(pair.next_cert_file)]} if pair.next_cert_file else {}),
         "metadata": {"inline": [saml.idp_metadata_xml]} if saml and saml.idp_metadata_xml else {},
     }
     sp_config = SPConfig()

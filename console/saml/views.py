@@ -8,6 +8,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from djangosaml2 import views as saml_views
@@ -16,11 +17,26 @@ from accounts.models import Organization, SamlAssertion, SamlSettings
 from accounts.services import audit_record
 from console.saml.checks import SamlRejected, algorithms_check, assertion_check, explained
 from console.saml.sp import organization_from_request, saml_settings_for
+from console.saml.sp_keys import SpKeyUnavailable
 
 logger = logging.getLogger(__name__)
 
 
-class OrganizationMixin:
+class SpKeyMixin:
+    """No usable SP key pair (production without HAVEN_STORAGE_KEY or the SP key files): a 503
+    naming what the operator must set, never a per-host key that other web hosts would not share."""
+
+    def dispatch(self, request, *args, **kwargs):
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except SpKeyUnavailable as error:
+            logger.error("SAML is unavailable: %s", error)
+            return HttpResponse("Single sign-on is unavailable: Haven's SAML service provider key is not "
+                                "configured. The operator must set HAVEN_STORAGE_KEY, or HAVEN_SAML_SP_KEY_FILE "
+                                "and HAVEN_SAML_SP_CERT_FILE.", status=503, content_type="text/plain")
+
+
+class OrganizationMixin(SpKeyMixin):
     def dispatch(self, request, *args, **kwargs):
         saml_settings_for(organization_from_request(request))  # 404 unless this org uses SSO
         return super().dispatch(request, *args, **kwargs)
@@ -30,7 +46,7 @@ class LoginView(OrganizationMixin, saml_views.LoginView):
     pass
 
 
-class MetadataView(saml_views.MetadataView):
+class MetadataView(SpKeyMixin, saml_views.MetadataView):
     """The organization's SP metadata (available before SSO is switched on, for the IdP's admin)."""
 
     def dispatch(self, request, *args, **kwargs):

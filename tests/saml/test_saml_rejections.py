@@ -10,7 +10,7 @@ from django.test import Client
 from saml2.xmldsig import DIGEST_RIPEMD160, DIGEST_SHA1, DIGEST_SHA512, SIG_RSA_SHA1, SIG_RSA_SHA512
 
 from accounts.models import AuditEvent
-from console.saml.sp import sp_keypair
+from console.saml.sp_keys import sp_keypair
 from tests.saml.idp import make_idp
 from tests.saml.test_saml_login import _acs, _signed_in_as, _sp_metadata, _start, _use_idp, idp_a  # noqa: F401
 
@@ -65,7 +65,7 @@ def test_stronger_sha2_algorithms_sign_in(idp_a, org_a, alice):  # noqa: F811
 def test_an_encrypted_assertion_is_refused_by_name(idp_a, org_a, alice, caplog):  # noqa: F811
     browser = Client()
     body = idp_a.answer(_start(browser, org_a), alice.email, sign_response=True,
-                        encrypt_for=sp_keypair()[1].read_text())
+                        encrypt_for=sp_keypair().cert_file.read_text())
 
     _refused_because(browser, org_a, body, "the assertion is encrypted")
     assert "AttributeError" not in caplog.text

@@ -2,6 +2,7 @@
 index row (block rows, file and listing versions) in one transaction, retires the old packs after
 the grace period, and never copies damage (docs/maintenance.md, "Aggregation")."""
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from io import StringIO
 
@@ -35,8 +36,8 @@ both_storages = pytest.mark.parametrize("pack_backend", ["local", "s3"], indirec
 
 
 def _policy(**changes) -> AggregationPolicy:
-    base = dict(target=1024 * KIB, small=512 * KIB, count=4, settle=timedelta(hours=1), quiet=timedelta(days=7))
-    return AggregationPolicy(**{**base, **changes})
+    return replace(AggregationPolicy(target=1024 * KIB, small=512 * KIB, count=4, settle=timedelta(hours=1),
+                                     quiet=timedelta(days=7)), **changes)
 
 
 def _packs(*sizes: int) -> list[tuple[Pack, int]]:
@@ -113,11 +114,24 @@ def test_packs_younger_than_the_settle_age_are_left_alone(enrolled, alice):
     incrementals(backup, runs=2)
     before = sorted(Pack.objects.values_list("pk", "state"))
     result = archive_aggregate(archive=backup.archive, now=timezone.now(),
-                               policy=AggregationPolicy(**{**EAGER.__dict__, "settle": timedelta(minutes=5)}))
+                               policy=replace(EAGER, settle=timedelta(minutes=5)))
     assert result.packs_merged == 0 and sorted(Pack.objects.values_list("pk", "state")) == before
     later = archive_aggregate(archive=backup.archive, now=timezone.now() + timedelta(minutes=6),
-                              policy=AggregationPolicy(**{**EAGER.__dict__, "settle": timedelta(minutes=5)}))
+                              policy=replace(EAGER, settle=timedelta(minutes=5)))
     assert later.packs_merged == len(before)
+
+
+def test_a_few_small_packs_wait_for_peers_until_the_archive_has_been_quiet(enrolled, alice):
+    backup = Backup(enrolled(alice))
+    incrementals(backup, runs=2)  # 2 data packs, 5 manifest packs: fewer than `count` of a kind
+    policy = replace(EAGER, count=8, settle=timedelta(hours=1), quiet=timedelta(days=7))
+    soon = archive_aggregate(archive=backup.archive, now=timezone.now() + timedelta(hours=2), policy=policy)
+    assert soon.packs_merged == 0
+    quiet = archive_aggregate(archive=backup.archive, now=timezone.now() + timedelta(days=8), policy=policy)
+    assert (quiet.packs_merged, quiet.packs_written) == (7, 2)
+    again = archive_aggregate(archive=backup.archive, now=timezone.now() + timedelta(days=30), policy=policy)
+    assert again.packs_merged == 0  # one pack a kind is left: never merged into itself
+    assert assert_every_kept_version_restores(backup) == 5
 
 
 def test_a_dry_run_reports_the_merge_and_changes_nothing(enrolled, alice):

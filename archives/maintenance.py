@@ -114,7 +114,9 @@ def archive_maintain(*, archive: Archive, dry_run: bool = False, now: datetime |
             f"({aggregated.bytes_merged} bytes) into {aggregated.packs_written} "
             f"({aggregated.bytes_written} bytes)"
             + ("" if dry_run else f", {aggregated.orphans_removed} crash leftover(s) removed"),
-            f"space freed{' (estimate)' if dry_run else ''}: {run.bytes_freed} bytes",
+            f"space freed{' (estimate)' if dry_run else ''}: {run.bytes_freed} bytes"
+            + (" (for now: merged packs are written at once, the packs they replace leave after the grace "
+               "period)" if run.bytes_freed < 0 else ""),
         ]
         report.lines += [f"not compacted: {skip}" for skip in compacted.skipped]
         report.lines += [f"not aggregated: {skip}" for skip in aggregated.skipped]

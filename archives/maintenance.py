@@ -1,4 +1,4 @@
-"""One maintenance pass over an archive: retention → prune → compaction, under the archive's
+"""One maintenance pass over an archive: retention → prune → compaction → aggregation, under the archive's
 lease, recorded on a `MaintenanceRun` row (docs/maintenance.md, "Leases and runs").
 
 The lease excludes only other maintenance of the same archive; backups and restores never take
@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from archives.aggregation import AggregationPolicy, archive_aggregate
 from archives.compaction import archive_compact
 from archives.faults import fault_point
 from archives.holds import prune_block_reason
@@ -65,8 +66,10 @@ def _step(run: MaintenanceRun, archive: Archive, holder: str, step: str, dry_run
 
 
 def archive_maintain(*, archive: Archive, dry_run: bool = False, now: datetime | None = None,
-                     grace: timedelta | None = None, threshold: float | None = None) -> MaintenanceReport:
-    """Run retention, prune and compaction on one archive now (or, dry-run, say what they would do)."""
+                     grace: timedelta | None = None, threshold: float | None = None,
+                     aggregation: AggregationPolicy | None = None) -> MaintenanceReport:
+    """Run retention, prune, compaction and aggregation on one archive now (or, dry-run, say what
+    they would do)."""
     now = now or timezone.now()
     grace = gc_grace() if grace is None else grace
     threshold = settings.HAVEN_COMPACT_THRESHOLD if threshold is None else threshold
@@ -87,10 +90,16 @@ def archive_maintain(*, archive: Archive, dry_run: bool = False, now: datetime |
         pruned = archive_prune(archive=archive, policy=policy, grace=grace, now=now, dry_run=dry_run)
         run.versions_expired, run.blocks_deleted = pruned.versions_expired, pruned.blocks_deleted
         _step(run, archive, holder, "compact", dry_run)
-        compacted = archive_compact(archive=archive, threshold=threshold, grace=grace, now=now, dry_run=dry_run)
+        fence = None if dry_run else holder  # every switch and intent clean-up re-checks the lease
+        compacted = archive_compact(archive=archive, threshold=threshold, grace=grace, now=now, dry_run=dry_run,
+                                    lease_holder=fence)
         run.packs_compacted, run.packs_retired = compacted.packs_compacted, compacted.packs_retired
-        run.bytes_freed = (compacted.bytes_retired - compacted.bytes_written if not dry_run
-                           else pruned.block_bytes + pruned.manifest_bytes)
+        _step(run, archive, holder, "aggregate", dry_run)
+        aggregated = archive_aggregate(archive=archive, now=now, policy=aggregation, dry_run=dry_run,
+                                       lease_holder=fence)
+        run.packs_aggregated, run.packs_aggregated_into = aggregated.packs_merged, aggregated.packs_written
+        run.bytes_freed = (compacted.bytes_retired - compacted.bytes_written - aggregated.bytes_written
+                           if not dry_run else pruned.block_bytes + pruned.manifest_bytes)
         run.status, run.step = MaintenanceRun.Status.DONE, "done"
         verb = "would expire" if dry_run else "expired"
         report.lines += [
@@ -101,9 +110,16 @@ def archive_maintain(*, archive: Archive, dry_run: bool = False, now: datetime |
             + ("" if dry_run else f", {compacted.packs_compacted} rewritten ({compacted.bytes_written} bytes), "
                                   f"{compacted.packs_retired} retired ({compacted.bytes_retired} bytes), "
                                   f"{compacted.orphans_removed} crash leftover(s) removed"),
-            f"space freed{' (estimate)' if dry_run else ''}: {run.bytes_freed} bytes",
+            f"aggregation: {'would merge' if dry_run else 'merged'} {aggregated.packs_merged} small pack(s) "
+            f"({aggregated.bytes_merged} bytes) into {aggregated.packs_written} "
+            f"({aggregated.bytes_written} bytes)"
+            + ("" if dry_run else f", {aggregated.orphans_removed} crash leftover(s) removed"),
+            f"space freed{' (estimate)' if dry_run else ''}: {run.bytes_freed} bytes"
+            + (" (for now: merged packs are written at once, the packs they replace leave after the grace "
+               "period)" if run.bytes_freed < 0 else ""),
         ]
         report.lines += [f"not compacted: {skip}" for skip in compacted.skipped]
+        report.lines += [f"not aggregated: {skip}" for skip in aggregated.skipped]
         fault_point("maintenance.done")
     except Exception as error:
         run.status, run.detail = MaintenanceRun.Status.FAILED, f"{type(error).__name__}: {error}"[:1000]

@@ -43,7 +43,7 @@ class RetentionPolicy(models.Model):
 
 
 class MaintenanceRun(models.Model):
-    """One maintenance pass over one archive: retention, prune, compaction, and what each did."""
+    """One maintenance pass over one archive: retention, prune, compaction, aggregation, and what each did."""
 
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
@@ -63,6 +63,8 @@ class MaintenanceRun(models.Model):
     blocks_deleted = models.BigIntegerField(default=0)
     packs_compacted = models.BigIntegerField(default=0)
     packs_retired = models.BigIntegerField(default=0)
+    packs_aggregated = models.BigIntegerField(default=0, help_text="Small packs merged (now retiring).")
+    packs_aggregated_into = models.BigIntegerField(default=0, help_text="New packs aggregation wrote.")
     bytes_freed = models.BigIntegerField(default=0, help_text="Pack bytes retired (or, dry-run, that would be).")
     detail = models.CharField(max_length=1000, blank=True, help_text="Why it was skipped, or the error.")
 

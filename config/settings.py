@@ -432,6 +432,17 @@ HAVEN_ORPHAN_RETENTION_DAYS = env_int("HAVEN_ORPHAN_RETENTION_DAYS", 30)
 HAVEN_GC_GRACE_SECONDS = env_int("HAVEN_GC_GRACE_SECONDS", 86400)
 HAVEN_COMPACT_THRESHOLD = env_int("HAVEN_COMPACT_THRESHOLD_PERCENT", 60) / 100
 HAVEN_MAINTENANCE_LEASE_SECONDS = env_int("HAVEN_MAINTENANCE_LEASE_SECONDS", 900)
+# Aggregation (docs/maintenance.md): small packs (under SMALL_PERCENT of the target) older than the
+# settle age are merged into packs of at most the target size, by size class, once a group reaches
+# the small size or MERGE_COUNT packs; an archive with no new pack for QUIET_DAYS has all merged.
+HAVEN_PACK_TARGET_MIB = env_int("HAVEN_PACK_TARGET_MIB", 32)
+HAVEN_PACK_SMALL_PERCENT = env_int("HAVEN_PACK_SMALL_PERCENT", 50)
+HAVEN_PACK_MERGE_COUNT = env_int("HAVEN_PACK_MERGE_COUNT", 8)
+HAVEN_PACK_SETTLE_SECONDS = env_int("HAVEN_PACK_SETTLE_SECONDS", 3600)
+HAVEN_PACK_QUIET_DAYS = env_int("HAVEN_PACK_QUIET_DAYS", 7)
+if not (HAVEN_PACK_TARGET_MIB >= 1 and 1 <= HAVEN_PACK_SMALL_PERCENT <= 100 and HAVEN_PACK_MERGE_COUNT >= 2):
+    raise ImproperlyConfigured("HAVEN_PACK_TARGET_MIB must be ≥ 1, HAVEN_PACK_SMALL_PERCENT 1–100 and "
+                               "HAVEN_PACK_MERGE_COUNT ≥ 2")
 CELERY_TASK_ROUTES["haven.maintenance.*"] = {"queue": "maintenance"}  # restores never wait behind compaction
 for _task in ("haven.archives.verify_sample", "haven.archives.verify_full", "haven.archives.departed_archives_remove"):
     CELERY_TASK_ROUTES[_task] = {"queue": "maintenance"}  # long keyless scans, beside compaction

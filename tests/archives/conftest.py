@@ -18,6 +18,16 @@ def pack_dir(settings, tmp_path):
     return settings.PACK_DIR
 
 
+@pytest.fixture
+def storage_env(pack_backend, request, settings) -> dict[str, str]:
+    """What a `manage.py` child needs besides maintenance_env to use this test's pack storage:
+    nothing for the folder; for "s3" (`pack_backend`) a fresh bucket, also used by this process."""
+    if pack_backend == "s3":
+        request.getfixturevalue("s3_pack_storage")
+        return {"HAVEN_PACK_STORAGE": settings.PACK_STORAGE}
+    return {}
+
+
 @pytest.fixture(autouse=True)
 def escrowed(db, monkeypatch):
     """These tests encrypt with KEYS; mark every user's key as escrowed under its key_id

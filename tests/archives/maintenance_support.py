@@ -1,5 +1,6 @@
 """Helpers for the maintenance tests: backed-up histories, moving time back, byte-identical
 restores of every kept version, and `manage.py maintenance` as a real process."""
+import base64
 import os
 import subprocess
 import uuid
@@ -11,9 +12,11 @@ from django.db.models import F
 
 from archives.models import Archive, Block, FileVersion, Pack
 from archives.selectors import blocks_read, manifests_read
+from archives.storage import pack_storage
 from formats.blocks import block_decrypt
+from formats.directories import DirectoryEntry, listing_id_for
 from formats.frames import frame_decode
-from formats.manifests import manifest_decrypt
+from formats.manifests import listing_manifest, manifest_decrypt, manifest_encrypt
 from tests.archives.conftest import KEYS, block, commit, upload, version
 from tests.support import PYTHON, REPO
 
@@ -54,6 +57,32 @@ class Backup:
         return {bytes.fromhex(b) for b in response.json()["missing"]}
 
 
+def listing_commit(backup: Backup, root: str) -> None:
+    """A root's directory listing (docs/formats.md §9), committed as the agent sends one; it names
+    no block, so it restores to b""."""
+    version_id, listing_id = uuid.uuid4(), listing_id_for(KEYS, root)
+    manifest = listing_manifest(root, [DirectoryEntry(root, 0o40755, 1)])
+    blob = manifest_encrypt(KEYS, manifest, archive_id=uuid.UUID(backup.archive_id), path_id=listing_id,
+                            version_id=version_id)
+    body = {"version_id": str(version_id), "path_id": listing_id, "deleted": False, "block_ids": [],
+            "manifest": base64.b64encode(blob).decode()}
+    assert commit(backup.client, backup.archive_id, [body]).status_code == 201
+    backup.expected[version_id] = b""
+
+
+def incrementals(backup: Backup, runs: int = 4) -> list[bytes]:
+    """`runs` incremental backups: each one small data pack and one small manifest pack per commit."""
+    chunks = []
+    for run in range(runs):
+        new = [os.urandom(3000 + 500 * run) for _ in range(2)]
+        backup.upload(*new)
+        chunks += new
+        backup.commit(f"/file{run}", new)
+        backup.commit("/shared", [chunks[0], new[1]])  # a later version naming an older pack's block
+    listing_commit(backup, "/home/alice")
+    return chunks
+
+
 def age(versions=None, *, days: float, blocks=None) -> None:
     """As if the given versions (and blocks' last references) had happened `days` earlier."""
     if versions is not None:
@@ -83,6 +112,13 @@ def storage_consistent(pack_dir: Path) -> tuple[set[str], set[str]]:
     """(live pack files with no row, rows whose file is not live)."""
     files = {str(p.relative_to(pack_dir)) for p in pack_dir.rglob("*.pack")
              if not p.relative_to(pack_dir).parts[0].startswith(".")}
+    rows = set(Pack.objects.values_list("storage_key", flat=True))
+    return files - rows, rows - files
+
+
+def packs_consistent() -> tuple[set[str], set[str]]:
+    """storage_consistent through the configured pack storage (a folder or an S3 bucket)."""
+    files = set(pack_storage().keys(""))
     rows = set(Pack.objects.values_list("storage_key", flat=True))
     return files - rows, rows - files
 

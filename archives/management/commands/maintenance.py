@@ -1,5 +1,6 @@
-"""manage.py maintenance [--archive UUID] [--dry-run] — run retention, prune and compaction now, as
-beat does (docs/maintenance.md); with --dry-run, print what would go and the space it frees."""
+"""manage.py maintenance [--archive UUID] [--dry-run] — run retention, prune, compaction and
+aggregation now, as beat does (docs/maintenance.md); with --dry-run, print what would go and the
+space it frees."""
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -8,7 +9,7 @@ from archives.models import Archive
 
 
 class Command(BaseCommand):
-    help = "Run archive maintenance (retention, prune, compaction) now."
+    help = "Run archive maintenance (retention, prune, compaction, aggregation) now."
 
     def add_arguments(self, parser):
         parser.add_argument("--archive", metavar="UUID", help="only this archive (default: every archive)")

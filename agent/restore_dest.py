@@ -67,6 +67,17 @@ def temporary_name(name: str) -> str:
     return f".{name}.haven-restore"
 
 
+def _temporary_create(parent: int, name: str) -> int:
+    """A new private (0600) file `name` in the directory `parent`, open for writing; a file (or
+    symlink, itself) of that name left by an interrupted restore is removed first."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(name, flags, 0o600, dir_fd=parent)
+    except FileExistsError:
+        os.unlink(name, dir_fd=parent)
+        return os.open(name, flags, 0o600, dir_fd=parent)
+
+
 class Destination:
     """Directory descriptors below the destination, opened component by component with
     O_NOFOLLOW and kept in a small LRU cache (trees have more directories than a process has
@@ -176,19 +187,13 @@ class Destination:
         once for the run of files in it (callers pass them sorted by path); only files larger
         than PREALLOCATE bytes are sized up front (a small one is written in one write)."""
         identities: list[tuple[int, int]] = []
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         index = 0
         while index < len(items):
             folder = items[index][0][:-1]
             with self.directory(folder) as parent:
                 while index < len(items) and items[index][0][:-1] == folder:
                     parts, size = items[index]
-                    name = temporary_name(parts[-1])
-                    try:
-                        fd = os.open(name, flags, 0o600, dir_fd=parent)
-                    except FileExistsError:  # left by an interrupted restore
-                        os.unlink(name, dir_fd=parent)
-                        fd = os.open(name, flags, 0o600, dir_fd=parent)
+                    fd = _temporary_create(parent, temporary_name(parts[-1]))
                     try:
                         if size > PREALLOCATE:
                             os.ftruncate(fd, size)
@@ -205,13 +210,8 @@ class Destination:
         moment between creating and writing in which the temporary could be swapped (it is
         written through the descriptor that created it). `place`'s answer."""
         name = temporary_name(parts[-1])
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         with self.directory(parts[:-1]) as parent:
-            try:
-                fd = os.open(name, flags, 0o600, dir_fd=parent)
-            except FileExistsError:  # left by an interrupted restore
-                os.unlink(name, dir_fd=parent)
-                fd = os.open(name, flags, 0o600, dir_fd=parent)
+            fd = _temporary_create(parent, name)
             try:
                 view = memoryview(data)
                 while view:

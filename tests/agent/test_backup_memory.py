@@ -2,12 +2,16 @@
 plaintext in flight, the frames waiting for a batch and the batches handed to the uploader are
 each bounded. Run scaled down (MiB instead of tens of MiB) so the bound shows on a small tree."""
 import os
+import platform
 import threading
 import time
 import tracemalloc
 
+import pytest
+
 import agent.backup
 from agent.backup import BackupEngine
+from agent.memory import malloc_arenas_share
 from agent.state import LocalState
 from agent.uploader import Uploader
 from formats.blocks import BLOCK_OVERHEAD, MAX_BLOCK_SIZE
@@ -106,3 +110,8 @@ def test_peak_memory_is_bounded_by_the_pipeline_not_the_data(tmp_path, monkeypat
     # In flight: 8 MiB of plaintext (+ one unit) or its frames, a batch being built (4 MiB) and
     # one being sent (4 MiB), and the encryption's temporaries: ~21 MiB, whatever the tree's size.
     assert peak < 28 * MiB, f"peak {peak / MiB:.1f} MiB"
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="only glibc has per-thread arenas to share")
+def test_glibc_is_told_to_share_one_arena_between_the_agents_threads():
+    assert malloc_arenas_share() is True

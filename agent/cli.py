@@ -15,10 +15,10 @@ from agent.backup import BackupEngine, scan
 from agent.client import ApiClient, ApiError, DeviceDeauthorized
 from agent.config import AgentConfig, ConfigError, config_load, config_load_optional, config_save
 from agent.keys import KeyMissing, user_key_load, user_key_setup, user_key_wipe
+from agent.memory import malloc_arenas_share
 from agent.policy import Policy, policy_cache_load, policy_cache_save
 from agent.progress import progress_bar
 from agent.restore import RestoreConflicts, RestoreError, manifests_at, restore, restore_conflicts, selected
-from agent.service import ServiceOptions, service_run
 from agent.state import LocalState
 from agent.storage import StorageError
 from formats.keys import derive_keys
@@ -108,6 +108,10 @@ def cmd_status(args) -> int:
 
 
 def cmd_run(args) -> int:
+    # Imported here: the service (and watchdog, which its watchers use) is no part of a backup,
+    # restore or status command's memory and start-up time.
+    from agent.service import ServiceOptions, service_run
+
     return service_run(args.config, ServiceOptions(
         paths=args.paths, poll_seconds=args.poll, max_backoff=args.max_backoff,
         full_scan_seconds=args.full_scan_hours * 3600, verbose=args.verbose,
@@ -312,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    malloc_arenas_share()  # before any thread starts (agent/memory.py)
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

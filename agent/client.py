@@ -1,14 +1,14 @@
 """HTTP client of the agent API. TLS is verified (system CAs, or --ca-file for a private CA)."""
 import base64
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
 
 from agent import __version__
-from agent.throttle import ThrottledBody, TokenBucket
+from agent.throttle import TokenBucket, UploadBody
 from formats.keys import key_id_for
 
 
@@ -141,14 +141,20 @@ class ApiClient:
             missing.update(bytes.fromhex(b) for b in answer["missing"])
         return missing
 
-    def blocks_upload(self, archive_id: str, run_id: str | None, batch: bytes) -> dict:
+    def blocks_upload(self, archive_id: str, run_id: str | None, batch: bytes | Sequence[bytes]) -> dict:
+        """Send a batch: its frames as one body, or as the list of their parts (sent as they are,
+        never joined into one copy; agent/throttle.py)."""
         params = {"run": run_id} if run_id else {}
-        headers = {"Content-Type": "application/octet-stream"}
-        content: bytes | ThrottledBody = batch
-        if self.throttle is not None and self.throttle.rate > 0:
-            # Streamed through the bucket; the explicit length keeps it from being sent chunked
-            # (the server wants a Content-Length before it reads a body).
-            content, headers["Content-Length"] = ThrottledBody(batch, self.throttle), str(len(batch))
+        throttled = self.throttle is not None and self.throttle.rate > 0
+        if isinstance(batch, bytes) and not throttled:
+            content: bytes | UploadBody = batch
+            length = len(batch)
+        else:
+            content = UploadBody(batch, self.throttle)
+            length = len(content)
+        # An explicit length keeps a streamed body from being sent chunked (the server wants a
+        # Content-Length before it reads a body).
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(length)}
         return self.request("POST", f"archives/{archive_id}/blocks", params=params, content=content,
                             headers=headers).json()
 

@@ -4,6 +4,7 @@ it saw while the server is unreachable)."""
 import fnmatch
 import json
 import os
+import re
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +68,13 @@ class Policy:
         ]
 
 
+def _any_of(patterns: list[str]) -> re.Pattern | None:
+    """One expression that matches what any of the globs matches (as fnmatch.fnmatchcase)."""
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in patterns))
+
+
 def expand_home(path: str, home: str | None = None) -> str:
     if path == "~" or path.startswith("~/"):
         return (home or os.path.expanduser("~")) + path[1:]
@@ -82,6 +90,10 @@ class Exclusions:
         self.name_patterns = [p for p in patterns if "/" not in p]
         self.path_patterns = [os.path.normpath(expand_home(p, home)) for p in patterns if "/" in p]
         self.vm_patterns, self.vm_max_bytes = list(vm_patterns), vm_max_bytes
+        # Each list as one regular expression: one match per file, where a policy's dozens of
+        # patterns cost one fnmatch call each (the scan asks for every file and directory).
+        self._names, self._paths, self._vm = (_any_of(self.name_patterns), _any_of(self.path_patterns),
+                                              _any_of(self.vm_patterns))
 
     def __bool__(self) -> bool:
         return bool(self.name_patterns or self.path_patterns or self.vm_patterns)
@@ -89,12 +101,12 @@ class Exclusions:
     def matches(self, path: str, *, size: int | None = None) -> bool:
         """Is this one entry (a file, or a directory when size is None) excluded by itself?"""
         name = os.path.basename(path)
-        if any(fnmatch.fnmatchcase(name, p) for p in self.name_patterns):
+        if self._names is not None and self._names.match(name):
             return True
-        if any(fnmatch.fnmatchcase(path, p) for p in self.path_patterns):
+        if self._paths is not None and self._paths.match(path):
             return True
-        return size is not None and size > self.vm_max_bytes and any(
-            fnmatch.fnmatchcase(name.lower(), p) for p in self.vm_patterns)
+        return size is not None and size > self.vm_max_bytes and self._vm is not None \
+            and self._vm.match(name.lower()) is not None
 
     def covers(self, path: str, root: str, *, size: int | None = None) -> bool:
         """Is `path` excluded, itself or through a directory between `root` and it?"""

@@ -2,8 +2,6 @@
 import sys
 from contextlib import contextmanager
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
 
 @contextmanager
 def progress_bar(description: str, *, total_files: int, total_bytes: int, enabled: bool | None = None):
@@ -13,6 +11,9 @@ def progress_bar(description: str, *, total_files: int, total_bytes: int, enable
     if not enabled:
         yield lambda files, nbytes: None
         return
+    # Imported only for a terminal: a service's or a script's backups need none of rich.
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns) as bar:

@@ -6,6 +6,7 @@ import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from agent.policy import Exclusions
 from agent.state import CachedFile
@@ -13,8 +14,9 @@ from formats.directories import DirectoryEntry
 from formats.reassembly import path_within
 
 
-@dataclass
-class FileEntry:
+class FileEntry(NamedTuple):
+    """A file as the scan saw it (a tuple: one is built per changed file)."""
+
     path: str
     size: int
     mtime_ns: int
@@ -48,6 +50,7 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
     an excluded directory not walked (counted in `excluded`), and neither is marked deleted —
     a newly excluded file stops being backed up but keeps its versions, as in CrashPlan.
     """
+    exclude = exclude or None  # an empty policy: nothing asked per file
     result = ScanResult()
     seen: set[str] = set()
     listed: dict[str, bool] = {}  # directory -> listed completely
@@ -90,7 +93,7 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
                         try:
                             if entry.is_symlink():
                                 result.skipped += 1
-                            elif exclude and entry.is_dir(follow_symlinks=False) and exclude.matches(entry.path):
+                            elif exclude is not None and entry.is_dir(follow_symlinks=False) and exclude.matches(entry.path):
                                 result.excluded += 1
                             elif entry.is_dir(follow_symlinks=False):
                                 st_dir = entry.stat(follow_symlinks=False)
@@ -99,7 +102,7 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
                                 walked.append(DirectoryEntry(entry.path, st_dir.st_mode, st_dir.st_mtime_ns))
                             elif entry.is_file(follow_symlinks=False):
                                 st_entry = entry.stat(follow_symlinks=False)
-                                if exclude and exclude.matches(entry.path, size=st_entry.st_size):
+                                if exclude is not None and exclude.matches(entry.path, size=st_entry.st_size):
                                     result.excluded += 1
                                 else:
                                     consider(entry.path, st_entry)
@@ -117,7 +120,7 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
         root = next((root for root in absolute_roots if path_within(path, root)), None)
         if path in seen or root is None:
             continue
-        if exclude and exclude.covers(path, root, size=cache[path].size):
+        if exclude is not None and exclude.covers(path, root, size=cache[path].size):
             continue  # excluded now: no longer backed up, but its versions are kept
         ancestor = os.path.dirname(path)
         while ancestor not in listed and ancestor != os.path.dirname(ancestor):

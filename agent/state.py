@@ -7,8 +7,8 @@ Paths are stored as the bytes the file system gave (os.fsencode), so any name ro
 import os
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 SCHEMA_VERSION = 3
 SCHEMA = """
@@ -37,8 +37,9 @@ CREATE TABLE IF NOT EXISTS listings (
 """
 
 
-@dataclass(frozen=True)
-class CachedFile:
+class CachedFile(NamedTuple):
+    """One committed file as the last backup saw it (a tuple: one is built per file per run)."""
+
     path: str
     size: int
     mtime_ns: int
@@ -68,8 +69,12 @@ class LocalState:
         rows = self._db.execute(
             "SELECT path, size, mtime_ns, ctime_ns, inode, version_id, dev FROM files WHERE archive_id = ?",
             (self.archive_id,))
-        return {os.fsdecode(path): CachedFile(os.fsdecode(path), size, mtime, ctime, inode, version, dev)
-                for path, size, mtime, ctime, inode, version, dev in rows}
+        cache: dict[str, CachedFile] = {}
+        fsdecode = os.fsdecode
+        for path, size, mtime, ctime, inode, version, dev in rows:
+            name = fsdecode(path)
+            cache[name] = CachedFile(name, size, mtime, ctime, inode, version, dev)
+        return cache
 
     def record_committed(self, entries: Iterable[CachedFile]) -> None:
         with self._db:

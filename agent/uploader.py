@@ -10,13 +10,15 @@ class Uploader:
     Order is the crash rule on the agent's side: a commit queued after batch N is sent only once
     batch N (and every batch before it) was acknowledged.
 
-    Memory (issue 12): a batch is ~24 MiB of bytes, so how many exist at once is most of the
-    agent's peak. The engine takes a slot (batch_slot) before it joins a batch's frames; a slot is
-    given back once the batch was sent and dropped. With BATCHES_AHEAD = 2, one batch is sending
-    and one waits ready (the uploader never idles on a join), while the next is being built.
+    Memory (issue 12): a batch is ~24 MiB of frames, so how many exist at once is most of the
+    agent's peak. A batch is the list of its frames' parts, sent as they are (never joined into
+    one body), so handing it over costs nothing and the uploader need not have one waiting
+    ready: the engine takes a slot (batch_slot) before it queues a batch, and a slot is given
+    back once the batch was sent and dropped. With BATCHES_AHEAD = 1, one batch is being sent
+    while the next is being built.
     """
 
-    BATCHES_AHEAD = 2
+    BATCHES_AHEAD = 1
 
     def __init__(self, engine, run_id: str):
         self.engine, self.run_id = engine, run_id
@@ -46,16 +48,18 @@ class Uploader:
     def _send(self, item: tuple) -> None:
         engine = self.engine
         if item[0] == "batch":
-            engine.client.blocks_upload(engine.archive_id, self.run_id, item[1])
-            self.bytes_sent += len(item[1])
+            _, parts, nbytes = item
+            item = None
+            engine.client.blocks_upload(engine.archive_id, self.run_id, parts)
+            self.bytes_sent += nbytes
             # httpx leaves each response in a reference cycle (response.stream <-> response) that
             # holds the request and so the ~24 MiB batch until the cyclic collector runs, which on
             # a big heap is rare: collected here, cheaply (the scan's objects are frozen, run()).
-            item = None
+            parts = None
             gc.collect()
             return
         _, versions, cached, deleted_paths, listings = item
-        versions, cached = engine._materialize(versions, cached)
+        versions, cached = engine.commits.materialize(versions, cached)
         engine.client.versions_commit(engine.archive_id, self.run_id, versions)
         if cached:
             engine.state.record_committed(cached)
@@ -66,7 +70,7 @@ class Uploader:
         engine.summary.versions_committed += len(versions)
 
     def batch_slot(self) -> None:
-        """Wait until one more batch may be joined and queued (see the class docstring)."""
+        """Wait until one more batch may be queued (see the class docstring)."""
         while not self._slots.acquire(timeout=0.5):
             self.check()
         self.check()

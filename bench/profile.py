@@ -25,24 +25,35 @@ from pyinstrument.session import Session
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-# (stage, file suffix, function names or None for any): the innermost match on the stack wins.
+# (stage, file suffix, function names or None for any): the innermost match on the stack wins,
+# and for one frame the first entry that matches. Names of the agent before its split
+# (agent/backup.py's _read_whole, _version, ...) stay listed, so an older checkout profiles alike.
 STAGES: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("scan (walk + stat)", "agent/scan.py", ("scan",)),
     ("local state (SQLite)", "agent/state.py", None),
-    ("read + chunk", "formats/chunking.py", ("iter_chunks",)),
+    ("read + chunk", "formats/chunking.py", None),
+    ("read + chunk", "agent/reading.py", ("_read_small", "read_blocks")),
+    ("read + chunk", "agent/backup.py", ("_read_whole",)),
+    ("stat after read", "agent/reading.py", ("changed_while_read",)),
     ("stat after read", "agent/backup.py", ("_changed_while_read",)),
     ("block id (BLAKE3)", "formats/blocks.py", ("block_id_for",)),
     ("compress (zstd)", "formats/blocks.py", ("block_compress", "zstd_compress")),
     ("encrypt (AES-GCM)", "formats/blocks.py", ("block_encrypt", "_block_seal")),
-    ("frame", "formats/frames.py", ("frame_encode",)),
+    ("frame", "formats/frames.py", ("frame_encode", "frame_header", "_header", "frame_checksum")),
+    ("manifest decrypt", "formats/manifests.py", ("manifest_decrypt",)),
     ("manifest build + encrypt", "formats/manifests.py", None),
-    ("manifest build + encrypt", "agent/backup.py", ("_version", "_commit_files", "_commit_deleted")),
+    ("manifest build + encrypt", "agent/commits.py", ("version", "materialize", "deleted")),
+    ("manifest build + encrypt", "agent/backup.py", ("_version", "_materialize", "_commit_files", "_commit_deleted")),
     ("directory listings", "formats/directories.py", None),
+    ("directory listings", "agent/commits.py", ("listings",)),
     ("directory listings", "agent/backup.py", ("_commit_listings",)),
     ("http client (httpx, JSON)", "agent/client.py", None),
+    ("http client (httpx, JSON)", "agent/throttle.py", ("__iter__", "_through_bucket")),
+    ("uploader (own work, gc)", "agent/uploader.py", ("_send",)),
+    ("engine bookkeeping", "agent/backup.py", None),
+    ("engine bookkeeping", "agent/commits.py", None),
     ("decrypt + verify (restore)", "formats/reassembly.py", None),
     ("decrypt + verify (restore)", "formats/blocks.py", ("block_decrypt", "zstd_decompress_bounded")),
-    ("manifest decrypt", "formats/manifests.py", ("manifest_decrypt",)),
     ("restore plan", "agent/restore_plan.py", None),
     ("restore: files in the destination", "agent/restore_dest.py", None),
     ("restore: write + place", "agent/restore.py", ("fetch", "finish")),

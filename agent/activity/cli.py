@@ -5,12 +5,15 @@ import os
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from agent.activity.classify import REMOVABLE_ROOTS
-from agent.activity.monitor import ActivityMonitor, ActivityOptions, MonitorLocked
 from agent.config import config_load
 from agent.keys import user_key_wipe
 from agent.policy import Policy, policy_cache_load
+
+if TYPE_CHECKING:
+    from agent.activity.monitor import ActivityOptions
 
 log = logging.getLogger("haven.agent")
 EXIT_DEAUTHORIZED, EXIT_LOCKED = 3, 5
@@ -32,7 +35,9 @@ def activity_arguments(parser: argparse.ArgumentParser) -> None:
                        help="renamed or encrypted-looking files within a minute that make a mass event (20)")
 
 
-def activity_options(args, *, enabled: bool = True, max_backoff: float = 300.0) -> ActivityOptions:
+def activity_options(args, *, enabled: bool = True, max_backoff: float = 300.0) -> "ActivityOptions":
+    from agent.activity.monitor import ActivityOptions  # watchdog and the monitor only for `run` and `watch`
+
     return ActivityOptions(
         enabled=enabled, removable_roots=args.removable_root, cloud_roots=args.cloud_root,
         batch_seconds=args.batch_seconds, batch_events=args.batch_events,
@@ -41,6 +46,7 @@ def activity_options(args, *, enabled: bool = True, max_backoff: float = 300.0) 
 
 
 def cmd_watch(args) -> int:
+    from agent.activity.monitor import ActivityMonitor, MonitorLocked
     from agent.service import logging_setup  # the service's log file and format
 
     config = config_load(args.config)

@@ -1,5 +1,6 @@
 """The server's API as BackupEngine tests need it, without a server: every block is missing,
-runs and commits succeed. Subclasses say what an upload does (`uploaded`)."""
+runs and commits succeed. Subclasses say what an upload does (`uploaded`: the batch as the list
+of its frames' parts, as the engine hands it to the client)."""
 
 
 class EverythingMissingServer:

@@ -87,13 +87,11 @@ def test_symlinks_and_special_files_are_skipped(tmp_path):
 def test_files_of_a_volume_no_longer_mounted_inside_a_root_are_not_deleted(tmp_path):
     """An unmounted volume leaves an empty mount point that lists completely: the cached files
     were on another file system, so they are not marked deleted."""
-    import dataclasses
-
     root = _tree(tmp_path / "r")
     cache = _cache_of(root)
     for path in list(cache):
         if "/a/b/" in path:  # as if a/b had been another volume's mount point
-            cache[path] = dataclasses.replace(cache[path], dev=cache[path].dev + 1)
+            cache[path] = cache[path]._replace(dev=cache[path].dev + 1)
     (root / "a" / "b" / "two.txt").unlink()  # now "unmounted": an empty directory
     (root / "three.txt").unlink()
     assert scan([str(root)], cache).deleted == [str(root / "three.txt")]

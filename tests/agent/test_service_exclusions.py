@@ -1,5 +1,8 @@
 """Exclusions in the scan: the policy's defaults (caches, temp files, node_modules, big VM images)
 are neither read nor walked, and a newly excluded file is not marked deleted (its versions stay)."""
+import fnmatch
+import os
+
 from agent.backup import scan
 from agent.policy import Exclusions, Policy
 from archives.policies import COMMON_EXCLUDES, OS_EXCLUDES, VM_IMAGE_PATTERNS
@@ -58,3 +61,20 @@ def test_without_exclusions_the_scan_is_unchanged(tmp_path):
     home = tmp_path / "home"
     _write(home / "node_modules" / "x.js")
     assert [entry.path for entry in scan([str(home)], {}).changed] == [str(home / "node_modules" / "x.js")]
+
+
+def test_all_patterns_in_one_expression_match_as_each_glob_alone(tmp_path):
+    home = str(tmp_path / "home")
+    exclusions = _default_exclusions(home, vm_max=MiB)
+    names = ["report.odt", "wheel.whl", "node_modules", "x.tmp", "~lock.doc#", ".DS_Store", "Thumbs.db",
+             "disk.VMDK", "disk.vmdk", "cache", ".cache", "a[b].txt", "core", "file.swp", "plain"]
+    paths = [os.path.join(home, sub, name) for sub in ("", ".cache", "project/node_modules", ".local/share/Trash")
+             for name in names]
+    for path in paths:
+        for size in (None, 10, 2 * MiB):
+            name = os.path.basename(path)
+            expected = any(fnmatch.fnmatchcase(name, p) for p in exclusions.name_patterns) \
+                or any(fnmatch.fnmatchcase(path, p) for p in exclusions.path_patterns) \
+                or (size is not None and size > exclusions.vm_max_bytes
+                    and any(fnmatch.fnmatchcase(name.lower(), p) for p in exclusions.vm_patterns))
+            assert bool(exclusions.matches(path, size=size)) == expected, (path, size)

@@ -5,7 +5,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from agent.client import ApiClient
-from agent.throttle import ThrottledBody, TokenBucket
+from agent.throttle import TokenBucket, UploadBody
 
 
 class FakeClock:
@@ -40,7 +40,7 @@ def test_no_limit_never_waits_and_a_new_rate_applies_at_once():
 
 
 def test_a_throttled_body_can_be_sent_again_for_a_retry():
-    body = ThrottledBody(b"abc" * 100_000, TokenBucket(0))
+    body = UploadBody(b"abc" * 100_000, TokenBucket(0))
     assert b"".join(body) == b"".join(body) == b"abc" * 100_000
 
 
@@ -72,3 +72,26 @@ def test_the_client_streams_blocks_through_the_bucket_with_a_content_length():
         server.shutdown()
     assert _Recorder.seen == [("1000000", None, 1_000_000)]
     assert 0.4 <= elapsed <= 2.0  # 1 MB at 2 MB/s
+
+
+def test_a_batch_goes_as_its_parts_big_ones_uncopied_small_ones_together():
+    big = b"B" * 300_000
+    small = [bytes([index]) * 100 for index in range(50)]
+    parts = [small[0], big, *small[1:]]
+    pieces = list(UploadBody(parts))
+    assert b"".join(pieces) == b"".join(parts) and len(UploadBody(parts)) == len(b"".join(parts))
+    assert len(pieces) == 3  # the first small part, the big one, the other small ones in one write
+    assert pieces[1] is big  # sent as it is: no copy of a block's payload
+    throttled = UploadBody(parts, TokenBucket(50_000_000))
+    assert b"".join(throttled) == b"".join(throttled) == b"".join(parts)
+
+
+def test_the_client_sends_a_batch_of_parts_with_its_content_length():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = ApiClient(f"http://127.0.0.1:{server.server_port}", token="t")
+        client.blocks_upload("archive", None, [b"h" * 87, b"p" * 400_000, b"h" * 87, b"q" * 10])
+    finally:
+        server.shutdown()
+    assert _Recorder.seen[-1] == (str(87 + 400_000 + 87 + 10), None, 87 + 400_000 + 87 + 10)

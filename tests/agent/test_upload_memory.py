@@ -1,5 +1,5 @@
-"""The backup's memory bound (issue 12): at most Uploader.BATCHES_AHEAD joined batches exist at
-once — one being sent, the next waiting — and a batch is joined only when a slot is free."""
+"""The backup's memory bound (issue 12): at most Uploader.BATCHES_AHEAD batches are handed to the
+uploader at once (one being sent), and the next is queued only when a slot is free."""
 import threading
 import time
 
@@ -15,7 +15,7 @@ class SlowServer:
 
     def blocks_upload(self, archive_id, run_id, batch):
         self.release.acquire()
-        self.received.append(batch)
+        self.received.append(b"".join(batch))
 
 
 class Engine:
@@ -35,22 +35,22 @@ def _in_thread(target) -> threading.Event:
     return done
 
 
-def test_a_third_batch_waits_for_the_first_to_be_sent():
+def test_a_batch_beyond_the_slots_waits_for_the_first_to_be_sent():
     engine = Engine()
     uploader = Uploader(engine, "run")
     for index in range(Uploader.BATCHES_AHEAD):
         uploader.batch_slot()
-        uploader.put(("batch", bytes([index]) * 10))
-    third = _in_thread(uploader.batch_slot)
-    assert not third.wait(0.3)  # one sending, one waiting: no room to join another
+        uploader.put(("batch", [bytes([index]) * 10], 10))
+    late = _in_thread(uploader.batch_slot)
+    assert not late.wait(0.3)  # every slot taken: no room to queue another
     engine.client.release.release()  # the first batch is acknowledged
-    assert third.wait(5)
-    uploader.put(("batch", b"\x02" * 10))
+    assert late.wait(5)
+    uploader.put(("batch", [bytes([Uploader.BATCHES_AHEAD]) * 10], 10))
     for _ in range(Uploader.BATCHES_AHEAD + 1):
         engine.client.release.release()
     uploader.finish()
-    assert engine.client.received == [b"\x00" * 10, b"\x01" * 10, b"\x02" * 10]
-    assert uploader.bytes_sent == 30
+    assert engine.client.received == [bytes([index]) * 10 for index in range(Uploader.BATCHES_AHEAD + 1)]
+    assert uploader.bytes_sent == 10 * (Uploader.BATCHES_AHEAD + 1)
 
 
 def test_a_failed_upload_frees_the_waiting_engine():
@@ -63,7 +63,7 @@ def test_a_failed_upload_frees_the_waiting_engine():
     uploader = Uploader(engine, "run")
     for index in range(Uploader.BATCHES_AHEAD):
         uploader.batch_slot()
-        uploader.put(("batch", bytes([index])))
+        uploader.put(("batch", [bytes([index])], 1))
     errors = []
 
     def third():

@@ -18,7 +18,7 @@ class RecordingServer(EverythingMissingServer):
         self.batches: list[bytes] = []
 
     def uploaded(self, batch) -> None:
-        self.batches.append(batch)
+        self.batches.append(b"".join(batch))
 
 
 def _uploaded_order(tmp_path, name: str, source) -> list[bytes]:

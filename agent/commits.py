@@ -1,0 +1,117 @@
+"""Version commits of a backup (agent/backup.py): read files, tombstones and directory listings
+become commit requests, queued for the uploader thread in order.
+
+A commit is queued only once every block of its files is on the server or in a batch queued
+before it (the engine decides when); the uploader sends it after those batches were
+acknowledged and updates the local state only after the server confirmed it. A partial commit
+waits to be merged with the next one, so the run's last file versions, its deletions and its
+directory listings go in one request.
+"""
+import base64
+import hashlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent.scan import FileEntry
+from agent.state import CachedFile, LocalState
+from formats.directories import DirectoryEntry, listing_id_for, listing_to_json
+from formats.keys import KeySet
+from formats.manifests import Manifest, listing_manifest, manifest_encrypt, path_id_for
+
+COMMIT_VERSIONS = 1000
+LISTING_ALONE_BYTES = 4 * 1024 * 1024  # a larger directory listing is not merged with file versions
+
+
+@dataclass(slots=True)
+class PendingFile:
+    """A changed file between its read and its commit."""
+
+    entry: FileEntry
+    block_ids: list[bytes] = field(default_factory=list)
+    block_sizes: list[int] = field(default_factory=list)
+    read_bytes: int = 0
+    failed: bool = False
+    unstable: bool = False  # changed while it was read: commit what was read, re-read next time
+
+
+class CommitQueue:
+    """Builds commit requests and hands them to `put` (the uploader's queue) in order.
+
+    An item is ("commit", versions, cached, deleted paths, listings): `versions` are commit bodies
+    or PendingFiles, whose manifests the uploader thread builds just before sending
+    (`materialize`): on trees of small files that was a third of the main thread's time.
+    """
+
+    def __init__(self, *, keys: KeySet, archive_uuid: uuid.UUID, state: LocalState, put: Callable[[tuple], None]):
+        self.keys, self.archive_uuid, self.state, self._put = keys, archive_uuid, state, put
+        self._held: tuple | None = None  # a partial commit, topped up by the next one
+
+    def put(self, versions: list, cached: list[CachedFile], deleted: list[str],
+            listings: list[tuple[str, bytes]] = ()) -> None:
+        held = self._held
+        if held is not None and len(held[1]) + len(versions) <= COMMIT_VERSIONS:
+            self._held = ("commit", held[1] + versions, held[2] + cached, held[3] + deleted, held[4] + list(listings))
+        else:
+            self.flush()
+            self._held = ("commit", list(versions), list(cached), list(deleted), list(listings))
+        if len(self._held[1]) >= COMMIT_VERSIONS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._held is not None:
+            item, self._held = self._held, None
+            self._put(item)
+
+    def files(self, files: list[PendingFile]) -> None:
+        for start in range(0, len(files), COMMIT_VERSIONS):
+            self.put(files[start:start + COMMIT_VERSIONS], [], [])
+
+    def deleted(self, paths: list[str]) -> None:
+        for start in range(0, len(paths), COMMIT_VERSIONS):
+            group = paths[start:start + COMMIT_VERSIONS]
+            versions = [self.version(path, Manifest(path=path, size=0, mtime_ns=0, mode=0, block_ids=[],
+                                                    block_sizes=[], deleted=True))[0] for path in group]
+            self.put(versions, [], group)
+
+    def listings(self, directories: dict[str, list[DirectoryEntry]]) -> None:
+        """One listing per directory root, only when it differs from the last one committed."""
+        for root, entries in directories.items():
+            manifest = listing_manifest(root, entries)
+            digest = hashlib.blake2b(listing_to_json(root, manifest.directories), digest_size=32).digest()
+            if self.state.listing_digest(root) == digest:
+                continue
+            body, _ = self.version(root, manifest)
+            if len(body["manifest"]) > LISTING_ALONE_BYTES:  # keep a commit well under its 32 MiB limit
+                self.flush()
+            self.put([body], [], [], [(root, digest)])
+
+    def version(self, path: str, manifest: Manifest) -> tuple[dict, str]:
+        """A commit body for one manifest, and its version id."""
+        version_id = uuid.uuid4()
+        path_id = listing_id_for(self.keys, path) if manifest.is_listing else path_id_for(self.keys, path)
+        blob = manifest_encrypt(self.keys, manifest, archive_id=self.archive_uuid, path_id=path_id,
+                                version_id=version_id)
+        version = str(version_id)
+        return ({"version_id": version, "path_id": path_id, "deleted": manifest.deleted,
+                 "block_ids": [b.hex() for b in manifest.block_ids], "manifest": base64.b64encode(blob).decode()},
+                version)
+
+    def materialize(self, versions: list, cached: list[CachedFile]) -> tuple[list[dict], list[CachedFile]]:
+        """Commit bodies for the files queued as PendingFile, and their local state rows (the
+        uploader thread, just before the commit is sent)."""
+        if not any(isinstance(item, PendingFile) for item in versions):
+            return versions, cached
+        bodies, cached = [], list(cached)
+        for item in versions:
+            if not isinstance(item, PendingFile):
+                bodies.append(item)
+                continue
+            entry = item.entry
+            manifest = Manifest(path=entry.path, size=item.read_bytes, mtime_ns=entry.mtime_ns,
+                                mode=entry.mode, block_ids=item.block_ids, block_sizes=item.block_sizes)
+            body, version_id = self.version(entry.path, manifest)
+            bodies.append(body)
+            cached.append(CachedFile(entry.path, entry.size, -1 if item.unstable else entry.mtime_ns,
+                                     entry.ctime_ns, entry.inode, version_id, entry.dev))
+        return bodies, cached

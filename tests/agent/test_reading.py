@@ -1,0 +1,50 @@
+"""Reading a changed file (agent/reading.py): a small file in four system calls gives the same
+block as the general path, and a file that changed since the scan is read whole and flagged."""
+import os
+
+from agent.reading import read_blocks
+from agent.scan import FileEntry
+from formats.blocks import block_id_for
+from formats.chunking import MIN_CHUNK, read_chunks
+from formats.keys import derive_keys
+
+KEYS = derive_keys(bytes(range(32)))
+
+
+def _entry(path) -> FileEntry:
+    st = os.lstat(path)
+    return FileEntry(str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode & 0o7777, st.st_dev)
+
+
+def test_a_small_file_is_one_block_as_the_general_path_cuts_it(tmp_path):
+    path = tmp_path / "small.txt"
+    path.write_bytes(b"small file content\n" * 100)
+    blocks, read, unstable = read_blocks(KEYS, _entry(path))
+    chunks, _ = read_chunks(KEYS, path)
+    assert [(block_id, bytes(data)) for block_id, data in blocks] == [(block_id_for(KEYS, c), bytes(c)) for c in chunks]
+    assert read == path.stat().st_size and not unstable
+
+
+def test_an_empty_file_has_no_blocks(tmp_path):
+    path = tmp_path / "empty"
+    path.write_bytes(b"")
+    assert read_blocks(KEYS, _entry(path)) == ([], 0, False)
+
+
+def test_a_file_grown_past_one_chunk_since_the_scan_is_read_whole_and_flagged(tmp_path):
+    path = tmp_path / "growing.bin"
+    path.write_bytes(b"a" * 1000)
+    entry = _entry(path)
+    path.write_bytes(os.urandom(3 * MIN_CHUNK))
+    blocks, read, unstable = read_blocks(KEYS, entry)
+    assert read == 3 * MIN_CHUNK and unstable
+    assert b"".join(bytes(data) for _, data in blocks) == path.read_bytes()
+
+
+def test_a_file_that_shrank_since_the_scan_is_flagged(tmp_path):
+    path = tmp_path / "shrinking.txt"
+    path.write_bytes(b"b" * 5000)
+    entry = _entry(path)
+    path.write_bytes(b"b" * 10)
+    blocks, read, unstable = read_blocks(KEYS, entry)
+    assert read == 10 and unstable and bytes(blocks[0][1]) == b"b" * 10

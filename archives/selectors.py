@@ -10,7 +10,8 @@ from accounts.models import Device, Role, User
 from accounts.selectors import one_or_404
 from archives.models import Archive, BackupRun, Block, FileVersion
 from archives.storage import pack_storage
-from formats.frames import frame_decode, manifest_frame_parse
+from formats.frames import frame_decode
+from formats.manifest_frames import manifest_frame_blob
 
 # Roles that may see (and later restore) every archive of their organization.
 ARCHIVE_WIDE_ROLES = {Role.ORG_ADMIN, Role.RESTORE_OPERATOR}
@@ -88,7 +89,7 @@ def manifests_read(versions: list[FileVersion]) -> dict[int, bytes]:
             for version in sorted(members, key=lambda v: v.manifest_offset):
                 frame = frame_decode(reader.read_at(version.manifest_offset, version.manifest_frame_size),
                                      max_payload=MAX_MANIFEST_FRAME_PAYLOAD)
-                blobs[version.pk] = manifest_frame_parse(frame.payload)[1]
+                blobs[version.pk] = manifest_frame_blob(frame.payload)
     return blobs
 
 

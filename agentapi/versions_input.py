@@ -74,6 +74,30 @@ def listing_query_parse(params) -> ListingQuery:
     return ListingQuery(limit=limit, after=after, at=at, path_id=path_id)
 
 
+MAX_COMMIT_VERSIONS = 2000
+
+
+def commit_parse(data) -> tuple[uuid.UUID | None, list[VersionIn]]:
+    """`{"run_id": uuid|null, "versions": [...]}` by hand: the serializer's ListField ran a child
+    field per version before versions_parse looked at it again. Errors are shaped as its were."""
+    if not isinstance(data, dict):
+        raise exceptions.ValidationError({"non_field_errors": ["Invalid data. Expected a dictionary."]})
+    run_id = data.get("run_id")
+    if run_id is not None:
+        try:
+            run_id = uuid.UUID(str(run_id))
+        except ValueError:
+            raise exceptions.ValidationError({"run_id": ["Must be a valid UUID."]}) from None
+    items = data.get("versions")
+    if items is None:
+        raise exceptions.ValidationError({"versions": ["This field is required."]})
+    if not isinstance(items, list):
+        raise exceptions.ValidationError({"versions": [f'Expected a list of items but got type "{type(items).__name__}".']})
+    if not 1 <= len(items) <= MAX_COMMIT_VERSIONS:
+        raise exceptions.ValidationError({"versions": [f"give 1 to {MAX_COMMIT_VERSIONS} versions"]})
+    return run_id, versions_parse(items)
+
+
 def versions_parse(items: list) -> list[VersionIn]:
     """Validate commit items by hand: a DRF serializer per item costs more than the commit itself
     for thousands of small files. Errors name the item and the field, as a serializer's would."""

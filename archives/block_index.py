@@ -104,18 +104,18 @@ def block_rows_insert(*, archive_pk: int, pack_pk: int, rows: Sequence[tuple[byt
     a concurrent batch inserted first is kept (its copy wins), as `ignore_conflicts` did."""
     if not rows:
         return
-    columns = "archive_id, block_id, pack_id, " + _q("offset") + ", frame_size, created_at, last_referenced_at"
+    columns = "archive_id, block_id, pack_id, " + _q("offset") + ", frame_size, last_referenced_at"
     at = _time(now)
     with connection.cursor() as cursor:
         if _postgres():
-            cursor.execute(f"INSERT INTO {_q(BLOCK)} ({columns}) SELECT %s, t.b, %s, t.o, t.s, %s, %s "
+            cursor.execute(f"INSERT INTO {_q(BLOCK)} ({columns}) SELECT %s, t.b, %s, t.o, t.s, %s "
                            "FROM unnest(%s::bytea[], %s::bigint[], %s::integer[]) AS t(b, o, s) ON CONFLICT DO NOTHING",
-                           [archive_pk, pack_pk, at, at, [r[0] for r in rows], [r[1] for r in rows],
+                           [archive_pk, pack_pk, at, [r[0] for r in rows], [r[1] for r in rows],
                             [r[2] for r in rows]])
         else:
-            cursor.executemany(f"INSERT INTO {_q(BLOCK)} ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            cursor.executemany(f"INSERT INTO {_q(BLOCK)} ({columns}) VALUES (%s, %s, %s, %s, %s, %s) "
                                "ON CONFLICT DO NOTHING",
-                               [(archive_pk, block_id, pack_pk, offset, size, at, at) for block_id, offset, size in rows])
+                               [(archive_pk, block_id, pack_pk, offset, size, at) for block_id, offset, size in rows])
 
 
 def version_owners(version_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
@@ -132,8 +132,9 @@ def version_owners(version_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
     return owners
 
 
-# (uuid, path_id, deleted, is_listing, concatenated block ids, stored size, manifest offset, frame size)
-VersionRow = tuple[uuid.UUID, str, bool, bool, bytes, int, int, int]
+# (uuid, raw 32-byte path id, deleted, is_listing, concatenated block ids, stored size, manifest offset,
+# frame size)
+VersionRow = tuple[uuid.UUID, bytes, bool, bool, bytes, int, int, int]
 
 
 def version_rows_insert(*, archive_pk: int, pack_pk: int, run_pk: int | None, committed_at: datetime,
@@ -150,7 +151,7 @@ def version_rows_insert(*, archive_pk: int, pack_pk: int, run_pk: int | None, co
             arrays = [list(column) for column in zip(*rows, strict=True)]
             cursor.execute(f"INSERT INTO {_q(VERSION)} ({columns}) "
                            "SELECT t.u, %s, t.p, %s, t.d, t.l, t.b, t.s, %s, t.o, t.f, %s "
-                           "FROM unnest(%s::uuid[], %s::varchar[], %s::boolean[], %s::boolean[], %s::bytea[], "
+                           "FROM unnest(%s::uuid[], %s::bytea[], %s::boolean[], %s::boolean[], %s::bytea[], "
                            "%s::bigint[], %s::bigint[], %s::integer[]) AS t(u, p, d, l, b, s, o, f)",
                            [archive_pk, at, pack_pk, run_pk, *arrays])
         else:

@@ -42,6 +42,10 @@ class MassChange:
 def run_mass_change(run: BackupRun) -> MassChange:
     """How many of the files live before `run` it changed or deleted (keyless: path ids only)."""
     archive_id, start = run.archive_id, run.started_at
+    if not FileVersion.objects.filter(archive_id=archive_id, committed_at__lt=start).exists():
+        # A first backup: nothing was live before it, so it changed none of it. Counting that
+        # took a correlated subquery per committed version (0.15 s CPU per 10,000 small files).
+        return MassChange(files_before=0, changed=0, deleted=0)
     newest = (FileVersion.objects.filter(archive_id=archive_id, path_id=OuterRef("path_id"), committed_at__lt=start)
               .order_by("-committed_at", "-id").values("id")[:1])
     live_before = (FileVersion.objects.filter(archive_id=archive_id, committed_at__lt=start, deleted=False)

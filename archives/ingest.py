@@ -35,20 +35,21 @@ from formats.directories import LISTING_VERSION
 from formats.errors import FormatError
 from formats.frames import (
     FRAME_BLOCK,
+    FRAME_HEADER_SIZE,
     FRAME_MANIFEST,
     PACK_MAGIC,
     Frame,
+    frame_header,
     frames_decode,
-    frames_encode,
-    manifest_frame_id,
-    manifest_frame_payload,
 )
+from formats.manifest_frames import committed_at_micros, manifest_frame_dense_payload
 from keystore.models import UserKey
 from keystore.selectors import escrowed_key_of
 
 MAX_BLOCK_FRAME_PAYLOAD = MAX_BLOCK_SIZE + BLOCK_OVERHEAD
 _shuffle = random.SystemRandom().shuffle
 _LISTING = bytes((LISTING_VERSION,))
+_ZERO16 = bytes(16)  # a manifest frame id is the version id and 16 zero bytes (docs/formats.md §6.3)
 
 
 class BatchInvalid(Exception):
@@ -241,22 +242,24 @@ def versions_commit(*, archive: Archive, versions: list[VersionIn], run: BackupR
 
     pack_uuid = uuid.uuid4()
     key = _pack_key(archive, pack_uuid)
-    rows, frames, offset = [], [], len(PACK_MAGIC)
-    archive_text, committed_text, run_text = str(archive.uuid), now.isoformat(), str(run.uuid) if run else None
+    # Dense manifest frame headers (docs/formats.md §6.4): the server's fields as fixed-width
+    # bytes, built with one struct pack per version (no JSON, no per-version dict).
+    rows, parts, offset = [], [PACK_MAGIC], len(PACK_MAGIC)
+    micros, run_raw, archive_uuid = committed_at_micros(now), run.uuid.bytes if run else None, archive.uuid
     for version in todo:
+        block_ids = b"".join(version.block_ids)
         stored_size = sum(sizes[b] for b in version.block_ids)
-        server_fields = {
-            "archive_id": archive_text, "version_id": str(version.version_id), "path_id": version.path_id,
-            "committed_at": committed_text, "deleted": version.deleted, "stored_size": stored_size,
-            "block_ids": [b.hex() for b in version.block_ids], "run_id": run_text,
-        }
-        frame = Frame(FRAME_MANIFEST, archive.uuid, manifest_frame_id(version.version_id),
-                      manifest_frame_payload(server_fields, version.manifest))
-        frames.append(frame)
-        rows.append((version.version_id, version.path_id, version.deleted, version.manifest[:1] == _LISTING,
-                     b"".join(version.block_ids), stored_size, offset, frame.size))
-        offset += frame.size
-    pack_storage().put(key, [PACK_MAGIC, frames_encode(frames)])
+        path_id = bytes.fromhex(version.path_id)
+        payload = manifest_frame_dense_payload(
+            path_id=path_id, committed_at_us=micros, deleted=version.deleted,
+            stored_size=stored_size, block_ids=block_ids, run_id=run_raw, manifest_blob=version.manifest)
+        parts.append(frame_header(FRAME_MANIFEST, archive_uuid, version.version_id.bytes + _ZERO16, payload))
+        parts.append(payload)
+        size = FRAME_HEADER_SIZE + len(payload)
+        rows.append((version.version_id, path_id, version.deleted, version.manifest[:1] == _LISTING,
+                     block_ids, stored_size, offset, size))
+        offset += size
+    pack_storage().put(key, parts)
     fault_point("versions.pack_durable")
 
     try:
@@ -268,7 +271,7 @@ def versions_commit(*, archive: Archive, versions: list[VersionIn], run: BackupR
             if gone:
                 raise MissingBlocks(gone)
             pack = Pack.objects.create(uuid=pack_uuid, archive=archive, kind=Pack.Kind.MANIFESTS, storage_key=key,
-                                       size=offset, frame_count=len(frames))
+                                       size=offset, frame_count=len(rows))
             version_rows_insert(archive_pk=archive.pk, pack_pk=pack.pk, run_pk=run.pk if run else None,
                                 committed_at=now, rows=rows)
             if run is not None:

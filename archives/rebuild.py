@@ -1,8 +1,10 @@
 """Rebuilding an archive's index from its pack files alone (`manage.py rebuild-index`).
 
 The database is an index, not the only map of the data (DESIGN §4): every pack frame names its
-archive and block id, and manifest frames carry the server's fields, so the rows can be recreated.
+archive and block id, and manifest frames carry the server's fields (JSON or, since format
+version 4, a dense header), so the rows can be recreated.
 """
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,11 +17,13 @@ from archives.storage import pack_storage
 from formats.blocks import BLOCK_ID_SIZE
 from formats.directories import LISTING_VERSION
 from formats.errors import FormatError
-from formats.frames import FRAME_BLOCK, FRAME_MANIFEST, manifest_frame_id, manifest_frame_parse, pack_decode
+from formats.frames import FRAME_BLOCK, FRAME_MANIFEST, manifest_frame_id, pack_decode
+from formats.manifest_frames import ManifestFields, manifest_frame_fields
 
 # A root's directory listing is told from a file version by its blob's clear version byte
 # (docs/formats.md §9.3), as versions_commit does (archives/ingest.py).
 _LISTING = bytes((LISTING_VERSION,))
+_PATH_ID = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -45,13 +49,19 @@ class _Unreadable(Exception):
 
 def _version_row(archive: Archive, pack: Pack, offset: int, frame, runs: dict[str, int]) -> FileVersion:
     """The version row a manifest frame describes, every server field checked before use."""
-    fields, blob = manifest_frame_parse(frame.payload)
+    fields, blob = manifest_frame_fields(frame.payload, frame.block_id)
+    if isinstance(fields, ManifestFields):  # a dense header (docs/formats.md §6.4), checked by its parser
+        return FileVersion(
+            uuid=fields.version_id, archive=archive, path_id=fields.path_id, committed_at=fields.committed_at,
+            deleted=fields.deleted, is_listing=blob[:1] == _LISTING, block_ids=fields.block_ids,
+            stored_size=fields.stored_size, manifest_pack=pack, manifest_offset=offset,
+            manifest_frame_size=frame.size, run_id=runs.get(str(fields.run_id or "")))
     version_uuid = uuid.UUID(fields["version_id"])
     if manifest_frame_id(version_uuid) != bytes(frame.block_id):
         raise _Unreadable(f"manifest frame at byte offset {offset} does not match version {version_uuid}")
     committed_at = datetime.fromisoformat(fields["committed_at"])
     block_ids = fields["block_ids"]
-    if (committed_at.tzinfo is None or not isinstance(fields["path_id"], str) or len(fields["path_id"]) > 64
+    if (committed_at.tzinfo is None or not _PATH_ID.fullmatch(str(fields["path_id"]))
             or not isinstance(fields["deleted"], bool) or not isinstance(block_ids, list)
             or not all(isinstance(b, str) and len(b) == 2 * BLOCK_ID_SIZE for b in block_ids)
             or not isinstance(fields.get("stored_size", 0), int)):

@@ -10,7 +10,8 @@ from accounts.models import Device, Role, User
 from accounts.selectors import one_or_404
 from archives.models import Archive, BackupRun, Block, FileVersion
 from archives.storage import pack_storage
-from formats.frames import frame_decode, manifest_frame_blob
+from formats.frames import frame_decode
+from formats.manifest_frames import manifest_frame_blob
 
 # Roles that may see (and later restore) every archive of their organization.
 ARCHIVE_WIDE_ROLES = {Role.ORG_ADMIN, Role.RESTORE_OPERATOR}

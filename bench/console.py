@@ -133,7 +133,7 @@ def fleet_generate(*, devices: int, versions: int, users: int, seed: int) -> str
                     written += 1
                     # a quarter of the paths have two versions; one in 20 newest is a deletion
                     path = index if index % 4 else index - 1
-                    yield (str(uuid.uuid4()), archive, f"{path:064x}", now - timedelta(hours=index),
+                    yield (str(uuid.uuid4()), archive, bytes.fromhex(f"{path:064x}"), now - timedelta(hours=index),
                            index % 20 == 0, block, 4096, pack, index * 100, 100)
 
         count = _copy(cursor, "archives_fileversion", ["uuid", "archive_id", "path_id", "committed_at", "deleted",

@@ -247,8 +247,8 @@ def manifest_frame_payload(server_fields: dict[str, Any], manifest_blob: Buffer)
     return b"".join((_U32.pack(len(header)), header, manifest_blob))
 
 
-def _manifest_frame_split(payload: Buffer) -> tuple[memoryview, int]:
-    """(payload bytes, length of its JSON part), the length checked against the payload."""
+def manifest_frame_parse(payload: Buffer) -> tuple[dict[str, Any], bytes]:
+    """Split a manifest frame payload into (server fields, manifest blob)."""
     mv = memoryview(payload).cast("B")
     if len(mv) < _U32.size:
         raise FormatError("manifest frame payload too short for its JSON length")
@@ -257,18 +257,5 @@ def _manifest_frame_split(payload: Buffer) -> tuple[memoryview, int]:
         raise FormatError(
             f"manifest frame JSON length {n} runs past the payload ({len(mv) - 4} bytes left)"
         )
-    return mv, n
-
-
-def manifest_frame_blob(payload: Buffer) -> bytes:
-    """The manifest blob of a manifest frame payload, its server fields skipped unparsed (a
-    listing sends the blob and needs none of them)."""
-    mv, n = _manifest_frame_split(payload)
-    return bytes(mv[_U32.size + n :])
-
-
-def manifest_frame_parse(payload: Buffer) -> tuple[dict[str, Any], bytes]:
-    """Split a manifest frame payload into (server fields, manifest blob)."""
-    mv, n = _manifest_frame_split(payload)
     fields = strict_json_object(mv[_U32.size : _U32.size + n])
     return fields, bytes(mv[_U32.size + n :])

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from agentapi.apis.common import body_limit, run_for
 from agentapi.fields import Base64Field
 from agentapi.schema import ARCHIVE_ID, AUTHENTICATED, BLOCK_ID_PATTERN, PATH_ID_PATTERN, body_errors, errors
-from agentapi.versions_input import cursor_format, listing_query_parse, versions_parse
+from agentapi.versions_input import MAX_COMMIT_VERSIONS, commit_parse, cursor_format, listing_query_parse
 from archives.selectors import archive_for_device, manifests_read, versions_at, versions_of_path
 from archives.services import MissingBlocks, VersionsInvalid, versions_commit
 
@@ -70,7 +70,7 @@ class VersionsApi(APIView):
 
     class CommitSerializer(serializers.Serializer):
         run_id = serializers.UUIDField(required=False, allow_null=True, default=None)
-        versions = VersionItemsField(min_length=1, max_length=2000)
+        versions = VersionItemsField(min_length=1, max_length=MAX_COMMIT_VERSIONS)
 
         class Meta:
             ref_name = "VersionsCommitRequest"
@@ -107,10 +107,8 @@ class VersionsApi(APIView):
     def post(self, request, archive_id):
         body_limit(request, settings.HAVEN_MAX_COMMIT_BYTES)
         archive = archive_for_device(request.user.device, archive_id, write=True)
-        commit = self.CommitSerializer(data=request.data)
-        commit.is_valid(raise_exception=True)
-        versions = versions_parse(commit.validated_data["versions"])
-        run = run_for(archive, commit.validated_data["run_id"])
+        run_id, versions = commit_parse(request.data)  # as CommitSerializer documents it
+        run = run_for(archive, run_id)
         try:
             result = versions_commit(archive=archive, versions=versions, run=run)
         except MissingBlocks as missing:

@@ -132,3 +132,72 @@ def test_rebuild_puts_back_a_quarantined_pack_that_the_index_still_references(en
     fetched = client.post(f"/api/v1/archives/{archive_id}/blocks/fetch", {"block_ids": [block_id.hex()]},
                           format="json")
     assert fetched.status_code == 200 and fetched.content == frame
+
+
+def _row_fields(archive: Archive) -> list[tuple]:
+    return sorted(FileVersion.objects.filter(archive=archive).values_list(
+        "uuid", "path_id", "committed_at", "deleted", "is_listing", "block_ids", "stored_size", "manifest_offset",
+        "manifest_frame_size", "run__uuid"), key=lambda row: str(row[0]))
+
+
+def test_rebuilt_version_rows_equal_the_committed_ones_field_for_field(enrolled, alice):
+    """Every field of a row comes back from the dense manifest frame header (docs/formats.md §6.4)."""
+    client = enrolled(alice)
+    archive_id = client.enrollment["archive_id"]
+    run_id = client.post(f"/api/v1/archives/{archive_id}/runs").json()["run_id"]
+    one, frame = block(archive_id, b"one")
+    assert upload(client, archive_id, frame).status_code == 201
+    assert commit(client, archive_id, [version(archive_id, "/home/alice/one.txt", [one], [3]),
+                                       version(archive_id, "/home/alice/gone.txt", [], [], deleted=True)],
+                  run_id=run_id).status_code == 201
+    _backed_up(client, archive_id, b"two", "/home/alice/two.txt")  # no run
+    archive = Archive.objects.get(uuid=archive_id)
+    committed = _row_fields(archive)
+    archive_index_drop(archive=archive)
+
+    result = archive_index_rebuild(archive=archive)
+    assert result.versions == 3 and not result.skipped_packs
+    rebuilt = _row_fields(archive)
+    assert [(*row[:5], bytes(row[5]), *row[6:]) for row in rebuilt] == \
+        [(*row[:5], bytes(row[5]), *row[6:]) for row in committed]
+    assert {row[-1] for row in rebuilt} == {uuid.UUID(run_id), None}
+
+
+def test_a_pack_of_json_headed_manifest_frames_is_still_indexed_and_read(enrolled, alice):
+    """Servers before format version 4 wrote the server's fields as JSON (§6.3): such packs are
+    rebuilt and their manifests served as before."""
+    client = enrolled(alice)
+    archive_id = client.enrollment["archive_id"]
+    one, frame = block(archive_id, b"one")
+    assert upload(client, archive_id, frame).status_code == 201
+    archive = Archive.objects.get(uuid=archive_id)
+    body = version(archive_id, "/home/alice/old.txt", [one], [3])
+    version_id, blob, at = uuid.UUID(body["version_id"]), base64.b64decode(body["manifest"]), timezone.now()
+    fields = {"archive_id": archive_id, "version_id": str(version_id), "path_id": body["path_id"],
+              "committed_at": at.isoformat(), "deleted": False, "stored_size": 140, "block_ids": [one.hex()],
+              "run_id": None}
+    key = f"{archive.organization.uuid}/{archive.uuid}/ee/{uuid.uuid4()}.pack"
+    pack_storage().put(key, [PACK_MAGIC, frame_encode(FRAME_MANIFEST, archive.uuid, manifest_frame_id(version_id),
+                                                      manifest_frame_payload(fields, blob))])
+    archive_index_drop(archive=archive)
+
+    result = archive_index_rebuild(archive=archive)
+    assert result.versions == 1 and not result.skipped_packs
+    row = FileVersion.objects.get(archive=archive)
+    assert (row.uuid, row.path_id, row.committed_at, bytes(row.block_ids), row.stored_size) == \
+        (version_id, body["path_id"], at, one, 140)
+    listed = client.get(f"/api/v1/archives/{archive_id}/versions").json()["versions"]
+    assert [base64.b64decode(item["manifest"]) for item in listed] == [blob]
+
+
+def test_a_json_header_whose_path_id_is_not_one_is_reported(enrolled, alice):
+    client = enrolled(alice)
+    archive = Archive.objects.get(uuid=client.enrollment["archive_id"])
+    version_id = uuid.uuid4()
+    fields = {"version_id": str(version_id), "path_id": "Z" * 64, "committed_at": timezone.now().isoformat(),
+              "deleted": False, "block_ids": []}
+    key = f"{archive.organization.uuid}/{archive.uuid}/ee/{uuid.uuid4()}.pack"
+    pack_storage().put(key, [PACK_MAGIC, frame_encode(FRAME_MANIFEST, archive.uuid, manifest_frame_id(version_id),
+                                                      manifest_frame_payload(fields, b"\x03blob"))])
+    result = archive_index_rebuild(archive=archive)
+    assert [problem.split(":", 1)[0] for problem in result.skipped_packs] == [key]

@@ -17,7 +17,6 @@ from formats.frames import (
     frame_header,
     frames_decode,
     frames_encode,
-    manifest_frame_blob,
     manifest_frame_id,
     manifest_frame_parse,
     manifest_frame_payload,
@@ -231,15 +230,6 @@ def test_manifest_frame_payload_round_trip():
 def test_manifest_frame_parse_errors(payload, message):
     with pytest.raises(FormatError, match=message):
         manifest_frame_parse(payload)
-
-
-def test_manifest_frame_blob_is_the_parsed_blob_and_checks_the_length():
-    payload = manifest_frame_payload({"path_id": "ab" * 32, "deleted": False}, b"\x01encrypted")
-    assert manifest_frame_blob(payload) == manifest_frame_parse(payload)[1] == b"\x01encrypted"
-    assert manifest_frame_blob(memoryview(payload)) == b"\x01encrypted"
-    for bad, message in ((b"\x00\x00", "too short"), (b"\x00\x00\x00\x10{}", "runs past")):
-        with pytest.raises(FormatError, match=message):
-            manifest_frame_blob(bad)
 
 
 def test_manifest_frame_payload_rejects_nan():

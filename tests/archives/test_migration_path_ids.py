@@ -1,4 +1,4 @@
-"""Migration 0012 converts every stored path id between 64 hex characters and 32 bytes, both
+"""Migration 0013 converts every stored path id between 64 hex characters and 32 bytes, both
 ways, on the database the suite runs on (PostgreSQL or SQLite), and the rows stay readable."""
 import pytest
 from django.db import connection
@@ -9,8 +9,8 @@ from tests.archives.conftest import block, commit, upload, version
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = ("archives", "0011_archive_fk_indexes_covered_by_composites")
-AFTER = ("archives", "0012_slimmer_index_rows")
+BEFORE = ("archives", "0012_maintenancerun_aggregation")
+AFTER = ("archives", "0013_slimmer_index_rows")
 
 
 def _migrate(target=None) -> None:

@@ -82,9 +82,12 @@ class CommitQueue:
             if self.state.listing_digest(root) == digest:
                 continue
             body, _ = self.version(root, manifest)
-            if len(body["manifest"]) > LISTING_ALONE_BYTES:  # keep a commit well under its 32 MiB limit
+            alone = len(body["manifest"]) > LISTING_ALONE_BYTES  # keep a commit well under its 32 MiB limit
+            if alone:
                 self.flush()
             self.put([body], [], [], [(root, digest)])
+            if alone:  # and nothing joins it afterwards
+                self.flush()
 
     def version(self, path: str, manifest: Manifest) -> tuple[dict, str]:
         """A commit body for one manifest, and its version id."""

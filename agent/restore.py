@@ -93,16 +93,20 @@ class _Target:
 
 
 def manifests_at(client: ApiClient, keys: KeySet, archive_id: str, at: str | None) -> list[Manifest]:
-    """Decrypt the newest manifest of every path at `at` (the server cannot read them)."""
+    """Decrypt the newest manifest of every path at `at` (the server cannot read them).
+
+    Pages come in commit order: should a path come twice (a backup committed it during the
+    listing, and `at`, from this machine's clock, is ahead of the server's), the later is newer."""
     archive_uuid = uuid.UUID(archive_id)
-    manifests = []
+    manifests: dict[str, Manifest] = {}
     for version in client.versions_at(archive_id, at):
         try:
-            manifests.append(manifest_decrypt(keys, base64.b64decode(version["manifest"]), archive_id=archive_uuid,
-                                              path_id=version["path_id"], version_id=uuid.UUID(version["version_id"])))
+            manifests[version["path_id"]] = manifest_decrypt(
+                keys, base64.b64decode(version["manifest"]), archive_id=archive_uuid, path_id=version["path_id"],
+                version_id=uuid.UUID(version["version_id"]))
         except IntegrityError as error:
             raise RestoreError(f"version {version['version_id']} failed verification: {error}") from None
-    return manifests
+    return list(manifests.values())
 
 
 def frames_open(keys: KeySet, block_ids: list[bytes], data: bytes, *, sizes: dict[bytes, int],

@@ -223,7 +223,14 @@ class Destination:
                 os.unlink(name, dir_fd=parent)
                 raise
             os.close(fd)
-            return self._place(parent, parts, replace=replace)
+            try:
+                return self._place(parent, parts, replace=replace)
+            except BaseException:  # e.g. a directory where the file goes: no finished copy left behind
+                try:
+                    os.unlink(name, dir_fd=parent)
+                except FileNotFoundError:
+                    pass
+                raise
 
     @contextmanager
     def temporary_open(self, parts: Parts, identity: tuple[int, int]) -> Iterator[int]:

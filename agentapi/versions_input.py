@@ -26,7 +26,7 @@ class ListingQuery:
     path_id: str | None
 
 
-CURSOR = re.compile(r"([0-9]{1,17})-([0-9]{1,19})")
+CURSOR = re.compile(r"(-?[0-9]{1,17})-([0-9]{1,19})")  # a commit time before 1970 is negative
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from archives.faults import fault_point
@@ -141,23 +141,26 @@ def packs_merge(*, storage: PackStorage, archive: Archive, group: list[Pack], no
         return None
     new_uuid = uuid.uuid4()
     key = _pack_key(archive, new_uuid)
-    rewrite_intent_record(storage=storage, archive=archive, key=key)
+    rewrite_intent_record(storage=storage, archive=archive, key=key, holder=lease_holder)
     storage.put(key, parts)
     fault_point("aggregate.pack_durable")
-    with lease_fenced(archive, lease_holder):
-        new_pack = Pack.objects.create(uuid=new_uuid, archive=archive, kind=merged[0].kind, storage_key=key,
-                                       size=offset, frame_count=len(moved))
-        switched = packs_switch(merged, new_pack, moved, now)
-        if switched:
-            fault_point("aggregate.before_switch_commit")
-        else:
-            transaction.set_rollback(True)
+    try:
+        with lease_fenced(archive, lease_holder):
+            new_pack = Pack.objects.create(uuid=new_uuid, archive=archive, kind=merged[0].kind, storage_key=key,
+                                           size=offset, frame_count=len(moved))
+            switched = packs_switch(merged, new_pack, moved, now)
+            if switched:
+                fault_point("aggregate.before_switch_commit")
+            else:
+                transaction.set_rollback(True)
+    except IntegrityError:  # rebuild-index found the new pack first and gave it a row: nothing switched
+        switched = False
     if not switched:  # a row changed under us (a racing run): the new pack is ours to delete
         rewrite_intent_clear(storage=storage, archive=archive, holder=lease_holder)
         skipped.append(f"{len(merged)} pack(s) from {merged[0].storage_key}: their rows changed during "
                        "aggregation; next run")
         return None
-    rewrite_intent_done(storage=storage, archive=archive)
+    rewrite_intent_done(storage=storage, archive=archive, holder=lease_holder)
     fault_point("aggregate.switched")
     return offset, merged
 

@@ -68,7 +68,7 @@ def pack_compact(*, storage: PackStorage, archive: Archive, pack: Pack, now: dat
             offset += size
         new_uuid = uuid.uuid4()
         key = _pack_key(archive, new_uuid)
-        rewrite_intent_record(storage=storage, archive=archive, key=key)
+        rewrite_intent_record(storage=storage, archive=archive, key=key, holder=lease_holder)
         storage.put(key, parts)
         fault_point("compact.pack_durable")
     with lease_fenced(archive, lease_holder):
@@ -83,7 +83,7 @@ def pack_compact(*, storage: PackStorage, archive: Archive, pack: Pack, now: dat
     if not switched:  # a row changed under us (a racing run): the new pack is ours to delete
         rewrite_intent_clear(storage=storage, archive=archive, holder=lease_holder)
         return None
-    rewrite_intent_done(storage=storage, archive=archive)
+    rewrite_intent_done(storage=storage, archive=archive, holder=lease_holder)
     fault_point("compact.switched")
     return offset
 

@@ -1,5 +1,8 @@
 """Model fields of the archives app."""
+from django.core.validators import RegexValidator
 from django.db import models
+
+PATH_ID_HEX = RegexValidator(r"^[0-9a-f]{64}$", "a path id is 64 lowercase hexadecimal characters")
 
 
 class PathIdField(models.BinaryField):
@@ -11,6 +14,12 @@ class PathIdField(models.BinaryField):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("max_length", 32)
         super().__init__(*args, **kwargs)
+        # BinaryField's MaxLengthValidator(32) would measure the 64-character hex form.
+        self.validators[:] = [PATH_ID_HEX]
+
+    def value_to_string(self, obj):
+        """Serialization (dumpdata) writes the hex form, as Python sees it."""
+        return self.value_from_object(obj)
 
     def from_db_value(self, value, expression, connection):
         return None if value is None else bytes(value).hex()

@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Sum
+from django.utils import timezone
 
 from archives.faults import fault_point
 from archives.gc import WATERMARK, _watermark_write
@@ -35,12 +37,16 @@ def lease_fenced(archive: Archive, holder: str | None) -> Iterator[None]:
     The intent record is one per archive: a run whose lease lapsed (a worker paused past the TTL)
     and a run that took the lease over would otherwise each take the other's new pack for a crash
     leftover and delete it, or switch rows to a pack the other deleted. Every intent clean-up and
-    every switch runs fenced; `holder` None (a direct call, no lease) fences nothing.
+    every switch runs fenced; `holder` None (a direct call, no lease) fences nothing. Each fence
+    also renews the lease: a long step (the first aggregation of thousands of small packs) keeps
+    it as long as it makes progress, and only a run that stalls past the TTL loses it.
     """
     with transaction.atomic():
-        if holder is not None and not MaintenanceLease.objects.select_for_update().filter(
-                archive=archive, holder=holder).exists():
-            raise LeaseLost(f"the maintenance lease of archive {archive.uuid} was taken over; stopping")
+        if holder is not None:
+            if not MaintenanceLease.objects.select_for_update().filter(archive=archive, holder=holder).exists():
+                raise LeaseLost(f"the maintenance lease of archive {archive.uuid} was taken over; stopping")
+            MaintenanceLease.objects.filter(archive=archive, holder=holder).update(
+                expires_at=timezone.now() + timedelta(seconds=settings.HAVEN_MAINTENANCE_LEASE_SECONDS))
         yield
 
 
@@ -51,9 +57,11 @@ def rewrite_intent_name(archive: Archive) -> str:
     return f"compact-intent/{archive.uuid}.json"
 
 
-def rewrite_intent_record(*, storage: PackStorage, archive: Archive, key: str) -> None:
-    """Before a new pack is written: name it, so a crash before its switch leaves a known orphan."""
-    storage.meta_write(rewrite_intent_name(archive), json.dumps({"storage_key": key}).encode())
+def rewrite_intent_record(*, storage: PackStorage, archive: Archive, key: str, holder: str | None = None) -> None:
+    """Before a new pack is written: name it, so a crash before its switch leaves a known orphan.
+    Fenced: a run that lost its lease must not overwrite the record of the run that took over."""
+    with lease_fenced(archive, holder):
+        storage.meta_write(rewrite_intent_name(archive), json.dumps({"storage_key": key}).encode())
 
 
 def rewrite_intent_clear(*, storage: PackStorage, archive: Archive, holder: str | None = None) -> int:
@@ -71,8 +79,10 @@ def rewrite_intent_clear(*, storage: PackStorage, archive: Archive, holder: str 
         return removed
 
 
-def rewrite_intent_done(*, storage: PackStorage, archive: Archive) -> None:
-    storage.meta_delete(rewrite_intent_name(archive))
+def rewrite_intent_done(*, storage: PackStorage, archive: Archive, holder: str | None = None) -> None:
+    """After the switch committed: the record goes (fenced, as it is written)."""
+    with lease_fenced(archive, holder):
+        storage.meta_delete(rewrite_intent_name(archive))
 
 
 def pack_live_bytes(archive: Archive) -> dict[int, int]:

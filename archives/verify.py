@@ -17,6 +17,7 @@ index, the agent re-sends the affected files on its next backup.
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.utils import timezone
@@ -144,8 +145,8 @@ def maintenance_keys_into(buffer: bytearray, *, archive: Archive, actor: User | 
     return derive_keys(buffer)
 
 
-def _latest_versions(archive: Archive, at) -> list[list[FileVersion]]:
-    return list(versions_at_pages(archive, at=at))
+def _latest_versions(archive: Archive, at) -> Iterator[list]:
+    return versions_at_pages(archive, at=at)
 
 
 def _manifests(archive: Archive, keys: KeySet, page: list[FileVersion], damage: Damage):

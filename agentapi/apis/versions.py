@@ -78,7 +78,7 @@ class VersionsApi(APIView):
     @extend_schema(operation_id="versions_list", parameters=[
         ARCHIVE_ID,
         OpenApiParameter("at", OpenApiTypes.DATETIME, description="The point in time (default: now)"),
-        OpenApiParameter("after", {"type": "string", "pattern": r"^(0|[0-9]{1,17}-[0-9]{1,19})$"},
+        OpenApiParameter("after", {"type": "string", "pattern": r"^(0|-?[0-9]{1,17}-[0-9]{1,19})$"},
                          description="The `next` of the previous page, as given; absent or 0 for the first"),
         OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
         OpenApiParameter("path_id", {"type": "string", "pattern": PATH_ID_PATTERN},

@@ -292,6 +292,50 @@ def test_a_whole_file_write_is_private_until_placed_follows_no_symlink_and_overw
     assert sorted(os.listdir(dest / "a")) == ["f.txt", "kept.txt", "link.txt"]  # no temporary left
 
 
+def test_a_whole_file_write_that_cannot_be_placed_leaves_no_copy_behind(tmp_path):
+    """--overwrite where a directory now stands: the placement fails, and the finished temporary
+    (with its final mode) is removed rather than left beside the name."""
+    from agent.restore_dest import Destination
+
+    dest = tmp_path / "dest"
+    (dest / "a" / "f.txt").mkdir(parents=True)
+    destination = Destination(dest)
+    try:
+        with pytest.raises(OSError):
+            destination.whole_write(("a", "f.txt"), b"data", bits=0o644, mtime_ns=1, replace=True)
+    finally:
+        destination.close()
+    assert os.listdir(dest / "a") == ["f.txt"] and (dest / "a" / "f.txt").is_dir()
+
+
+def test_a_path_listed_twice_is_restored_once_from_its_later_version():
+    """Pages come in commit order; with the agent's clock ahead of the server's a backup that
+    commits during the listing can make a path come twice: the later one is newer."""
+    import base64
+    import uuid
+
+    from agent.restore import manifests_at
+    from formats.keys import derive_keys
+    from formats.manifests import Manifest, manifest_encrypt, path_id_for
+
+    keys = derive_keys(bytes(range(32)))
+    archive = uuid.uuid4()
+
+    def listed(mtime_ns):
+        version_id = uuid.uuid4()
+        manifest = Manifest(path="/f", size=0, mtime_ns=mtime_ns, mode=0o644, block_ids=[], block_sizes=[])
+        path_id = path_id_for(keys, "/f")
+        blob = manifest_encrypt(keys, manifest, archive_id=archive, path_id=path_id, version_id=version_id)
+        return {"version_id": str(version_id), "path_id": path_id, "manifest": base64.b64encode(blob).decode()}
+
+    class Client:
+        def versions_at(self, archive_id, at):
+            return iter([listed(1), listed(2)])
+
+    manifests = manifests_at(Client(), keys, str(archive), None)
+    assert [(m.path, m.mtime_ns) for m in manifests] == [("/f", 2)]
+
+
 def test_existing_files_are_not_overwritten_without_being_asked(live_server_haven, alice, tmp_path):  # noqa: F811
     source = tmp_path / "home"
     _write(source / "a.txt", b"original a")

@@ -1,9 +1,14 @@
 """Migration 0013 converts every stored path id between 64 hex characters and 32 bytes, both
 ways, on the database the suite runs on (PostgreSQL or SQLite), and the rows stay readable."""
+import json
+
 import pytest
+from django.core import serializers
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from archives.fields import PathIdField
 from archives.models import FileVersion
 from tests.archives.conftest import block, commit, upload, version
 
@@ -44,3 +49,23 @@ def test_path_ids_survive_the_migration_down_and_up(enrolled, alice):
     assert list(FileVersion.objects.order_by("id").values_list("path_id", flat=True)) == hex_ids
     listed = client.get(f"/api/v1/archives/{archive}/versions").json()["versions"]
     assert sorted(item["path_id"] for item in listed) == sorted(hex_ids)
+
+
+def test_path_id_field_serializes_and_validates_the_hex_form(enrolled, alice):
+    """dumpdata writes the hex form (loaddata reads it back); full_clean accepts a real path id
+    and refuses anything else (BinaryField's byte-length check would refuse every hex id)."""
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    block_id, frame = block(archive, b"abc")
+    assert upload(client, archive, frame).status_code == 201
+    commit(client, archive, [version(archive, "/f", [block_id], [3])])
+    row = FileVersion.objects.get()
+    dumped = json.loads(serializers.serialize("json", [row]))
+    assert dumped[0]["fields"]["path_id"] == row.path_id and len(row.path_id) == 64
+    loaded = next(serializers.deserialize("json", json.dumps(dumped)))
+    assert loaded.object.path_id == row.path_id
+    field = PathIdField()
+    field.run_validators(row.path_id)
+    for bad in ("ab" * 31, "AB" * 32, "zz" * 32):
+        with pytest.raises(ValidationError):
+            field.run_validators(bad)

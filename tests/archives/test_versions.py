@@ -1,8 +1,10 @@
 """Version commits: only over durable blocks, server-stamped, idempotent; listing and fetching."""
 import base64
 import uuid
+from datetime import timedelta
 
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -160,7 +162,6 @@ def test_backup_runs_record_what_happened(enrolled, alice):
 
 def test_the_newest_version_is_chosen_by_commit_time_not_row_order(enrolled, alice):
     """After rebuild-index, rows come back in pack order; the listing must still pick the newest."""
-    from datetime import timedelta
 
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
@@ -251,3 +252,20 @@ def test_a_pages_manifests_are_read_from_their_pack_in_one_ranged_read(enrolled,
     for item in versions:
         assert manifest_decrypt(KEYS, blobs[item.pk], archive_id=uuid.UUID(archive), path_id=item.path_id,
                                 version_id=item.uuid).path.startswith("/m/")
+
+
+def test_paging_goes_on_past_versions_whose_commit_time_is_before_1970(enrolled, alice):
+    """A server clock set wrong, or rows rebuilt from old frames: the cursor carries negative times."""
+    client = enrolled(alice)
+    archive = client.enrollment["archive_id"]
+    one = _stored(client, archive, b"one")
+    commit(client, archive, [version(archive, f"/old/{n}", [one], [3]) for n in range(5)])
+    FileVersion.objects.update(committed_at=F("committed_at") - timedelta(days=365 * 60))
+    url, cursor, listed = f"/api/v1/archives/{archive}/versions", "0", []
+    while cursor is not None:
+        response = client.get(url, {"after": cursor, "limit": 2})
+        assert response.status_code == 200, response.content
+        listed += [item["version_id"] for item in response.json()["versions"]]
+        cursor = response.json()["next"]
+        assert cursor is None or cursor.startswith("-")
+    assert len(listed) == len(set(listed)) == 5

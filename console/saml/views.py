@@ -12,10 +12,18 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from djangosaml2 import views as saml_views
+from saml2.metadata import entity_descriptor
 
 from accounts.models import Organization, SamlAssertion, SamlSettings
 from accounts.services import audit_record
-from console.saml.checks import SamlRejected, algorithms_check, assertion_check, explained
+from console.saml.checks import (
+    DIGEST_ALGORITHMS,
+    SIGNATURE_ALGORITHMS,
+    SamlRejected,
+    algorithms_check,
+    assertion_check,
+    explained,
+)
 from console.saml.sp import organization_from_request, saml_settings_for
 from console.saml.sp_keys import SpKeyUnavailable
 
@@ -46,12 +54,30 @@ class LoginView(OrganizationMixin, saml_views.LoginView):
     pass
 
 
+def advertised_algorithms_trim(descriptor) -> None:
+    """pysaml2 lists every digest and signing method xmlsec1 supports (MD5 and SHA-1 included) in
+    the metadata's extensions; Haven refuses all but SHA-2 (console/saml/checks.py), so it
+    advertises only those: an IdP that picks from the list never picks one that will be refused."""
+    extensions = descriptor.extensions
+    if extensions is None:
+        return
+    allowed = {"DigestMethod": DIGEST_ALGORITHMS, "SigningMethod": SIGNATURE_ALGORITHMS}
+    extensions.extension_elements = [
+        element for element in extensions.extension_elements
+        if element.tag not in allowed or element.attributes.get("Algorithm") in allowed[element.tag]]
+
+
 class MetadataView(SpKeyMixin, saml_views.MetadataView):
     """The organization's SP metadata (available before SSO is switched on, for the IdP's admin)."""
 
     def dispatch(self, request, *args, **kwargs):
         organization_from_request(request)
         return super().dispatch(request, *args, **kwargs)
+
+    def get(self, request, *args, **kwargs):
+        descriptor = entity_descriptor(self.get_sp_config(request))
+        advertised_algorithms_trim(descriptor)
+        return HttpResponse(content=str(descriptor).encode("utf-8"), content_type="text/xml; charset=utf-8")
 
 
 class AssertionConsumerView(OrganizationMixin, saml_views.AssertionConsumerServiceView):

@@ -190,3 +190,14 @@ def test_an_assertion_id_is_accepted_once_even_without_in_response_to(org_a, idp
     assertion.id = "id-other"
     with pytest.raises(SamlRejected, match="not this organization's IdP"):
         view.custom_validation(response)
+
+
+def test_sp_metadata_advertises_only_the_sha2_methods_haven_accepts(org_a):
+    from console.saml.checks import DIGEST_ALGORITHMS, SIGNATURE_ALGORITHMS
+
+    metadata = _sp_metadata(org_a)
+    digests = re.findall(r'DigestMethod[^>]*Algorithm="([^"]+)"', metadata)
+    signing = re.findall(r'SigningMethod[^>]*Algorithm="([^"]+)"', metadata)
+    assert digests and signing  # still advertised, only trimmed
+    assert set(digests) <= DIGEST_ALGORITHMS and set(signing) <= SIGNATURE_ALGORITHMS
+    assert not [alg for alg in digests + signing if "md5" in alg or alg.endswith(("sha1", "#rsa-sha1"))]

@@ -13,7 +13,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Organization, User
+from accounts.models import Organization, SamlServiceProviderKey, User
 from accounts.network import HostUnresolvable, host_is_public
 from accounts.selectors import org_admin_emails
 from accounts.services import audit_record
@@ -31,11 +31,13 @@ from keystore.private_vault import (
     private_vault_health,
 )
 from keystore.sealing import (
+    SP_KEY_PURPOSE,
     StorageKeyMissing,
     is_current,
     private_keystore_owner,
     seal,
     sealing_check,
+    sp_key_owner,
     storage_key_problem,
     unseal,
 )
@@ -154,8 +156,15 @@ def _private_keystore_store(keystore, address, ca_pem, pkcs12, password, cert_ro
 
 
 def private_keystore_reseal() -> int:
-    """Rewrite every sealed secret not yet in format v2 under the storage key set now; returns how many."""
+    """Rewrite every sealed secret not yet in format v2 under the storage key set now (private
+    keystores' PKCS12 and password, the SAML SP private key); returns how many rows changed."""
     count = 0
+    for row in SamlServiceProviderKey.objects.all():
+        owner = sp_key_owner(row)
+        if not is_current(SP_KEY_PURPOSE, row.key_sealed, owner=owner):
+            row.key_sealed = seal(SP_KEY_PURPOSE, unseal(SP_KEY_PURPOSE, row.key_sealed, owner=owner), owner=owner)
+            row.save(update_fields=["key_sealed"])
+            count += 1
     for keystore in PrivateKeystore.objects.select_related("organization"):
         owner = private_keystore_owner(keystore)
         fields = {"pkcs12": "pkcs12_sealed", "pkcs12-password": "password_sealed"}

@@ -51,6 +51,15 @@ def private_keystore_owner(keystore) -> SealedIn:
     return SealedIn(table="keystore.privatekeystore", organization=keystore.organization.uuid, row=keystore.uuid)
 
 
+SP_KEY_PURPOSE = "saml-sp-key"
+INSTALLATION = uuid.UUID(int=0)  # the SAML SP key pair is the installation's, no one organization's
+
+
+def sp_key_owner(row) -> SealedIn:
+    """The SAML SP key row (accounts.SamlServiceProviderKey) its sealed private key belongs to."""
+    return SealedIn(table="accounts.samlserviceproviderkey", organization=INSTALLATION, row=row.uuid)
+
+
 def embedded_default() -> bool:
     """The no-environment installation (SQLite under var/) or a DEBUG one: not production."""
     return settings.DEBUG or settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"

@@ -21,7 +21,6 @@ import logging
 import os
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +34,10 @@ from django.db import IntegrityError, transaction
 from accounts.models import SamlServiceProviderKey, SamlSettings
 from accounts.services import audit_record
 from archives.faults import fault_point
-from keystore.sealing import SealedIn, StorageKeyMissing, seal, sealing_check, unseal
+from keystore.sealing import SP_KEY_PURPOSE, SealedIn, StorageKeyMissing, seal, sealing_check, sp_key_owner, unseal
 
 logger = logging.getLogger(__name__)
-PURPOSE = "saml-sp-key"
-INSTALLATION = uuid.UUID(int=0)  # the pair is the installation's, no one organization's
+PURPOSE = SP_KEY_PURPOSE
 MIN_RSA_BITS = 2048
 Slot = SamlServiceProviderKey.Slot
 
@@ -146,7 +144,7 @@ def _refuse_if_files() -> None:
 
 
 def _owner(row: SamlServiceProviderKey) -> SealedIn:
-    return SealedIn(table="accounts.samlserviceproviderkey", organization=INSTALLATION, row=row.uuid)
+    return sp_key_owner(row)
 
 
 def _row_save(key_pem: bytes, cert_pem: bytes, *, slot: str) -> SamlServiceProviderKey:

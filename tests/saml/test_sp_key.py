@@ -176,3 +176,24 @@ def test_production_without_a_storage_key_says_so_and_makes_no_host_key(org_a, s
     assert response.status_code == 503
     assert b"HAVEN_STORAGE_KEY" in response.content and b"HAVEN_SAML_SP_KEY_FILE" in response.content
     assert not SamlServiceProviderKey.objects.exists() and not list(tmp_path.rglob("*"))
+
+
+def test_keystore_reseal_moves_an_sp_key_sealed_under_the_secret_key_to_the_storage_key(settings, monkeypatch):
+    """An SP key made before HAVEN_STORAGE_KEY was set (sealed under the secret key) is rewritten
+    by `manage.py keystore reseal`, so a later change of the secret key cannot lock SAML out."""
+    from keystore import sealing
+    from keystore.sealing import SP_KEY_PURPOSE, is_current, sp_key_owner, unseal
+
+    settings.HAVEN_STORAGE_KEY = ""
+    with monkeypatch.context() as embedded:  # `make run`'s defaults: the secret key seals
+        embedded.setattr(sealing, "embedded_default", lambda: True)
+        sp_keypair()
+    row = SamlServiceProviderKey.objects.get()
+    settings.HAVEN_STORAGE_KEY = STORAGE_KEY
+    assert not is_current(SP_KEY_PURPOSE, row.key_sealed, owner=sp_key_owner(row))
+    before = unseal(SP_KEY_PURPOSE, row.key_sealed, owner=sp_key_owner(row))
+    call_command("keystore", "reseal")
+    row.refresh_from_db()
+    assert is_current(SP_KEY_PURPOSE, row.key_sealed, owner=sp_key_owner(row))
+    settings.SECRET_KEY = "another-secret-key-entirely-" + "x" * 40
+    assert unseal(SP_KEY_PURPOSE, row.key_sealed, owner=sp_key_owner(row)) == before

@@ -56,7 +56,7 @@ class Command(BaseCommand):
             return self._renew(options["org"])
         if action == "reseal":
             try:
-                self.stdout.write(f"resealed the secrets of {private_keystore_reseal()} private keystore(s)")
+                self.stdout.write(f"resealed {private_keystore_reseal()} row(s): private keystores and the SAML SP key")
             except StorageKeyMissing as error:
                 raise CommandError(error.reason) from None
             return

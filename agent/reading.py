@@ -1,6 +1,8 @@
 """Reading a changed file for a backup (agent/backup.py's pool): its blocks with their ids, and
 whether it changed while it was read."""
+import errno
 import os
+import stat
 
 from agent.scan import FileEntry
 from formats.blocks import block_id_for
@@ -16,39 +18,59 @@ def changed_while_read(entry: FileEntry, read_bytes: int, after: os.stat_result 
         or read_bytes != entry.size
 
 
-def _read_small(path: str, size: int) -> tuple[bytes, os.stat_result] | None:
-    """A file the scan saw under MIN_CHUNK (one block by definition, docs/formats.md §2): open,
-    one read of a byte more than the scan saw, fstat, close — four system calls, where a file
-    object costs seven. None if it grew past the scan's size: the general path reads it then."""
-    fd = os.open(path, os.O_RDONLY)
+# Never follow a symlink, never wait on a FIFO or a device: the file read must be the one scanned.
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def open_scanned(entry: FileEntry) -> int:
+    """A descriptor of the regular file the scan saw at `entry.path`, or OSError: a symlink, a
+    FIFO or another file put there since the scan (same device and inode, or it is not read) is
+    not read — an agent running as root must not back up what a user's symlink points at."""
+    fd = os.open(entry.path, READ_FLAGS)
     try:
-        data = os.read(fd, size + 1)
-        if 0 < len(data) < size:  # a short read before the end the scan saw: read on to the end
-            parts = [data]
-            total = len(data)
-            while total <= size:
-                part = os.read(fd, size + 1 - total)
-                if not part:
-                    break
-                parts.append(part)
-                total += len(part)
-            data = b"".join(parts)
-        if len(data) > size:
-            return None
-        return data, os.fstat(fd)
-    finally:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (entry.dev, entry.inode):
+            raise OSError(errno.ESTALE, "replaced since the scan (not the file scanned); read next time", entry.path)
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
+
+
+def _read_small(fd: int, size: int) -> tuple[bytes, os.stat_result] | None:
+    """A file the scan saw under MIN_CHUNK (one block by definition, docs/formats.md §2): one
+    read of a byte more than the scan saw, then fstat. None if it grew past the scan's size: the
+    general path reads it then."""
+    data = os.read(fd, size + 1)
+    if 0 < len(data) < size:  # a short read before the end the scan saw: read on to the end
+        parts = [data]
+        total = len(data)
+        while total <= size:
+            part = os.read(fd, size + 1 - total)
+            if not part:
+                break
+            parts.append(part)
+            total += len(part)
+        data = b"".join(parts)
+    if len(data) > size:
+        return None
+    return data, os.fstat(fd)
 
 
 def read_blocks(keys: KeySet, entry: FileEntry) -> tuple[list[tuple[bytes, memoryview]], int, bool]:
     """(block id, plaintext) of each chunk of the file, the bytes read, and whether it changed
     while it was read (then what was read is committed and the file is read again next time)."""
-    small = _read_small(entry.path, entry.size) if entry.size < MIN_CHUNK else None
-    if small is not None:
-        data, after = small
-        blocks = [(block_id_for(keys, data), memoryview(data))] if data else []
-        return blocks, len(data), changed_while_read(entry, len(data), after)
-    chunks, after = read_chunks(keys, entry.path)
+    fd = open_scanned(entry)
+    try:
+        small = _read_small(fd, entry.size) if entry.size < MIN_CHUNK else None
+        if small is not None:
+            data, after = small
+            blocks = [(block_id_for(keys, data), memoryview(data))] if data else []
+            return blocks, len(data), changed_while_read(entry, len(data), after)
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks, after = read_chunks(keys, fd)
+    finally:
+        os.close(fd)
     blocks = [(block_id_for(keys, data), data) for data in chunks]
     read = sum(len(data) for data in chunks)
     return blocks, read, changed_while_read(entry, read, after)

@@ -96,11 +96,12 @@ def iter_chunks(keys: KeySet, path: str | bytes | os.PathLike[str]) -> Iterator[
             yield memoryview(bytes(chunk.data))
 
 
-def read_chunks(keys: KeySet, path: str | bytes | os.PathLike[str]) -> tuple[list[memoryview], os.stat_result]:
+def read_chunks(keys: KeySet, path: str | bytes | os.PathLike[str] | int) -> tuple[list[memoryview], os.stat_result]:
     """The chunks of a file (as iter_chunks) and its fstat taken once they were read, before
     closing: what the caller compares with the scan's stat to tell a file that changed while it
-    was read, without looking the path up a second time."""
-    with open(path, "rb", buffering=0) as f:
+    was read, without looking the path up a second time. `path` may be a descriptor the caller
+    opened (and closes), read from where it stands."""
+    with open(path, "rb", buffering=0, closefd=not isinstance(path, int)) as f:
         size = os.fstat(f.fileno()).st_size
         if size <= _WHOLE_READ:
             data = _read_all(f, size)

@@ -2,6 +2,8 @@
 block as the general path, and a file that changed since the scan is read whole and flagged."""
 import os
 
+import pytest
+
 from agent.reading import read_blocks
 from agent.scan import FileEntry
 from formats.blocks import block_id_for
@@ -48,3 +50,26 @@ def test_a_file_that_shrank_since_the_scan_is_flagged(tmp_path):
     path.write_bytes(b"b" * 10)
     blocks, read, unstable = read_blocks(KEYS, entry)
     assert read == 10 and unstable and bytes(blocks[0][1]) == b"b" * 10
+
+
+@pytest.mark.parametrize("size", [100, MIN_CHUNK * 3], ids=["small", "large"])
+@pytest.mark.parametrize("swap", ["symlink", "fifo", "other file"])
+def test_what_was_put_in_a_files_place_since_the_scan_is_not_read(tmp_path, swap, size):
+    """A user swaps a scanned file for a symlink to a file only root may read (the agent may run
+    as root), for a FIFO (a read would hang), or for another file: nothing is read, the file
+    fails for this run and is read next time."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root only " * (size // 10))
+    path = tmp_path / "mine.txt"
+    path.write_bytes(b"x" * size)
+    entry = _entry(path)
+    (tmp_path / "other").write_bytes(b"y" * size)  # made while the scanned file exists: another inode
+    path.unlink()
+    if swap == "symlink":
+        os.symlink(secret, path)
+    elif swap == "fifo":
+        os.mkfifo(path)
+    else:
+        os.rename(tmp_path / "other", path)
+    with pytest.raises(OSError):
+        read_blocks(KEYS, entry)

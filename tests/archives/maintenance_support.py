@@ -2,6 +2,7 @@
 restores of every kept version, and `manage.py maintenance` as a real process."""
 import base64
 import os
+import signal
 import subprocess
 import uuid
 from datetime import timedelta
@@ -18,7 +19,7 @@ from formats.directories import DirectoryEntry, listing_id_for
 from formats.frames import frame_decode
 from formats.manifests import listing_manifest, manifest_decrypt, manifest_encrypt
 from tests.archives.conftest import KEYS, block, commit, upload, version
-from tests.support import PYTHON, REPO
+from tests.support import PYTHON, REPO, wait_until
 
 
 class Backup:
@@ -132,3 +133,20 @@ def maintenance_env(pack_dir: Path, **extra: str) -> dict[str, str]:
 def maintenance_process(env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen([PYTHON, "manage.py", "maintenance", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# A child that merges every settled small pack (the tests' packs are tiny; docs/maintenance.md).
+AGGREGATE_EAGER_ENV = {"HAVEN_PACK_TARGET_MIB": "1", "HAVEN_PACK_SETTLE_SECONDS": "0", "HAVEN_PACK_QUIET_DAYS": "0"}
+
+
+def maintenance_killed_at(env: dict, archive_id: str, point: str, faults: Path) -> None:
+    """Run `manage.py maintenance` on one archive (env names the fault point and HAVEN_FAULT_DIR
+    = faults) and SIGKILL it once it reached `point`; it must still be running there."""
+    process = maintenance_process(env, "--archive", archive_id)
+    try:
+        wait_until(lambda: (faults / point).exists() or process.poll() is not None, timeout=120,
+                   what=f"maintenance to reach {point}")
+        assert process.poll() is None, process.communicate()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()

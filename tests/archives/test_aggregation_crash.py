@@ -1,7 +1,6 @@
 """kill -9 a real `manage.py maintenance` at each aggregation step, on the folder and on S3, run it
 again: every kept version restores byte for byte, no orphan outlives the next run and no row points
 at a pack that is not there (docs/maintenance.md, "Aggregation")."""
-import signal
 import time
 from datetime import timedelta
 
@@ -12,20 +11,19 @@ from archives.maintenance import archive_maintain
 from archives.models import Pack
 from archives.verify import archive_verify_shallow
 from tests.archives.maintenance_support import (
+    AGGREGATE_EAGER_ENV,
     Backup,
     assert_every_kept_version_restores,
     incrementals,
     maintenance_env,
+    maintenance_killed_at,
     maintenance_process,
     packs_consistent,
 )
-from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 POINTS = ["aggregate.pack_durable", "aggregate.before_switch_commit", "aggregate.switched"]
-# A child that merges every settled small pack (the test's packs are tiny; docs: settings).
-EAGER_ENV = {"HAVEN_PACK_TARGET_MIB": "1", "HAVEN_PACK_SETTLE_SECONDS": "0", "HAVEN_PACK_QUIET_DAYS": "0"}
 
 
 @pytest.mark.parametrize("pack_backend", ["local", "s3"], indirect=True)
@@ -36,16 +34,9 @@ def test_kill_9_at_each_aggregation_step_loses_nothing(enrolled, alice, pack_dir
     small = set(Pack.objects.values_list("storage_key", flat=True))
     faults = tmp_path / "faults"
     faults.mkdir()
-    env = maintenance_env(pack_dir, **storage_env, **EAGER_ENV, HAVEN_FAULT_POINTS=point, HAVEN_FAULT_DIR=str(faults),
+    env = maintenance_env(pack_dir, **storage_env, **AGGREGATE_EAGER_ENV, HAVEN_FAULT_POINTS=point, HAVEN_FAULT_DIR=str(faults),
                           HAVEN_MAINTENANCE_LEASE_SECONDS="2")  # so the dead run's lease lapses quickly
-    process = maintenance_process(env, "--archive", backup.archive_id)
-    try:
-        wait_until(lambda: (faults / point).exists() or process.poll() is not None, timeout=120,
-                   what=f"maintenance to reach {point}")
-        assert process.poll() is None, process.communicate()
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    maintenance_killed_at(env, backup.archive_id, point, faults)
     assert assert_every_kept_version_restores(backup) == 7  # even with the run dead mid-step
     orphans, lost = packs_consistent()
     assert lost == set()
@@ -56,7 +47,7 @@ def test_kill_9_at_each_aggregation_step_loses_nothing(enrolled, alice, pack_dir
         assert not Pack.objects.filter(state=Pack.State.RETIRING).exists()
 
     time.sleep(2.5)  # the dead worker's lease lapses on its own
-    again = maintenance_process(maintenance_env(pack_dir, **storage_env, **EAGER_ENV), "--archive", backup.archive_id)
+    again = maintenance_process(maintenance_env(pack_dir, **storage_env, **AGGREGATE_EAGER_ENV), "--archive", backup.archive_id)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0 and "skipped" not in out, out + err
     assert assert_every_kept_version_restores(backup) == 7

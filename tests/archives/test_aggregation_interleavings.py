@@ -11,6 +11,7 @@ from archives.models import Block, Pack
 from archives.storage import pack_storage
 from tests.archives.conftest import block
 from tests.archives.maintenance_support import (
+    AGGREGATE_EAGER_ENV,
     Backup,
     assert_every_kept_version_restores,
     incrementals,
@@ -22,13 +23,12 @@ from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 both_storages = pytest.mark.parametrize("pack_backend", ["local", "s3"], indirect=True)
-EAGER_ENV = {"HAVEN_PACK_TARGET_MIB": "1", "HAVEN_PACK_SETTLE_SECONDS": "0", "HAVEN_PACK_QUIET_DAYS": "0"}
 
 
 def _held_at(point: str, backup: Backup, pack_dir, tmp_path, storage_env):
     faults = tmp_path / "faults"
     faults.mkdir(exist_ok=True)
-    env = maintenance_env(pack_dir, **storage_env, **EAGER_ENV, HAVEN_FAULT_POINTS=f"{point}=wait",
+    env = maintenance_env(pack_dir, **storage_env, **AGGREGATE_EAGER_ENV, HAVEN_FAULT_POINTS=f"{point}=wait",
                           HAVEN_FAULT_DIR=str(faults))
     process = maintenance_process(env, "--archive", backup.archive_id)
     wait_until(lambda: (faults / point).exists() or process.poll() is not None, timeout=120, what=point)

@@ -1,7 +1,6 @@
 """kill -9 a real `manage.py maintenance` at each prune and compaction step, run it again: every
 kept version restores byte for byte, and no orphan outlives the next run (docs/maintenance.md)."""
 import os
-import signal
 import time
 from datetime import timedelta
 
@@ -16,10 +15,10 @@ from tests.archives.maintenance_support import (
     age,
     assert_every_kept_version_restores,
     maintenance_env,
+    maintenance_killed_at,
     maintenance_process,
     storage_consistent,
 )
-from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,14 +61,7 @@ def test_kill_9_at_each_step_loses_nothing_kept(enrolled, alice, pack_dir, tmp_p
     faults.mkdir()
     env = maintenance_env(pack_dir, HAVEN_FAULT_POINTS=point, HAVEN_FAULT_DIR=str(faults),
                           HAVEN_MAINTENANCE_LEASE_SECONDS="2")  # so the dead run's lease lapses quickly
-    process = maintenance_process(env, "--archive", backup.archive_id)
-    try:
-        wait_until(lambda: (faults / point).exists() or process.poll() is not None, timeout=120,
-                   what=f"maintenance to reach {point}")
-        assert process.poll() is None, process.communicate()
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    maintenance_killed_at(env, backup.archive_id, point, faults)
     assert_every_kept_version_restores(backup)  # even with the run dead mid-step
     if point == "compact.pack_durable":
         assert storage_consistent(pack_dir)[0], "the crash should leave the new pack as an orphan"

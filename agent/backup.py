@@ -12,6 +12,7 @@ Pipeline (both cores, nothing waits on what it does not need):
    interrupted backup therefore resumes where it stopped, re-sending nothing the server has.
 """
 import gc
+import os
 import random
 import time
 import uuid
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from agent.client import ApiClient, ApiError
 from agent.commits import COMMIT_VERSIONS, CommitQueue, PendingFile
 from agent.healing import heal_rescan
-from agent.reading import changed_while_read, read_blocks
+from agent.reading import changed_while_read, read_blocks, scanned_file
 from agent.scan import FileEntry, ScanResult, scan  # noqa: F401 - scan is re-exported for callers
 from agent.state import LocalState
 from agent.uploader import Uploader as _Uploader
@@ -318,14 +319,15 @@ class BackupEngine:
         pieces: list[memoryview] = []
         piece_bytes = 0
         try:
-            for chunk in iter_chunks(self.keys, entry.path):
-                pieces.append(chunk)
-                piece_bytes += len(chunk)
-                pending.read_bytes += len(chunk)
-                if piece_bytes >= self.PIECE_BYTES:
-                    self._add_unit([pending], self.pool.submit(self._hash_pieces, pieces), piece_bytes, last=False)
-                    pieces, piece_bytes = [], 0
-            pending.unstable = changed_while_read(entry, pending.read_bytes)
+            with scanned_file(entry) as fd:
+                for chunk in iter_chunks(self.keys, fd):
+                    pieces.append(chunk)
+                    piece_bytes += len(chunk)
+                    pending.read_bytes += len(chunk)
+                    if piece_bytes >= self.PIECE_BYTES:
+                        self._add_unit([pending], self.pool.submit(self._hash_pieces, pieces), piece_bytes, last=False)
+                        pieces, piece_bytes = [], 0
+                pending.unstable = changed_while_read(entry, pending.read_bytes, os.fstat(fd))
         except OSError as error:
             pending.failed = True
             self.summary.errors.append(f"{entry.path}: {error.strerror or error}")

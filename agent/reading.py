@@ -3,6 +3,8 @@ whether it changed while it was read."""
 import errno
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from agent.scan import FileEntry
 from formats.blocks import block_id_for
@@ -10,10 +12,8 @@ from formats.chunking import MIN_CHUNK, read_chunks
 from formats.keys import KeySet
 
 
-def changed_while_read(entry: FileEntry, read_bytes: int, after: os.stat_result | None = None) -> bool:
-    """`after`: the file's fstat once read (saves a path lookup a file); else it is stat'ed by name."""
-    if after is None:
-        after = os.stat(entry.path, follow_symlinks=False)
+def changed_while_read(entry: FileEntry, read_bytes: int, after: os.stat_result) -> bool:
+    """`after`: the file's fstat once read, through the descriptor it was read from."""
     return (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (entry.size, entry.mtime_ns, entry.ctime_ns) \
         or read_bytes != entry.size
 
@@ -22,19 +22,20 @@ def changed_while_read(entry: FileEntry, read_bytes: int, after: os.stat_result 
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
-def open_scanned(entry: FileEntry) -> int:
-    """A descriptor of the regular file the scan saw at `entry.path`, or OSError: a symlink, a
-    FIFO or another file put there since the scan (same device and inode, or it is not read) is
-    not read — an agent running as root must not back up what a user's symlink points at."""
+@contextmanager
+def scanned_file(entry: FileEntry) -> Iterator[int]:
+    """A descriptor of the regular file the scan saw at `entry.path`, for every read of a backup
+    (small files here, big ones streamed by agent/backup.py), or OSError: a symlink, a FIFO or
+    another file put there since the scan (same device and inode, or it is not read) is not read
+    — an agent running as root must not back up what a user's symlink points at."""
     fd = os.open(entry.path, READ_FLAGS)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (entry.dev, entry.inode):
             raise OSError(errno.ESTALE, "replaced since the scan (not the file scanned); read next time", entry.path)
-    except BaseException:
+        yield fd
+    finally:
         os.close(fd)
-        raise
-    return fd
 
 
 def _read_small(fd: int, size: int) -> tuple[bytes, os.stat_result] | None:
@@ -60,17 +61,15 @@ def _read_small(fd: int, size: int) -> tuple[bytes, os.stat_result] | None:
 def read_blocks(keys: KeySet, entry: FileEntry) -> tuple[list[tuple[bytes, memoryview]], int, bool]:
     """(block id, plaintext) of each chunk of the file, the bytes read, and whether it changed
     while it was read (then what was read is committed and the file is read again next time)."""
-    fd = open_scanned(entry)
-    try:
-        small = _read_small(fd, entry.size) if entry.size < MIN_CHUNK else None
-        if small is not None:
-            data, after = small
-            blocks = [(block_id_for(keys, data), memoryview(data))] if data else []
-            return blocks, len(data), changed_while_read(entry, len(data), after)
-        os.lseek(fd, 0, os.SEEK_SET)
+    with scanned_file(entry) as fd:
+        if entry.size < MIN_CHUNK:
+            small = _read_small(fd, entry.size)
+            if small is not None:
+                data, after = small
+                blocks = [(block_id_for(keys, data), memoryview(data))] if data else []
+                return blocks, len(data), changed_while_read(entry, len(data), after)
+            os.lseek(fd, 0, os.SEEK_SET)  # it grew past the scan's size: read it all again
         chunks, after = read_chunks(keys, fd)
-    finally:
-        os.close(fd)
     blocks = [(block_id_for(keys, data), data) for data in chunks]
     read = sum(len(data) for data in chunks)
     return blocks, read, changed_while_read(entry, read, after)

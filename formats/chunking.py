@@ -64,7 +64,7 @@ def _read_all(f, size_hint: int) -> bytes:
         total += len(part)
 
 
-def iter_chunks(keys: KeySet, path: str | bytes | os.PathLike[str]) -> Iterator[memoryview]:
+def iter_chunks(keys: KeySet, path: str | bytes | os.PathLike[str] | int) -> Iterator[memoryview]:
     """Yield the chunks of a file as read-only views of private copies.
 
     Reads the file instead of using ``cut_file`` (mmap): a live file truncated
@@ -76,8 +76,10 @@ def iter_chunks(keys: KeySet, path: str | bytes | os.PathLike[str]) -> Iterator[
     Files up to 8 MiB are read whole and cut in memory (a file under MIN_CHUNK is
     one chunk by definition): most files are small, and a streaming chunker's
     set-up costs far more than chunking them. Boundaries are the same either way.
+
+    `path` may be a descriptor the caller opened (and closes), read from where it stands.
     """
-    with open(path, "rb", buffering=0) as f:
+    with open(path, "rb", buffering=0, closefd=not isinstance(path, int)) as f:
         size = os.fstat(f.fileno()).st_size
         if size <= _WHOLE_READ:
             data = _read_all(f, size)

@@ -73,3 +73,37 @@ def test_what_was_put_in_a_files_place_since_the_scan_is_not_read(tmp_path, swap
         os.rename(tmp_path / "other", path)
     with pytest.raises(OSError):
         read_blocks(KEYS, entry)
+
+
+def test_a_big_file_streamed_by_the_engine_is_checked_the_same_way(tmp_path, monkeypatch):
+    """Files over BackupEngine.WHOLE_FILE_LIMIT are cut by the engine's main thread, not
+    read_blocks: a symlink swapped in after the scan is not followed there either."""
+    from agent.backup import BackupEngine, scan
+    from agent.state import LocalState
+    from formats.frames import frames_decode
+    from tests.agent.fake_server import EverythingMissingServer
+
+    class Recording(EverythingMissingServer):
+        uploaded_bytes = b""
+
+        def uploaded(self, batch) -> None:
+            Recording.uploaded_bytes += b"".join(batch)
+
+    monkeypatch.setattr(BackupEngine, "WHOLE_FILE_LIMIT", 64 * 1024)
+    source = tmp_path / "home"
+    source.mkdir()
+    secret = tmp_path / "secret"
+    secret.write_bytes(os.urandom(256 * 1024))
+    big = source / "big.bin"
+    big.write_bytes(os.urandom(256 * 1024))
+    (tmp_path / "state").mkdir()
+    state = LocalState(tmp_path / "state", "00000000-0000-0000-0000-0000000000aa")
+    scanned = scan([str(source)], state.lookup_all())
+    big.unlink()
+    os.symlink(secret, big)
+    summary = BackupEngine(client=Recording(), keys=KEYS, archive_id="00000000-0000-0000-0000-0000000000aa",
+                           state=state).run([str(source)], scanned)
+    assert [error for error in summary.errors if str(big) in error], summary.errors
+    uploaded = {bytes(frame.block_id) for _, frame in frames_decode(Recording.uploaded_bytes)} \
+        if Recording.uploaded_bytes else set()
+    assert not uploaded & {block_id_for(KEYS, bytes(c)) for c in read_chunks(KEYS, secret)[0]}

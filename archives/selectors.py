@@ -113,16 +113,14 @@ def versions_of_path(archive: Archive, *, path_id: str, limit: int = 1000) -> li
 
 
 def manifests_read(versions: list) -> dict[int, bytes]:
-    """Encrypted manifest blobs of the given versions (rows of `versions_at`, or FileVersion
-    instances), read from their manifest packs: the
-    frames of one pack in coalesced ranged reads (a page in commit order is one or two reads,
-    not one per version: on S3 each read is a request)."""
+    """Encrypted manifest blobs of the given versions (rows of `versions_at`: anything with
+    `.pk`, `.storage_key` and the manifest's offset and size), read from their manifest packs:
+    the frames of one pack in coalesced ranged reads (a page in commit order is one or two
+    reads, not one per version: on S3 each read is a request)."""
     storage = pack_storage()
     by_pack: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     for version in versions:
-        key = getattr(version, "storage_key", None) or version.manifest_pack.storage_key  # a row, or a model
-        by_pack[key].append(
-            (version.manifest_offset, version.manifest_frame_size, version.pk))
+        by_pack[version.storage_key].append((version.manifest_offset, version.manifest_frame_size, version.pk))
     blobs: dict[int, bytes] = {}
     for key, members in by_pack.items():
         members.sort()

@@ -149,7 +149,7 @@ def _latest_versions(archive: Archive, at) -> Iterator[list]:
     return versions_at_pages(archive, at=at)
 
 
-def _manifests(archive: Archive, keys: KeySet, page: list[FileVersion], damage: Damage):
+def _manifests(archive: Archive, keys: KeySet, page: list, damage: Damage):
     """(version, manifest) of a page; a version whose manifest cannot be read or decrypted is damage."""
     try:
         blobs = manifests_read(page)

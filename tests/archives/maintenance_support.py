@@ -96,7 +96,7 @@ def age(versions=None, *, days: float, blocks=None) -> None:
 def assert_every_kept_version_restores(backup: Backup) -> int:
     """Every version row left restores byte for byte (blocks decrypted, manifest decrypted)."""
     archive = backup.archive
-    rows = list(FileVersion.objects.filter(archive=archive).select_related("manifest_pack"))
+    rows = list(FileVersion.objects.filter(archive=archive).annotate(storage_key=F("manifest_pack__storage_key")))
     manifests = manifests_read(rows)
     for row in rows:
         manifest = manifest_decrypt(KEYS, manifests[row.pk], archive_id=archive.uuid, path_id=row.path_id,

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -27,17 +27,15 @@ from agent.client import ApiClient
 from agent.restore_dest import PREALLOCATE, Destination, DestinationError, Parts, process_umask, restored_bits
 from agent.restore_plan import Conflict, restore_plan
 from formats.directories import DirectoryEntry
-from formats.errors import FormatError, IntegrityError
-from formats.frames import frames_decode
+from formats.errors import IntegrityError
 from formats.keys import KeySet
 from formats.manifests import Manifest, manifest_decrypt
 from formats.reassembly import (
     FETCH_BYTES,
-    MAX_BLOCK_FRAME_PAYLOAD,
     FileAssembly,
     ReassemblyError,
-    block_open,
     fetch_batches,
+    frames_open,
     path_within,
     restore_selection,
 )
@@ -107,29 +105,6 @@ def manifests_at(client: ApiClient, keys: KeySet, archive_id: str, at: str | Non
         except IntegrityError as error:
             raise RestoreError(f"version {version['version_id']} failed verification: {error}") from None
     return list(manifests.values())
-
-
-def frames_open(keys: KeySet, block_ids: list[bytes], data: bytes, *, sizes: dict[bytes, int],
-                archive_id: uuid.UUID) -> Iterator[tuple[bytes, bytes]]:
-    """(block id, plaintext) of each (distinct) block asked for, in the order the frames came
-    (the server answers in pack order): each frame is placed by the block id in its header, which
-    must be one asked for and not seen before, and all must come back. GCM and the keyed block id
-    authenticate each payload (block_open); the frame checksum (for key-less scrubbing on the
-    server) would only hash it a second time."""
-    wanted = set(block_ids)
-    try:
-        frames = [frame for _, frame in frames_decode(data, max_payload=MAX_BLOCK_FRAME_PAYLOAD,
-                                                      verify_checksums=False)]
-    except FormatError as error:
-        raise ReassemblyError(f"damaged data: {error}") from None
-    if len(frames) != len(wanted):
-        raise ReassemblyError(f"asked for {len(wanted)} blocks, received {len(frames)}")
-    for frame in frames:
-        block_id = bytes(frame.block_id)
-        if block_id not in wanted:
-            raise ReassemblyError(f"got block {block_id.hex()}, which was not asked for (or twice)")
-        wanted.discard(block_id)
-        yield block_id, block_open(keys, block_id, frame, size=sizes[block_id], archive_id=archive_id)
 
 
 def selected(path: str, prefixes: list[str]) -> bool:

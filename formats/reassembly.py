@@ -162,6 +162,25 @@ def blocks_open(keys: KeySet, block_ids: Sequence[bytes], data: Buffer | Sequenc
                                    archive_id=archive_id)
 
 
+def frames_open(keys: KeySet, block_ids: Sequence[bytes], data: Buffer, *, sizes: dict[bytes, int],
+                archive_id: uuid.UUID) -> Iterator[tuple[bytes, bytes]]:
+    """(block id, plaintext) of each (distinct) block asked for, in the order the frames came
+    (the server answers in pack order): each frame is placed by the block id in its header, which
+    must be one asked for and not seen before, and all must come back. GCM and the keyed block id
+    authenticate each payload (block_open); the frame checksum (for key-less scrubbing on the
+    server) would only hash it a second time."""
+    wanted = set(block_ids)
+    frames = _frames(data, verify_checksums=False)
+    if len(frames) != len(wanted):
+        raise ReassemblyError(f"asked for {len(wanted)} blocks, received {len(frames)}")
+    for frame in frames:
+        block_id = bytes(frame.block_id)
+        if block_id not in wanted:
+            raise ReassemblyError(f"got block {block_id.hex()}, which was not asked for (or twice)")
+        wanted.discard(block_id)
+        yield block_id, block_open(keys, block_id, frame, size=sizes[block_id], archive_id=archive_id)
+
+
 def fetch_batches(sizes: dict[bytes, int], *, max_bytes: int = FETCH_BYTES,
                   max_blocks: int = FETCH_BLOCKS) -> list[list[bytes]]:
     """Block ids (in the order given) cut into batches of bounded plaintext size and count."""

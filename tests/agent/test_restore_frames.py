@@ -6,12 +6,11 @@ import uuid
 
 import pytest
 
-from agent.restore import frames_open
 from agent.restore_dest import PREALLOCATE, Destination, DestinationError
 from formats.blocks import block_encrypt, block_id_for
 from formats.frames import FRAME_BLOCK, frame_encode
 from formats.keys import derive_keys
-from formats.reassembly import ReassemblyError
+from formats.reassembly import ReassemblyError, frames_open
 
 KEYS = derive_keys(bytes(range(32)))
 ARCHIVE = uuid.UUID(int=7)

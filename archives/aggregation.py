@@ -10,27 +10,20 @@ as compaction's are. The intent record, the switch and the retirement are compac
 (archives/pack_rewrite.py), so the crash rule is the same: a crash before the switch commits
 leaves one orphan that the next run deletes, after it the index is consistent.
 """
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from archives.faults import fault_point
 from archives.models import Archive, Pack
 from archives.pack_rewrite import (
-    lease_fenced,
+    frames_rewrite,
     pack_frames_read,
     pack_live_bytes,
     pack_rows,
-    packs_switch,
     rewrite_intent_clear,
-    rewrite_intent_done,
-    rewrite_intent_record,
 )
-from archives.services import _pack_key
 from archives.storage import PackStorage, pack_storage
 from formats.errors import FormatError
 from formats.frames import PACK_MAGIC
@@ -124,45 +117,23 @@ def packs_merge(*, storage: PackStorage, archive: Archive, group: list[Pack], no
     `lease_holder`: see lease_fenced.
     """
     rewrite_intent_clear(storage=storage, archive=archive, holder=lease_holder)  # one intent record at a time
-    parts, moved, offset, merged = [PACK_MAGIC], {}, len(PACK_MAGIC), []
+    copies = []
     for pack in group:
         rows = pack_rows(pack)
         try:
-            frames = pack_frames_read(storage, pack, rows, whole=True)
+            copies.append((pack, rows, pack_frames_read(storage, pack, rows, whole=True)))
         except (FormatError, OSError) as error:
             skipped.append(f"{pack.storage_key}: {error}")
-            continue
-        merged.append(pack)
-        for (pk, old_offset, size), raw in zip(rows, frames, strict=True):
-            parts.append(raw)
-            moved[pk] = (pack.pk, old_offset, offset)
-            offset += size
-    if len(merged) < 2 or not moved:
+    merged = [pack for pack, _, _ in copies]
+    if len(merged) < 2 or not any(rows for _, rows, _ in copies):
         return None
-    new_uuid = uuid.uuid4()
-    key = _pack_key(archive, new_uuid)
-    rewrite_intent_record(storage=storage, archive=archive, key=key, holder=lease_holder)
-    storage.put(key, parts)
-    fault_point("aggregate.pack_durable")
-    try:
-        with lease_fenced(archive, lease_holder):
-            new_pack = Pack.objects.create(uuid=new_uuid, archive=archive, kind=merged[0].kind, storage_key=key,
-                                           size=offset, frame_count=len(moved))
-            switched = packs_switch(merged, new_pack, moved, now)
-            if switched:
-                fault_point("aggregate.before_switch_commit")
-            else:
-                transaction.set_rollback(True)
-    except IntegrityError:  # rebuild-index found the new pack first and gave it a row: nothing switched
-        switched = False
-    if not switched:  # a row changed under us (a racing run): the new pack is ours to delete
-        rewrite_intent_clear(storage=storage, archive=archive, holder=lease_holder)
+    written = frames_rewrite(storage=storage, archive=archive, packs=merged, copies=copies, now=now,
+                             step="aggregate", lease_holder=lease_holder)
+    if written is None:
         skipped.append(f"{len(merged)} pack(s) from {merged[0].storage_key}: their rows changed during "
                        "aggregation; next run")
         return None
-    rewrite_intent_done(storage=storage, archive=archive, holder=lease_holder)
-    fault_point("aggregate.switched")
-    return offset, merged
+    return written, merged
 
 
 def archive_aggregate(*, archive: Archive, now: datetime, policy: AggregationPolicy | None = None,

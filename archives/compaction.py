@@ -6,27 +6,20 @@ its key is recorded in the storage (`compact-intent/<archive>.json`), so a crash
 switch leaves an orphan the next run recognises as its own and deletes. The machinery is shared
 with aggregation (archives/aggregation.py) in archives/pack_rewrite.py.
 """
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
 from django.db.models import Sum
 
-from archives.faults import fault_point
 from archives.models import Archive, Pack
 from archives.pack_rewrite import (
-    lease_fenced,
+    frames_rewrite,
     pack_frames_read,
     pack_live_bytes,
     pack_rows,
     packs_retire,
-    packs_switch,
     rewrite_intent_clear,
-    rewrite_intent_done,
-    rewrite_intent_record,
 )
-from archives.services import _pack_key
 from archives.storage import PackStorage, pack_storage
 from formats.errors import FormatError
 from formats.frames import PACK_MAGIC
@@ -59,33 +52,9 @@ def pack_compact(*, storage: PackStorage, archive: Archive, pack: Pack, now: dat
     (None if a row moved under us and nothing was switched). `lease_holder`: see lease_fenced."""
     rewrite_intent_clear(storage=storage, archive=archive, holder=lease_holder)  # one intent record at a time
     rows = pack_rows(pack)
-    new_pack, moved, offset = None, {}, 0
-    if rows:
-        parts, offset = [PACK_MAGIC], len(PACK_MAGIC)
-        for (pk, old_offset, size), raw in zip(rows, pack_frames_read(storage, pack, rows, whole=False), strict=True):
-            parts.append(raw)
-            moved[pk] = (pack.pk, old_offset, offset)
-            offset += size
-        new_uuid = uuid.uuid4()
-        key = _pack_key(archive, new_uuid)
-        rewrite_intent_record(storage=storage, archive=archive, key=key, holder=lease_holder)
-        storage.put(key, parts)
-        fault_point("compact.pack_durable")
-    with lease_fenced(archive, lease_holder):
-        if rows:
-            new_pack = Pack.objects.create(uuid=new_uuid, archive=archive, kind=pack.kind, storage_key=key,
-                                           size=offset, frame_count=len(rows))
-        switched = packs_switch([pack], new_pack, moved, now)
-        if switched:
-            fault_point("compact.before_switch_commit")
-        else:
-            transaction.set_rollback(True)
-    if not switched:  # a row changed under us (a racing run): the new pack is ours to delete
-        rewrite_intent_clear(storage=storage, archive=archive, holder=lease_holder)
-        return None
-    rewrite_intent_done(storage=storage, archive=archive, holder=lease_holder)
-    fault_point("compact.switched")
-    return offset
+    frames = pack_frames_read(storage, pack, rows, whole=False) if rows else []
+    return frames_rewrite(storage=storage, archive=archive, packs=[pack], copies=[(pack, rows, frames)], now=now,
+                          step="compact", lease_holder=lease_holder)
 
 
 def archive_compact(*, archive: Archive, threshold: float, grace: timedelta, now: datetime,

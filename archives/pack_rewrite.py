@@ -7,22 +7,24 @@ A new pack is written once with `PackStorage.put`; nothing here appends to, trun
 an existing pack.
 """
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from archives.faults import fault_point
 from archives.gc import WATERMARK, _watermark_write
+from archives.ingest import _pack_key
 from archives.maintenance_models import MaintenanceLease
 from archives.models import Archive, Block, FileVersion, Pack
 from archives.selectors import MAX_MANIFEST_FRAME_PAYLOAD
 from archives.storage import PackStorage
-from formats.frames import frame_decode
+from formats.frames import PACK_MAGIC, frame_decode
 
 
 class LeaseLost(RuntimeError):
@@ -165,6 +167,47 @@ def packs_switch(packs: list[Pack], new_pack: Pack | None, moved: dict[int, tupl
     updated = Pack.objects.filter(pk__in=[pack.pk for pack in packs], state=Pack.State.LIVE).update(
         state=Pack.State.RETIRING, retiring_since=now)
     return updated == len(packs)
+
+
+def frames_rewrite(*, storage: PackStorage, archive: Archive, packs: list[Pack],
+                   copies: list[tuple[Pack, list[tuple[int, int, int]], list[bytes]]], now: datetime,
+                   step: str, lease_holder: str | None = None) -> int | None:
+    """Write `copies` — (pack, its rows, their checksum-checked frames) — into one new pack and
+    switch every row of `packs` (one kind) to it in one fenced transaction; the old packs retire.
+    No frames to copy: no new pack, the packs just retire. Bytes written, or None if nothing
+    was switched (a row moved under us, or rebuild-index gave the new pack a row first: the new
+    pack is an orphan the intent record removes). `step` names the fault points (`compact`,
+    `aggregate`): `.pack_durable`, `.before_switch_commit`, `.switched`.
+    """
+    parts, moved, offset = [PACK_MAGIC], {}, len(PACK_MAGIC)
+    for pack, rows, frames in copies:
+        for (pk, old_offset, size), raw in zip(rows, frames, strict=True):
+            parts.append(raw)
+            moved[pk] = (pack.pk, old_offset, offset)
+            offset += size
+    if moved:
+        new_uuid = uuid.uuid4()
+        key = _pack_key(archive, new_uuid)
+        rewrite_intent_record(storage=storage, archive=archive, key=key, holder=lease_holder)
+        storage.put(key, parts)
+        fault_point(f"{step}.pack_durable")
+    try:
+        with lease_fenced(archive, lease_holder):
+            new_pack = (Pack.objects.create(uuid=new_uuid, archive=archive, kind=packs[0].kind, storage_key=key,
+                                            size=offset, frame_count=len(moved)) if moved else None)
+            switched = packs_switch(packs, new_pack, moved, now)
+            if switched:
+                fault_point(f"{step}.before_switch_commit")
+            else:
+                transaction.set_rollback(True)
+    except IntegrityError:
+        switched = False
+    if not switched:
+        rewrite_intent_clear(storage=storage, archive=archive, holder=lease_holder)
+        return None
+    rewrite_intent_done(storage=storage, archive=archive, holder=lease_holder)
+    fault_point(f"{step}.switched")
+    return offset if moved else 0
 
 
 def packs_retire(*, storage: PackStorage, archive: Archive, grace: timedelta, now: datetime) -> tuple[int, int]:

@@ -188,7 +188,7 @@ def test_a_row_that_moved_under_aggregation_aborts_the_switch_cleanly(enrolled, 
             assert pack_compact(storage=pack_storage(), archive=backup.archive, pack=first, now=timezone.now())
         fault_point(name)
 
-    monkeypatch.setattr("archives.aggregation.fault_point", race)
+    monkeypatch.setattr("archives.pack_rewrite.fault_point", race)
     result = archive_aggregate(archive=backup.archive, now=timezone.now(), policy=EAGER)
     assert any("rows changed during aggregation" in skip for skip in result.skipped), result.skipped
     assert result.packs_written == 1  # the manifests; the data packs' switch was rolled back
@@ -231,7 +231,7 @@ def test_a_run_whose_lease_was_taken_over_stops_before_its_switch(enrolled, alic
             MaintenanceLease.objects.filter(archive=backup.archive).update(holder="other")
         fault_point(name)
 
-    monkeypatch.setattr("archives.aggregation.fault_point", taken_over)
+    monkeypatch.setattr("archives.pack_rewrite.fault_point", taken_over)
     with pytest.raises(LeaseLost):
         archive_aggregate(archive=backup.archive, now=timezone.now(), policy=EAGER, lease_holder="paused")
     assert not Pack.objects.filter(state=Pack.State.RETIRING).exists()

@@ -2,6 +2,7 @@
 gunicorn workers. A backup and a restore go through it byte for byte; the proxy's limits hold."""
 import os
 import re
+import subprocess
 
 import httpx
 import pytest
@@ -54,3 +55,22 @@ def test_an_agent_refuses_a_server_its_ca_did_not_sign(behind_nginx, alice, tmp_
                        "--device-name", "no-ca", check=False)
     assert result.returncode != 0
     assert "certificate" in (result.stdout + result.stderr).lower()
+
+
+def test_an_agent_trusts_the_systems_hashed_ca_directory(behind_nginx, alice, tmp_path, monkeypatch):
+    """Without --ca-file the agent verifies against the system's trust store, read lazily from its
+    hashed directory ($SSL_CERT_DIR here, /etc/ssl/certs on Debian): a CA installed there (a
+    company's own, say) is trusted, nothing else is (the test above)."""
+    trust = tmp_path / "system-certs"
+    trust.mkdir()
+    subject_hash = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(behind_nginx.ca)],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+    (trust / f"{subject_hash}.0").write_bytes(behind_nginx.ca.read_bytes())
+    monkeypatch.setenv("SSL_CERT_DIR", str(trust))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-bundle.pem"))
+    config = tmp_path / "agent"
+    run_agent(config, "enroll", "--server", behind_nginx.url, "--user", alice.email, "--device-name", "system-ca")
+    source = tmp_path / "home"
+    source.mkdir()
+    (source / "a.txt").write_text("trusted through the system store\n")
+    run_agent(config, "backup", str(source))

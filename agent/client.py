@@ -202,12 +202,18 @@ class ApiClient:
     def versions_of_path(self, archive_id: str, path_id: str) -> list[dict]:
         return self.request("GET", f"archives/{archive_id}/versions", params={"path_id": path_id}).json()["versions"]
 
-    def blocks_fetch(self, archive_id: str, block_ids: list[bytes]) -> bytes:
+    def blocks_fetch(self, archive_id: str, block_ids: list[bytes]):
         """The stored frames of these (distinct) blocks, in ANY order: the server reads them in pack
         order (docs/protocol.md); the caller places each frame by the block id in its header. A
-        server without `any_order` answers in the order asked, which is one such order."""
-        return self.request("POST", f"archives/{archive_id}/blocks/fetch",
-                            json={"block_ids": [b.hex() for b in block_ids], "any_order": True}).content
+        server without `any_order` answers in the order asked, which is one such order.
+
+        Streamed: a context manager whose answer has `readinto(view)` (agent/fetching.py); the
+        caller reads it frame by frame (formats/reassembly.py frames_read). ApiError as `request`
+        raises it; FetchInterrupted if the connection fails mid-answer."""
+        from agent.fetching import fetcher_for
+
+        return fetcher_for(self).post(f"archives/{archive_id}/blocks/fetch",
+                                      {"block_ids": [b.hex() for b in block_ids], "any_order": True})
 
     # --- file activity (docs/protocol.md "File activity") -------------------------------------
 

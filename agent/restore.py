@@ -24,6 +24,7 @@ from datetime import date
 from pathlib import Path
 
 from agent.client import ApiClient
+from agent.fetching import FetchInterrupted
 from agent.restore_dest import PREALLOCATE, Destination, DestinationError, Parts, process_umask, restored_bits
 from agent.restore_plan import Conflict, restore_plan
 from formats.directories import DirectoryEntry
@@ -35,7 +36,8 @@ from formats.reassembly import (
     FileAssembly,
     ReassemblyError,
     fetch_batches,
-    frames_open,
+    frame_buffer,
+    frames_read,
     path_within,
     restore_selection,
 )
@@ -266,28 +268,48 @@ def _write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destin
 
     archive_uuid = uuid.UUID(archive_id)
 
+    buffers = threading.local()  # each fetch worker reads its answers' frames into its own buffer
+
+    def place(block_id: bytes, plaintext: bytes) -> None:
+        for target, offset in places[block_id]:
+            if target.identity is None:  # its one block: written whole, then placed
+                with target.lock:
+                    target.assembly.block_written(len(plaintext))
+                whole(target, plaintext)
+                continue
+            with destination.temporary_open(target.parts, target.identity) as fd:
+                os.pwrite(fd, plaintext, offset)
+                with target.lock:
+                    done = target.assembly.block_written(len(plaintext))
+                if done:  # every byte is written: mode and mtime through this descriptor
+                    seal(target, fd)
+            if done:
+                finish(target, sealed=True)
+
     def fetch(block_ids: list[bytes]) -> None:
-        data = client.blocks_fetch(archive_id, block_ids)
+        buffer = getattr(buffers, "frame", None)
+        if buffer is None:
+            buffer = buffers.frame = frame_buffer()
+        pending = list(block_ids)
+        received: set[bytes] = set()
         written = 0
-        try:
-            for block_id, plaintext in frames_open(keys, block_ids, data, sizes=sizes, archive_id=archive_uuid):
-                for target, offset in places[block_id]:
-                    if target.identity is None:  # its one block: written whole, then placed
-                        with target.lock:
-                            target.assembly.block_written(len(plaintext))
-                        whole(target, plaintext)
-                        continue
-                    with destination.temporary_open(target.parts, target.identity) as fd:
-                        os.pwrite(fd, plaintext, offset)
-                        with target.lock:
-                            done = target.assembly.block_written(len(plaintext))
-                        if done:  # every byte is written: mode and mtime through this descriptor
-                            seal(target, fd)
-                    if done:
-                        finish(target, sealed=True)
-                written += len(plaintext)
-        except ReassemblyError as error:
-            raise RestoreError(f"the server sent data that failed verification ({error})") from None
+        for attempt in range(client.retries + 1):
+            try:
+                with client.blocks_fetch(archive_id, pending) as answer:
+                    for block_id, plaintext in frames_read(keys, pending, answer.readinto, sizes=sizes,
+                                                           archive_id=archive_uuid, buffer=buffer):
+                        place(block_id, plaintext)
+                        written += len(plaintext)
+                        received.add(block_id)
+                break
+            except ReassemblyError as error:
+                raise RestoreError(f"the server sent data that failed verification ({error})") from None
+            except FetchInterrupted as error:
+                # What arrived was verified and written; ask again for the rest, as a request is retried.
+                pending = [block_id for block_id in pending if block_id not in received]
+                if attempt == client.retries:
+                    raise RestoreError(f"fetching blocks failed: {error}") from None
+                time.sleep(client.backoff * 2 ** attempt)
         with summary_lock:
             summary.blocks += len(block_ids)
         progress(0, written)

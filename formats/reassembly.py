@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 from formats.blocks import BLOCK_OVERHEAD, MAX_BLOCK_SIZE, block_decrypt
 from formats.errors import FormatError, IntegrityError
-from formats.frames import FRAME_BLOCK, Frame, frames_decode
+from formats.frames import CHECKSUM_SIZE, FRAME_BLOCK, FRAME_HEADER_SIZE, Frame, frames_decode
 from formats.keys import KeySet
 from formats.manifests import Manifest
 
 Buffer = bytes | bytearray | memoryview
+ReadInto = Callable[[memoryview], int]  # fills (part of) the view, 0 at the end of the data
 
 MAX_BLOCK_FRAME_PAYLOAD = MAX_BLOCK_SIZE + BLOCK_OVERHEAD
 FETCH_BYTES = 16 * 1024 * 1024  # plaintext bytes asked for at once: memory stays bounded
@@ -179,6 +180,63 @@ def frames_open(keys: KeySet, block_ids: Sequence[bytes], data: Buffer, *, sizes
             raise ReassemblyError(f"got block {block_id.hex()}, which was not asked for (or twice)")
         wanted.discard(block_id)
         yield block_id, block_open(keys, block_id, frame, size=sizes[block_id], archive_id=archive_id)
+
+
+_LENGTH_AT = FRAME_HEADER_SIZE - CHECKSUM_SIZE - 4  # the header's u32 payload length (docs/formats.md §6.1)
+
+
+def _read_exactly(readinto: ReadInto, view: memoryview) -> int:
+    """Fill `view` unless the data ends first; the bytes read."""
+    got = 0
+    while got < len(view):
+        n = readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def frame_buffer() -> bytearray:
+    """Room for the largest block frame: frames_read reads each frame into it."""
+    return bytearray(FRAME_HEADER_SIZE + MAX_BLOCK_FRAME_PAYLOAD)
+
+
+def frames_read(keys: KeySet, block_ids: Sequence[bytes], readinto: ReadInto, *, sizes: dict[bytes, int],
+                archive_id: uuid.UUID, buffer: bytearray | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """frames_open for an answer read as it arrives: each frame is read into `buffer` (reused,
+    frame_buffer()) and checked and decrypted before the next is read, so at most one frame and
+    its plaintext are held, whatever the answer's size. The same checks as frames_open, in
+    stream order: a frame not asked for (or twice), damaged, or cut off, or data after the last
+    block asked for, raises ReassemblyError when it is reached; blocks yielded before it passed
+    every check. Fewer frames than asked for: ReassemblyError at the end."""
+    wanted = set(block_ids)
+    view = memoryview(frame_buffer() if buffer is None else buffer)
+    index = 0
+    while True:
+        got = _read_exactly(readinto, view[:FRAME_HEADER_SIZE])
+        if got == 0:
+            break
+        if got < FRAME_HEADER_SIZE:
+            raise ReassemblyError(f"damaged data: frame {index}: the answer ends inside its header "
+                                  f"({got} of {FRAME_HEADER_SIZE} bytes)")
+        length = int.from_bytes(view[_LENGTH_AT:_LENGTH_AT + 4], "big")
+        if length > MAX_BLOCK_FRAME_PAYLOAD:
+            raise ReassemblyError(f"damaged data: frame {index}: payload length {length} exceeds the limit of "
+                                  f"{MAX_BLOCK_FRAME_PAYLOAD}")
+        end = FRAME_HEADER_SIZE + length
+        got = _read_exactly(readinto, view[FRAME_HEADER_SIZE:end])
+        if got < length:
+            raise ReassemblyError(f"damaged data: frame {index}: the answer ends inside its payload "
+                                  f"({got} of {length} bytes)")
+        (frame,) = _frames(view[:end], verify_checksums=False)
+        block_id = bytes(frame.block_id)
+        if block_id not in wanted:
+            raise ReassemblyError(f"got block {block_id.hex()}, which was not asked for (or twice)")
+        wanted.discard(block_id)
+        yield block_id, block_open(keys, block_id, frame, size=sizes[block_id], archive_id=archive_id)
+        index += 1
+    if wanted:
+        raise ReassemblyError(f"asked for {index + len(wanted)} blocks, received {index}")
 
 
 def fetch_batches(sizes: dict[bytes, int], *, max_bytes: int = FETCH_BYTES,

@@ -6,7 +6,7 @@ The answer is read with the standard library's http.client: `readinto` fills the
 straight from the socket (TLS decrypts into it), where httpx and h11 copied every byte three or
 four times and held the GIL for it (1.75 CPU-s for the 1 GiB benchmark's 466 MB of answers, 0.25
 with readinto). TLS is verified exactly as the client's httpx connection verifies it: the same
-context (httpx.create_ssl_context of the same `verify`: system/certifi CAs, or --ca-file). When a
+trust (agent/client.py tls_context: the system's CAs, or --ca-file). When a
 proxy is configured in the environment (httpx honours HTTP(S)_PROXY/ALL_PROXY/NO_PROXY), the
 answer is streamed through httpx instead, so the request takes the same route as every other.
 """
@@ -18,12 +18,13 @@ import ssl
 import threading
 import time
 import urllib.request
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import httpx
+
+from agent.client import tls_context
 
 if TYPE_CHECKING:
     from agent.client import ApiClient
@@ -70,9 +71,7 @@ class Fetcher:
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
         if self.base.scheme == "https":
-            with warnings.catch_warnings():  # httpx deprecates a CA file name; it is what the client passes
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self._context = httpx.create_ssl_context(verify=client.ca_file if client.ca_file else True)
+            self._context = tls_context(client.ca_file)  # what the client's httpx connection verifies with
         self._headers = {k: v for k, v in client._http.headers.items()
                          if k.lower() in ("authorization", "user-agent")}
 

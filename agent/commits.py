@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from agent.scan import FileEntry
 from agent.state import CachedFile, LocalState
-from formats.directories import DirectoryEntry, listing_id_for, listing_to_json
+from formats.directories import DirectoryEntry, listing_to_json
 from formats.keys import KeySet
-from formats.manifests import Manifest, listing_manifest, manifest_encrypt, path_id_for
+from formats.manifests import Manifest, listing_manifest, manifest_seal
 
 COMMIT_VERSIONS = 1000
 LISTING_ALONE_BYTES = 4 * 1024 * 1024  # a larger directory listing is not merged with file versions
@@ -92,9 +92,7 @@ class CommitQueue:
     def version(self, path: str, manifest: Manifest) -> tuple[dict, str]:
         """A commit body for one manifest, and its version id."""
         version_id = uuid.uuid4()
-        path_id = listing_id_for(self.keys, path) if manifest.is_listing else path_id_for(self.keys, path)
-        blob = manifest_encrypt(self.keys, manifest, archive_id=self.archive_uuid, path_id=path_id,
-                                version_id=version_id)
+        path_id, blob = manifest_seal(self.keys, manifest, archive_id=self.archive_uuid, version_id=version_id)
         version = str(version_id)
         return ({"version_id": version, "path_id": path_id, "deleted": manifest.deleted,
                  "block_ids": [b.hex() for b in manifest.block_ids], "manifest": base64.b64encode(blob).decode()},

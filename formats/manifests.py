@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import os
 import re
@@ -244,27 +245,48 @@ def manifest_encrypt(
     return _seal(keys, manifest, archive_id, path_id_raw, version_id, version, _nonce)
 
 
-def manifest_seal(keys: KeySet, manifest: Manifest, *, archive_id: uuid.UUID,
-                  version_id: uuid.UUID) -> tuple[str, bytes]:
+_path_macs: dict[bytes, hmac.HMAC] = {}
+
+
+def _path_mac(key: bytes, path_bytes: bytes) -> bytes:
+    """HMAC-SHA256 as path_id_for's (same value), from a keyed object copied per path: the
+    one-shot hmac.digest lets go of the GIL for its few microseconds, and getting it back
+    behind the backup's busy threads cost the committing thread far more than the MAC."""
+    template = _path_macs.get(key)
+    if template is None:
+        if len(_path_macs) > 64:
+            _path_macs.clear()
+        template = _path_macs[key] = hmac.new(key, digestmod=hashlib.sha256)
+    mac = template.copy()
+    mac.update(path_bytes)
+    return mac.digest()
+
+
+def manifest_seal(keys: KeySet, manifest: Manifest, *, archive_id: uuid.UUID, version_id: uuid.UUID,
+                  nonce: bytes | None = None) -> tuple[str, bytes]:
     """(path id, encrypted manifest) of a new version (manifest_encrypt's blob): the id is
     computed here, once, instead of by the caller and again to check it (issue 12: on trees of
-    small files that HMAC and the path's checks were a tenth of a manifest's cost)."""
+    small files that HMAC and the path's checks were a tenth of a manifest's cost).
+
+    ``nonce``: 12 fresh random bytes the caller drew (one os.urandom for a whole commit's
+    manifests instead of one system call each); never one used before. Drawn here if None.
+    """
     if not isinstance(archive_id, uuid.UUID) or not isinstance(version_id, uuid.UUID):
         raise TypeError("archive_id and version_id must be uuid.UUID")
     manifest.validate()
     if manifest.is_listing:
         path_id = listing_id_for(keys, manifest.path)
-        return path_id, _seal(keys, manifest, archive_id, bytes.fromhex(path_id), version_id, DENSE_VERSION, None)
+        return path_id, _seal(keys, manifest, archive_id, bytes.fromhex(path_id), version_id, DENSE_VERSION, nonce)
     path_bytes = manifest.path.encode("utf-8", "surrogateescape")  # as _path_bytes, which validate() ran
-    path_id_raw = hmac.digest(keys.path_id_key, path_bytes, "sha256")
-    return path_id_raw.hex(), _seal(keys, manifest, archive_id, path_id_raw, version_id, DENSE_VERSION, None,
+    path_id_raw = _path_mac(keys.path_id_key, path_bytes)
+    return path_id_raw.hex(), _seal(keys, manifest, archive_id, path_id_raw, version_id, DENSE_VERSION, nonce,
                                     path_bytes)
 
 
 def _seal(keys: KeySet, manifest: Manifest, archive_id: uuid.UUID, path_id_raw: bytes, version_id: uuid.UUID,
           version: int, _nonce: bytes | None, path_bytes: bytes | None = None) -> bytes:
     """The blob of a validated manifest whose path id was checked (or computed) by the caller."""
-    nonce = os.urandom(NONCE_SIZE) if _nonce is None else bytes(_nonce)
+    nonce = os.urandom(NONCE_SIZE) if _nonce is None else _nonce
     if len(nonce) != NONCE_SIZE:
         raise ValueError("nonce must be 12 bytes")
     key_id = keys.key_id_bytes

@@ -9,18 +9,20 @@ directory listings go in one request.
 """
 import base64
 import hashlib
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.scan import FileEntry
 from agent.state import CachedFile, LocalState
-from formats.directories import DirectoryEntry, listing_id_for, listing_to_json
+from formats.directories import DirectoryEntry, listing_to_json
 from formats.keys import KeySet
-from formats.manifests import Manifest, listing_manifest, manifest_encrypt, path_id_for
+from formats.manifests import Manifest, listing_manifest, manifest_seal
 
 COMMIT_VERSIONS = 1000
 LISTING_ALONE_BYTES = 4 * 1024 * 1024  # a larger directory listing is not merged with file versions
+_ENTROPY = 16 + 12  # random bytes of a new version: its id, then its manifest's nonce
 
 
 @dataclass(slots=True)
@@ -89,12 +91,14 @@ class CommitQueue:
             if alone:  # and nothing joins it afterwards
                 self.flush()
 
-    def version(self, path: str, manifest: Manifest) -> tuple[dict, str]:
-        """A commit body for one manifest, and its version id."""
-        version_id = uuid.uuid4()
-        path_id = listing_id_for(self.keys, path) if manifest.is_listing else path_id_for(self.keys, path)
-        blob = manifest_encrypt(self.keys, manifest, archive_id=self.archive_uuid, path_id=path_id,
-                                version_id=version_id)
+    def version(self, path: str, manifest: Manifest, entropy: bytes | None = None) -> tuple[dict, str]:
+        """A commit body for one manifest, and its version id. `entropy`: 28 fresh random bytes
+        (the version id's 16 and the manifest's nonce), drawn here if None."""
+        if entropy is None:
+            entropy = os.urandom(_ENTROPY)
+        version_id = uuid.UUID(bytes=entropy[:16], version=4)  # as uuid.uuid4() makes it
+        path_id, blob = manifest_seal(self.keys, manifest, archive_id=self.archive_uuid, version_id=version_id,
+                                      nonce=entropy[16:_ENTROPY])
         version = str(version_id)
         return ({"version_id": version, "path_id": path_id, "deleted": manifest.deleted,
                  "block_ids": [b.hex() for b in manifest.block_ids], "manifest": base64.b64encode(blob).decode()},
@@ -106,14 +110,17 @@ class CommitQueue:
         if not any(isinstance(item, PendingFile) for item in versions):
             return versions, cached
         bodies, cached = [], list(cached)
-        for item in versions:
+        # One system call for every version id and nonce of the commit: each os.urandom lets go
+        # of the GIL, and this thread then waited behind the busy ones to get it back.
+        entropy = os.urandom(_ENTROPY * len(versions))
+        for index, item in enumerate(versions):
             if not isinstance(item, PendingFile):
                 bodies.append(item)
                 continue
             entry = item.entry
             manifest = Manifest(path=entry.path, size=item.read_bytes, mtime_ns=entry.mtime_ns,
                                 mode=entry.mode, block_ids=item.block_ids, block_sizes=item.block_sizes)
-            body, version_id = self.version(entry.path, manifest)
+            body, version_id = self.version(entry.path, manifest, entropy[index * _ENTROPY:(index + 1) * _ENTROPY])
             bodies.append(body)
             cached.append(CachedFile(entry.path, entry.size, -1 if item.unstable else entry.mtime_ns,
                                      entry.ctime_ns, entry.inode, version_id, entry.dev))

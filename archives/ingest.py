@@ -9,8 +9,10 @@ an orphan pack that no row references — harmless, and collected later.
 Cost: a first backup of small files is two rows per file, so nothing here is per row in Python
 beyond building a tuple, and the statements per request do not grow with its files.
 """
+import os
 import random
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,31 +31,18 @@ from archives.block_index import (
 from archives.faults import fault_point
 from archives.models import Archive, BackupRun, Pack
 from archives.quotas import quota_enforce
-from archives.storage import pack_storage
-from formats.blocks import BLOCK_ID_SIZE, BLOCK_OVERHEAD, FORMAT_VERSION, MAX_BLOCK_SIZE, block_key_id
+from archives.storage import FileRanges, pack_storage
+from archives.upload_batch import BatchInvalid, SpooledBatch, batch_spool  # noqa: F401 - BatchInvalid: re-exported
+from formats.blocks import BLOCK_ID_SIZE
 from formats.directories import LISTING_VERSION
-from formats.errors import FormatError
-from formats.frames import (
-    FRAME_BLOCK,
-    FRAME_HEADER_SIZE,
-    FRAME_MANIFEST,
-    PACK_MAGIC,
-    Frame,
-    frame_header,
-    frames_decode,
-)
+from formats.frames import FRAME_HEADER_SIZE, FRAME_MANIFEST, PACK_MAGIC, frame_header
 from formats.manifest_frames import committed_at_micros, manifest_frame_dense_payload
 from keystore.models import UserKey
 from keystore.selectors import escrowed_key_of
 
-MAX_BLOCK_FRAME_PAYLOAD = MAX_BLOCK_SIZE + BLOCK_OVERHEAD
 _shuffle = random.SystemRandom().shuffle
 _LISTING = bytes((LISTING_VERSION,))
 _ZERO16 = bytes(16)  # a manifest frame id is the version id and 16 zero bytes (docs/formats.md §6.3)
-
-
-class BatchInvalid(Exception):
-    """An upload batch broke the format or the rules; nothing of it was stored."""
 
 
 class BlocksBeforeEscrow(Exception):
@@ -119,27 +108,6 @@ class IngestResult:
     pack: Pack | None
 
 
-def _batch_frames(archive: Archive, body: bytes, key_id: bytes) -> list[tuple[Frame, memoryview]]:
-    """Decode and check an upload batch: (frame, its exact bytes in the body) for each frame."""
-    frames: list[tuple[Frame, memoryview]] = []
-    view = memoryview(body)
-    try:
-        for index, (offset, frame) in enumerate(frames_decode(body, max_payload=MAX_BLOCK_FRAME_PAYLOAD)):
-            where = f"frame {index} at byte offset {offset}"
-            if frame.kind != FRAME_BLOCK:
-                raise BatchInvalid(f"{where}: only block frames may be uploaded (kind {frame.kind})")
-            if frame.archive_id != archive.uuid:
-                raise BatchInvalid(f"{where}: the frame names archive {frame.archive_id}, not this archive")
-            if frame.length < BLOCK_OVERHEAD or frame.payload[0] != FORMAT_VERSION:
-                raise BatchInvalid(f"{where}: the payload is not a version-{FORMAT_VERSION} block")
-            if block_key_id(frame.payload) != key_id:
-                raise BatchInvalid(f"{where}: the block is encrypted with a key that is not the user's escrowed key")
-            frames.append((frame, view[offset:offset + frame.size]))
-    except FormatError as error:
-        raise BatchInvalid(str(error)) from None
-    return frames
-
-
 def _escrowed_key_id(user: User) -> bytes:
     row = escrowed_key_of(user)
     if row is None or row.state != UserKey.State.ESCROWED:
@@ -147,32 +115,53 @@ def _escrowed_key_id(user: User) -> bytes:
     return bytes.fromhex(row.key_id)
 
 
-def blocks_ingest(*, archive: Archive, body: bytes, run: BackupRun | None = None) -> IngestResult:
+def blocks_ingest(*, archive: Archive, body: bytes | None = None, pieces: Iterable[bytes] | None = None,
+                  run: BackupRun | None = None) -> IngestResult:
     """Store a batch of encrypted blocks as one new immutable pack, then index them.
 
-    Idempotent: blocks the archive already holds are skipped, so a retried or resumed batch
-    stores nothing twice. The pack's frames are shuffled so their order and sizes do not mirror
-    the files they came from. Every block must carry the key_id of the user's *escrowed* key,
-    read here rather than passed in, so no caller can skip the rule: no block is stored before
-    the escrow is confirmed, nor one that the keystore could not help decrypt. An escrowed key
-    is never replaced, so checking before the pack is written cannot race with a change.
+    The batch is `body`, or `pieces` read as they arrive (an upload streamed from the request:
+    archives/upload_batch.py checks each frame as it passes and spools it, so the body is never
+    held whole). Idempotent: blocks the archive already holds are skipped, so a retried or
+    resumed batch stores nothing twice. The pack's frames are shuffled so their order and sizes
+    do not mirror the files they came from. Every block must carry the key_id of the user's
+    *escrowed* key, read here rather than passed in, so no caller can skip the rule: no block is
+    stored before the escrow is confirmed, nor one that the keystore could not help decrypt. An
+    escrowed key is never replaced, so checking before the pack is written cannot race with a change.
     """
-    frames = _batch_frames(archive, body, _escrowed_key_id(archive.user))
-    unique = {bytes(frame.block_id): raw for frame, raw in frames}
-    present = blocks_touch(archive=archive, block_ids=list(unique))  # "already stored" is a "you have it"
-    new = [(block_id, raw) for block_id, raw in unique.items() if block_id not in present]
+    key_id = _escrowed_key_id(archive.user)
+    storage = pack_storage()
+    spool = batch_spool((body,) if pieces is None else pieces, archive_uuid=archive.uuid, key_id=key_id,
+                        directory=_spool_directory(storage))
+    try:
+        return _pack_spooled(archive, spool, storage, run)
+    finally:
+        os.close(spool.fd)
+
+
+def _spool_directory(storage) -> str | None:
+    """Beside the packs (a copy within one file system stays in the kernel), else the temp dir."""
+    root = getattr(storage, "root", None)
+    if root is None:
+        return None
+    os.makedirs(root, exist_ok=True)
+    return str(root)
+
+
+def _pack_spooled(archive: Archive, spool: SpooledBatch, storage, run: BackupRun | None) -> IngestResult:
+    present = blocks_touch(archive=archive, block_ids=list(spool.blocks))  # "already stored" is a "you have it"
+    new = [(block_id, where) for block_id, where in spool.blocks.items() if block_id not in present]
     if not new:
-        return IngestResult(stored=0, duplicates=len(frames), pack=None)
+        return IngestResult(stored=0, duplicates=spool.frames, pack=None)
     _shuffle(new)
-    quota_enforce(archive=archive, incoming=len(PACK_MAGIC) + sum(len(raw) for _, raw in new))
+    quota_enforce(archive=archive, incoming=len(PACK_MAGIC) + sum(size for _, (_, size) in new))
 
     pack_uuid = uuid.uuid4()
     key = _pack_key(archive, pack_uuid)
     positions, offset = [], len(PACK_MAGIC)
-    for block_id, raw in new:  # verified frames go into the pack byte for byte, never re-encoded
-        positions.append((block_id, offset, len(raw)))
-        offset += len(raw)
-    pack_storage().put(key, [PACK_MAGIC, *(raw for _, raw in new)])
+    for block_id, (_, size) in new:  # verified frames go into the pack byte for byte, never re-encoded
+        positions.append((block_id, offset, size))
+        offset += size
+    storage.put(key, FileRanges(PACK_MAGIC, spool.fd, [where for _, where in new]))
     fault_point("blocks.pack_durable")
 
     with transaction.atomic():
@@ -184,7 +173,7 @@ def blocks_ingest(*, archive: Archive, body: bytes, run: BackupRun | None = None
             BackupRun.objects.filter(pk=run.pk).update(
                 blocks_received=F("blocks_received") + len(new), bytes_received=F("bytes_received") + offset)
         fault_point("blocks.before_commit")
-    return IngestResult(stored=len(new), duplicates=len(frames) - len(new), pack=pack)
+    return IngestResult(stored=len(new), duplicates=spool.frames - len(new), pack=pack)
 
 
 # --- versions -------------------------------------------------------------------------------

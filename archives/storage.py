@@ -64,6 +64,44 @@ class PackStorage(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class FileRanges:
+    """Parts of a pack taken from an open file: `head`, then the byte ranges (offset, length) of
+    `fd`, in that order. Any backend can iterate it (each range read in turn);
+    LocalPackStorage.put copies the ranges inside the kernel instead (copy_file_range)."""
+
+    head: bytes
+    fd: int
+    ranges: list[tuple[int, int]]
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.head
+        for offset, length in self.ranges:
+            data = os.pread(self.fd, length, offset)
+            if len(data) != length:
+                raise OSError(f"the source ended at {offset}+{len(data)} of a {length}-byte range")
+            yield data
+
+
+def _copy_ranges(fd: int, source: FileRanges) -> None:
+    _write_all(fd, [memoryview(source.head)])
+    copy = getattr(os, "copy_file_range", None)
+    for offset, length in source.ranges:
+        done = 0
+        while done < length:
+            try:
+                copied = copy(source.fd, fd, length - done, offset + done) if copy else 0
+            except OSError:  # not between these files (EXDEV, ENOSYS, EINVAL): copy through memory
+                copy, copied = None, 0
+            if not copied:
+                data = os.pread(source.fd, length - done, offset + done)
+                if not data:
+                    raise OSError(f"the source ended at {offset + done} of a {length}-byte range")
+                _write_all(fd, [memoryview(data)])
+                copied = len(data)
+            done += copied
+
+
 class PackExists(Exception):
     """A pack key is written once; a second write is a bug, never an overwrite."""
 
@@ -149,13 +187,16 @@ class LocalPackStorage:
         as a web restore's zip.
 
         `parts` are written back to back with writev, so a pack assembled from slices of an
-        upload is never copied into one buffer first.
+        upload is never copied into one buffer first; `FileRanges` are copied file to file.
         """
         final = self._path(key)
         _makedirs_durable(final.parent)
         tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o640)
         try:
+            if isinstance(parts, FileRanges):
+                _copy_ranges(fd, parts)
+                parts = ()
             group: list[memoryview] = []
             for part in parts:  # written as they come: a streamed body is never held whole
                 view = memoryview(part).cast("B")

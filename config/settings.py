@@ -117,7 +117,11 @@ def _database() -> dict:
     url = env_str("DATABASE_URL")
     if not url:
         url = f"sqlite:///{DATA_DIR / 'haven.sqlite3'}"
-    config = dj_database_url.parse(url, conn_max_age=env_int("HAVEN_DB_CONN_MAX_AGE", 0))
+    # Connections persist (checked before reuse): opening one per request cost the agent's calls
+    # ~3-6 ms each on SQLite (connect, PRAGMAs, and a WAL checkpoint when the last one closed)
+    # and a backend process per request on PostgreSQL. HAVEN_DB_CONN_MAX_AGE=0 restores that.
+    config = dj_database_url.parse(url, conn_max_age=env_int("HAVEN_DB_CONN_MAX_AGE", 600),
+                                   conn_health_checks=True)
     engine = config["ENGINE"]
     if engine == "django.db.backends.sqlite3":
         # WAL lets web, worker and beat read while one writes; IMMEDIATE takes the write lock

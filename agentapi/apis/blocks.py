@@ -48,6 +48,19 @@ class BlocksMissingApi(APIView):
         return Response({"missing": [block_id.hex() for block_id in missing]})
 
 
+BODY_PIECE = 2 * 1024 * 1024  # read at a time from the request: the body is checked and spooled as it comes
+
+
+def _body_pieces(request, length: int):
+    left = length
+    while left:
+        piece = request.read(min(BODY_PIECE, left))
+        if not piece:
+            raise exceptions.ParseError("The request body ended early", code="invalid_batch")
+        left -= len(piece)
+        yield piece
+
+
 class BlocksUploadApi(APIView):
     """An upload batch (frames back to back) → one new immutable pack. Idempotent."""
 
@@ -68,11 +81,8 @@ class BlocksUploadApi(APIView):
         length = body_limit(request, settings.HAVEN_MAX_BATCH_BYTES)
         archive = archive_for_device(request.user.device, archive_id, write=True)
         run = run_for(archive, request.query_params.get("run"))
-        body = request._request.read(length)
-        if len(body) != length:
-            raise exceptions.ParseError("The request body ended early", code="invalid_batch")
         try:
-            result = blocks_ingest(archive=archive, body=body, run=run)
+            result = blocks_ingest(archive=archive, pieces=_body_pieces(request._request, length), run=run)
         except BlocksBeforeEscrow:
             raise KeyNotEscrowedError() from None
         except BatchInvalid as invalid:

@@ -64,14 +64,31 @@ def _path_bytes(path: str) -> bytes:
         raise ValueError(f"path contains an unencodable lone surrogate: {path!r}") from None
 
 
+_path_macs: dict[bytes, hmac.HMAC] = {}
+
+
+def _path_mac(key: bytes, path_bytes: bytes) -> bytes:
+    """HMAC-SHA256 of a path (path_id_for, manifest_seal), from a keyed object copied per path:
+    building an HMAC object per path showed at 30 µs a file on small-file trees, and the one-shot
+    hmac.digest lets go of the GIL for its few microseconds, so getting it back behind the
+    backup's busy threads cost the committing thread far more than the MAC. Same value (test
+    vectors)."""
+    template = _path_macs.get(key)
+    if template is None:
+        if len(_path_macs) > 64:
+            _path_macs.clear()
+        template = _path_macs[key] = hmac.new(key, digestmod=hashlib.sha256)
+    mac = template.copy()
+    mac.update(path_bytes)
+    return mac.digest()
+
+
 def path_id_for(keys: KeySet, path: str) -> str:
     """Keyed id of a path: the server groups versions by it without learning the path.
 
     ``path`` is the absolute POSIX path as the agent saw it (docs/formats.md §4).
     """
-    # stdlib one-shot HMAC (OpenSSL underneath): a tenth of the cost of building an HMAC object
-    # per path, which showed at 30 µs a file on small-file trees. Same value (test vectors).
-    return hmac.digest(keys.path_id_key, _path_bytes(path), "sha256").hex()
+    return _path_mac(keys.path_id_key, _path_bytes(path)).hex()
 
 
 @dataclass(slots=True)
@@ -243,23 +260,6 @@ def manifest_encrypt(
     if path_id != _expected_id(keys, manifest):
         raise ValueError("path_id is not the path id (or listing id) of manifest.path")
     return _seal(keys, manifest, archive_id, path_id_raw, version_id, version, _nonce)
-
-
-_path_macs: dict[bytes, hmac.HMAC] = {}
-
-
-def _path_mac(key: bytes, path_bytes: bytes) -> bytes:
-    """HMAC-SHA256 as path_id_for's (same value), from a keyed object copied per path: the
-    one-shot hmac.digest lets go of the GIL for its few microseconds, and getting it back
-    behind the backup's busy threads cost the committing thread far more than the MAC."""
-    template = _path_macs.get(key)
-    if template is None:
-        if len(_path_macs) > 64:
-            _path_macs.clear()
-        template = _path_macs[key] = hmac.new(key, digestmod=hashlib.sha256)
-    mac = template.copy()
-    mac.update(path_bytes)
-    return mac.digest()
 
 
 def manifest_seal(keys: KeySet, manifest: Manifest, *, archive_id: uuid.UUID, version_id: uuid.UUID,

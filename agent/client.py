@@ -36,6 +36,9 @@ def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
     return context
 
 
+RETRIED_STATUSES = (502, 503, 504)  # the server or its proxy is overloaded or restarting: asked again
+
+
 class ApiError(Exception):
     """The server answered with an error; `code` is the machine-readable code it gave."""
 
@@ -61,11 +64,11 @@ class ApiClient:
     throttle: TokenBucket | None = None  # the policy's bandwidth limit on uploaded blocks
 
     def __post_init__(self) -> None:
-        verify = tls_context(self.ca_file)
+        self.tls = tls_context(self.ca_file)  # also agent/fetching.py's connections
         headers = {"User-Agent": f"haven-agent/{__version__}"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        self._http = httpx.Client(base_url=self.server.rstrip("/") + "/api/v1/", verify=verify,
+        self._http = httpx.Client(base_url=self.server.rstrip("/") + "/api/v1/", verify=self.tls,
                                   headers=headers, timeout=self.timeout)
 
     def close(self) -> None:
@@ -97,7 +100,7 @@ class ApiClient:
                 if attempt == self.retries:
                     raise ApiError(0, "unreachable", f"cannot reach {self.server}: {error}") from None
             else:
-                if response.status_code not in (502, 503, 504) or attempt == self.retries:
+                if response.status_code not in RETRIED_STATUSES or attempt == self.retries:
                     return self._check(response)
             time.sleep(self.backoff * 2 ** attempt)
         raise AssertionError("unreachable")

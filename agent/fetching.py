@@ -6,7 +6,7 @@ The answer is read with the standard library's http.client: `readinto` fills the
 straight from the socket (TLS decrypts into it), where httpx and h11 copied every byte three or
 four times and held the GIL for it (1.75 CPU-s for the 1 GiB benchmark's 466 MB of answers, 0.25
 with readinto). TLS is verified exactly as the client's httpx connection verifies it: the same
-trust (agent/client.py tls_context: the system's CAs, or --ca-file). When a
+context (agent/client.py tls_context: the system's CAs, or --ca-file). When a
 proxy is configured in the environment (httpx honours HTTP(S)_PROXY/ALL_PROXY/NO_PROXY), the
 answer is streamed through httpx instead, so the request takes the same route as every other.
 """
@@ -23,8 +23,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import httpx
-
-from agent.client import tls_context
 
 if TYPE_CHECKING:
     from agent.client import ApiClient
@@ -71,7 +69,7 @@ class Fetcher:
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
         if self.base.scheme == "https":
-            self._context = tls_context(client.ca_file)  # what the client's httpx connection verifies with
+            self._context = client.tls  # what the client's httpx connection verifies with
         self._headers = {k: v for k, v in client._http.headers.items()
                          if k.lower() in ("authorization", "user-agent")}
 
@@ -120,7 +118,7 @@ class Fetcher:
                 connection.close()
 
     def _send(self, target: str, body: bytes, headers: dict) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
-        from agent.client import ApiError
+        from agent.client import RETRIED_STATUSES, ApiError
 
         client = self.client
         attempt = 0
@@ -143,7 +141,7 @@ class Fetcher:
                 except (OSError, http.client.HTTPException):
                     content = b""
                 connection.close()
-                if response.status not in (502, 503, 504) or attempt == client.retries:
+                if response.status not in RETRIED_STATUSES or attempt == client.retries:
                     client._check(httpx.Response(response.status, headers=response.getheaders(), content=content))
                     raise AssertionError("unreachable")  # _check raised for a status >= 400
             time.sleep(client.backoff * 2 ** attempt)
@@ -152,7 +150,7 @@ class Fetcher:
     @contextmanager
     def _post_httpx(self, path: str, payload: dict) -> Iterator[_Answer]:
         """Through the client's httpx connection (a proxy): its chunks, copied into the caller's view."""
-        from agent.client import ApiError
+        from agent.client import RETRIED_STATUSES, ApiError
 
         client = self.client
         for attempt in range(client.retries + 1):
@@ -160,7 +158,7 @@ class Fetcher:
                 with client._http.stream("POST", path, json=payload) as response:
                     if response.status_code >= 400:
                         response.read()
-                        if response.status_code not in (502, 503, 504) or attempt == client.retries:
+                        if response.status_code not in RETRIED_STATUSES or attempt == client.retries:
                             client._check(response)
                     else:
                         yield _Answer(_ChunkReader(response.iter_bytes()).readinto)

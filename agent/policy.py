@@ -77,7 +77,8 @@ def _any_of(patterns: list[str]) -> re.Pattern | None:
 
 def expand_home(path: str, home: str | None = None) -> str:
     if path == "~" or path.startswith("~/"):
-        return (home or os.path.expanduser("~")) + path[1:]
+        base = home or os.path.expanduser("~")
+        return os.path.join(base, path[2:]) if path != "~" else base  # a home of "/" gives "/x", not "//x"
     return path
 
 

@@ -76,9 +76,31 @@ class ChangeWatcher(FileSystemEventHandler):
         self._dirty = True  # nothing is known before the first scan
         self.complete = False
         self._observer = None
+        self._generation = 0  # bumped by every watch and stop: an opening that was overtaken closes itself
 
     def watch(self, roots: list[str]) -> bool:
+        """Watch `roots` (recursively) in place of what was watched; True when all of it is covered."""
+        generation = self._supersede()
+        return self._open(roots, generation)
+
+    def watch_in_background(self, roots: list[str]) -> threading.Thread:
+        """`watch` off the caller's thread. Recursive watches cost a walk of every directory
+        under the roots (a second for a home directory, minutes for `/` with /proc in it); until
+        they are in place the watcher says dirty, so the loop backs up, retries and stops as if
+        there were no watcher."""
+        generation = self._supersede()
+        thread = threading.Thread(target=self._open, args=(roots, generation), name="haven-watch-open", daemon=True)
+        thread.start()
+        return thread
+
+    def _supersede(self) -> int:
         self.stop()
+        with self._lock:
+            self._generation += 1
+            self.complete, self._dirty = False, True
+            return self._generation
+
+    def _open(self, roots: list[str], generation: int) -> bool:
         observer = Observer()
         complete = True
         for root in roots:
@@ -94,12 +116,14 @@ class ChangeWatcher(FileSystemEventHandler):
         try:
             observer.start()
         except OSError:  # e.g. the inotify watch limit: fall back to walking every time
-            complete = False
-        else:
-            self._observer = observer
-        self.complete = complete
+            return False
         with self._lock:
-            self._dirty = True
+            current = generation == self._generation
+            if current:
+                self._observer, self.complete, self._dirty = observer, complete, True
+        if not current:  # stopped, or another watch began, while this one was opening
+            observer.stop()
+            return False
         return complete
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -128,10 +152,12 @@ class ChangeWatcher(FileSystemEventHandler):
             self._dirty = False
 
     def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
-            self._observer = None
+        with self._lock:
+            self._generation += 1
+            observer, self._observer, self.complete = self._observer, None, False
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
 
 
 def user_idle_seconds() -> float | None:

@@ -215,6 +215,9 @@ class AgentService:
             except (MonitorLocked, OSError) as error:
                 log.warning("file activity is not monitored: %s", error)
                 return
+            if self.stop.is_set():  # the service stopped while the watches were being added
+                monitor.stop()
+                return
             self.activity = monitor
 
         self._activity_opening = threading.Thread(target=open_monitor, name="haven-activity-open", daemon=True)
@@ -222,7 +225,9 @@ class AgentService:
 
     def _activity_stop(self) -> None:
         if self._activity_opening is not None:
-            self._activity_opening.join(timeout=30)
+            # Adding the watches walks the roots; a stop does not wait for a long walk (the
+            # opening sees the stop and closes the monitor itself).
+            self._activity_opening.join(timeout=2)
             self._activity_opening = None
         if self.activity is not None:
             self.activity.stop()
@@ -245,7 +250,7 @@ class AgentService:
         while not self.stop.is_set():
             if self.policy_changed:
                 self.policy_changed = False
-                self.watcher.watch(self.roots())
+                self.watcher.watch_in_background(self.roots())
                 if self.activity is not None:
                     self.activity.rewatch(self.roots())
                 last_full = float("-inf")  # a new selection or exclusions: walk everything once

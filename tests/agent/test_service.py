@@ -1,7 +1,9 @@
 """`agent run`'s machinery: one instance per config directory, capped jittered backoff, the
 change watcher, the schedule's allowed hours, and a clean stop on SIGTERM."""
+import os
 import signal
 import subprocess
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +26,12 @@ def _config(tmp_path):
 
 
 def _run(config, *args, **kwargs):
-    return subprocess.Popen([PYTHON, "-m", "agent", "--config", str(config), "run", *args], cwd=REPO,
+    # The default selection is `~`: a home of the test's own, not whatever $HOME the runner has
+    # (with HOME=/ the watches alone walked /proc for minutes).
+    home = config.parent / "home"
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "HOME": str(home)}
+    return subprocess.Popen([PYTHON, "-m", "agent", "--config", str(config), "run", *args], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -108,6 +115,53 @@ def test_a_watcher_that_cannot_cover_a_root_always_says_dirty(tmp_path):
         watcher.stop()
 
 
+class _SlowObserver:
+    """An observer whose start takes as long as the test says: a walk of a huge selection."""
+    opened = threading.Event()
+    release = threading.Event()
+    stopped = 0
+
+    def schedule(self, *args, **kwargs):
+        pass
+
+    def start(self):
+        self.opened.set()
+        self.release.wait(10)
+
+    def stop(self):
+        type(self).stopped += 1
+
+    def join(self, timeout=None):
+        pass
+
+
+def test_watches_opened_in_the_background_do_not_hold_up_the_loop(tmp_path, monkeypatch):
+    monkeypatch.setattr("agent.runtime.Observer", _SlowObserver)
+    watcher = ChangeWatcher(ignored=lambda path: False)
+    began = time.monotonic()
+    opening = watcher.watch_in_background([str(tmp_path)])
+    assert time.monotonic() - began < 1 and _SlowObserver.opened.wait(5)
+    watcher.clear()
+    assert watcher.dirty  # not covered yet: the loop walks the selection as if there were no watcher
+    watcher.stop()  # SIGTERM while the watches are still being added
+    _SlowObserver.release.set()
+    opening.join(5)
+    assert not opening.is_alive() and _SlowObserver.stopped == 1  # the overtaken opening closed itself
+    assert watcher._observer is None and watcher.dirty
+
+
+def test_a_background_watch_covers_the_roots_once_open(tmp_path):
+    watcher = ChangeWatcher(ignored=lambda path: False)
+    try:
+        watcher.watch_in_background([str(tmp_path)]).join(10)
+        watcher.clear()
+        assert watcher.complete and not watcher.dirty
+        (tmp_path / "new.txt").write_text("x")
+        wait_until(lambda: watcher.dirty, timeout=5, what="the change to be noticed")
+    finally:
+        watcher.stop()
+
+
 def test_allowed_hours_and_days():
     policy = Policy(allowed_hours=list(range(8, 19)), allowed_days=[0, 1, 2, 3, 4])
     assert policy.allows_now(datetime(2026, 12, 1, 9, 0))  # a Tuesday morning
@@ -131,3 +185,10 @@ def test_the_policy_selects_the_paths_unless_given(tmp_path):
     assert AgentService(tmp_path, ServiceOptions(paths=["/etc/x"])).roots() == ["/etc/x"]
     # The agent's own directory is always excluded: its cache and log change all the time.
     assert service.exclusions().covers(str(tmp_path.resolve() / "state.sqlite3"), "/")
+
+
+def test_a_home_of_root_expands_to_single_slash_paths():
+    """`~/Documents` under HOME=/ is /Documents: POSIX keeps a leading "//" apart, so it must not appear."""
+    policy = Policy(include=["~", "~/Documents"], exclude_effective=["~/Documents/*.tmp"])
+    assert policy.roots(home="/") == ["/", "/Documents"]
+    assert policy.exclusions(home="/").path_patterns == ["/Documents/*.tmp"]

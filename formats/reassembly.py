@@ -163,6 +163,16 @@ def blocks_open(keys: KeySet, block_ids: Sequence[bytes], data: Buffer | Sequenc
                                    archive_id=archive_id)
 
 
+def _frame_take(keys: KeySet, frame: Frame, wanted: set[bytes], sizes: dict[bytes, int],
+                archive_id: uuid.UUID) -> tuple[bytes, bytes]:
+    """One frame of a fetch answer: its block must be one still `wanted` (taken off it), then opened."""
+    block_id = bytes(frame.block_id)
+    if block_id not in wanted:
+        raise ReassemblyError(f"got block {block_id.hex()}, which was not asked for (or twice)")
+    wanted.discard(block_id)
+    return block_id, block_open(keys, block_id, frame, size=sizes[block_id], archive_id=archive_id)
+
+
 def frames_open(keys: KeySet, block_ids: Sequence[bytes], data: Buffer, *, sizes: dict[bytes, int],
                 archive_id: uuid.UUID) -> Iterator[tuple[bytes, bytes]]:
     """(block id, plaintext) of each (distinct) block asked for, in the order the frames came
@@ -175,11 +185,7 @@ def frames_open(keys: KeySet, block_ids: Sequence[bytes], data: Buffer, *, sizes
     if len(frames) != len(wanted):
         raise ReassemblyError(f"asked for {len(wanted)} blocks, received {len(frames)}")
     for frame in frames:
-        block_id = bytes(frame.block_id)
-        if block_id not in wanted:
-            raise ReassemblyError(f"got block {block_id.hex()}, which was not asked for (or twice)")
-        wanted.discard(block_id)
-        yield block_id, block_open(keys, block_id, frame, size=sizes[block_id], archive_id=archive_id)
+        yield _frame_take(keys, frame, wanted, sizes, archive_id)
 
 
 _LENGTH_AT = FRAME_HEADER_SIZE - CHECKSUM_SIZE - 4  # the header's u32 payload length (docs/formats.md §6.1)
@@ -229,11 +235,7 @@ def frames_read(keys: KeySet, block_ids: Sequence[bytes], readinto: ReadInto, *,
             raise ReassemblyError(f"damaged data: frame {index}: the answer ends inside its payload "
                                   f"({got} of {length} bytes)")
         (frame,) = _frames(view[:end], verify_checksums=False)
-        block_id = bytes(frame.block_id)
-        if block_id not in wanted:
-            raise ReassemblyError(f"got block {block_id.hex()}, which was not asked for (or twice)")
-        wanted.discard(block_id)
-        yield block_id, block_open(keys, block_id, frame, size=sizes[block_id], archive_id=archive_id)
+        yield _frame_take(keys, frame, wanted, sizes, archive_id)
         index += 1
     if wanted:
         raise ReassemblyError(f"asked for {index + len(wanted)} blocks, received {index}")

@@ -185,10 +185,18 @@ def _from_json(data: bytes) -> Manifest:
 
 def _to_dense(m: Manifest, path_bytes: bytes | None = None) -> bytes:
     body = binary_encode(_path_bytes(m.path) if path_bytes is None else path_bytes, m.size, m.mtime_ns, m.mode, m.deleted, m.block_ids, m.block_sizes)
-    compressed = zstd_compress(body, DEFAULT_LEVEL)
-    if len(compressed) < len(body):
-        return bytes((ENCODING_ZSTD,)) + compressed
-    return bytes((ENCODING_RAW,)) + body
+    if len(body) >= DENSE_COMPRESS_FROM:
+        compressed = zstd_compress(body, DEFAULT_LEVEL)
+        if len(compressed) < len(body):
+            return _ZSTD_PREFIX + compressed
+    return _RAW_PREFIX + body
+
+
+# Shorter dense bodies are written raw without trying zstd (docs/formats.md §5.3): a frame's
+# own header eats what it would save, and the call (which lets go of the GIL) cost more than
+# the rest of the manifest on trees of small files.
+DENSE_COMPRESS_FROM = 256
+_RAW_PREFIX, _ZSTD_PREFIX = bytes((ENCODING_RAW,)), bytes((ENCODING_ZSTD,))
 
 
 def _from_dense(plaintext: bytes) -> Manifest:

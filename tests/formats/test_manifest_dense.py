@@ -125,3 +125,25 @@ def test_a_compressed_body_is_read():
     manifest = manifest_decrypt(KEYS, _seal(b"\x01" + zstd_compress(body), pid=pid), archive_id=ARCHIVE,
                                 path_id=pid, version_id=VERSION)
     assert manifest.path == path
+
+
+def _plaintext(blob: bytes, pid: str) -> bytes:
+    at = 1 + len(KEYS.key_id_bytes)  # version, key id, then the nonce (§5)
+    return AESGCM(KEYS.manifest_key).decrypt(blob[at:at + 12], blob[at + 12:], _ad(pid=pid))
+
+
+def test_short_bodies_are_written_raw_and_long_compressible_ones_compressed():
+    """Below 256 bytes the writer does not try zstd (§5.3); a long repetitive body is compressed."""
+    assert _plaintext(bytes.fromhex(BLOB), PID)[0] == 0  # the vector's 90-byte body: raw
+    short = "/" + "ab/" * 70 + "f"  # a 221-byte body that zstd would shrink
+    assert len(zstd_compress(binary_encode(short.encode(), 0, 0, 0o100644, False, [], []))) < 221
+    pid = path_id_for(KEYS, short)
+    blob = manifest_encrypt(KEYS, Manifest(path=short, size=0, mtime_ns=0, mode=0o100644), archive_id=ARCHIVE,
+                            path_id=pid, version_id=VERSION)
+    assert _plaintext(blob, pid)[0] == 0
+    long = "/" + "abc/" * 80 + "file"
+    pid = path_id_for(KEYS, long)
+    blob = manifest_encrypt(KEYS, Manifest(path=long, size=0, mtime_ns=0, mode=0o100644), archive_id=ARCHIVE,
+                            path_id=pid, version_id=VERSION)
+    assert _plaintext(blob, pid)[0] == 1
+    assert manifest_decrypt(KEYS, blob, archive_id=ARCHIVE, path_id=pid, version_id=VERSION).path == long

@@ -126,9 +126,12 @@ def _database() -> dict:
     if engine == "django.db.backends.sqlite3":
         # WAL lets web, worker and beat read while one writes; IMMEDIATE takes the write lock
         # at BEGIN so two writers queue on busy_timeout instead of failing mid-transaction.
+        # journal_size_limit: with persistent connections the last close never comes to delete
+        # the WAL, which otherwise kept its high-water mark (9 MB after a 50,000-file first
+        # backup, 14 MB at 200,000); the checkpoint that restarts it now cuts it to 4 MiB.
         Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         config["OPTIONS"] = {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=4194304;",
             "transaction_mode": "IMMEDIATE",
             "timeout": 30,
         }

@@ -94,10 +94,9 @@ class ChangeWatcher(FileSystemEventHandler):
         return thread
 
     def _supersede(self) -> int:
-        self.stop()
+        self.stop()  # bumps the generation: an opening still under way closes itself
         with self._lock:
-            self._generation += 1
-            self.complete, self._dirty = False, True
+            self._dirty = True
             return self._generation
 
     def _open(self, roots: list[str], generation: int) -> bool:

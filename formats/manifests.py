@@ -183,6 +183,13 @@ def _from_json(data: bytes) -> Manifest:
     return m
 
 
+# Shorter dense bodies are written raw without trying zstd (docs/formats.md §5.3): a frame's
+# own header eats what it would save, and the call (which lets go of the GIL) cost more than
+# the rest of the manifest on trees of small files.
+DENSE_COMPRESS_FROM = 256
+_RAW_PREFIX, _ZSTD_PREFIX = bytes((ENCODING_RAW,)), bytes((ENCODING_ZSTD,))
+
+
 def _to_dense(m: Manifest, path_bytes: bytes | None = None) -> bytes:
     body = binary_encode(_path_bytes(m.path) if path_bytes is None else path_bytes, m.size, m.mtime_ns, m.mode, m.deleted, m.block_ids, m.block_sizes)
     if len(body) >= DENSE_COMPRESS_FROM:
@@ -190,13 +197,6 @@ def _to_dense(m: Manifest, path_bytes: bytes | None = None) -> bytes:
         if len(compressed) < len(body):
             return _ZSTD_PREFIX + compressed
     return _RAW_PREFIX + body
-
-
-# Shorter dense bodies are written raw without trying zstd (docs/formats.md §5.3): a frame's
-# own header eats what it would save, and the call (which lets go of the GIL) cost more than
-# the rest of the manifest on trees of small files.
-DENSE_COMPRESS_FROM = 256
-_RAW_PREFIX, _ZSTD_PREFIX = bytes((ENCODING_RAW,)), bytes((ENCODING_ZSTD,))
 
 
 def _from_dense(plaintext: bytes) -> Manifest:

@@ -10,6 +10,7 @@ directory listings go in one request.
 import base64
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,18 @@ from formats.manifests import Manifest, listing_manifest, manifest_seal
 COMMIT_VERSIONS = 1000
 LISTING_ALONE_BYTES = 4 * 1024 * 1024  # a larger directory listing is not merged with file versions
 _ENTROPY = 16 + 12  # random bytes of a new version: its id, then its manifest's nonce
+
+
+def version_uuid(random16: bytes, unix_ms: int) -> uuid.UUID:
+    """A time-ordered version id: UUID version 7 (RFC 9562 §5.7), 48 bits of Unix milliseconds,
+    then 74 of the random bytes. Ids of one backup are neighbours in the server's unique index,
+    so a commit of 1,000 versions rewrites a few of its pages instead of one per version
+    (docs/protocol.md); the manifest binds whatever id the agent chose."""
+    raw = bytearray(random16)
+    raw[0:6] = (unix_ms & 0xFFFF_FFFF_FFFF).to_bytes(6, "big")
+    raw[6] = 0x70 | (raw[6] & 0x0F)
+    raw[8] = 0x80 | (raw[8] & 0x3F)
+    return uuid.UUID(bytes=bytes(raw))
 
 
 @dataclass(slots=True)
@@ -91,12 +104,14 @@ class CommitQueue:
             if alone:  # and nothing joins it afterwards
                 self.flush()
 
-    def version(self, path: str, manifest: Manifest, entropy: bytes | None = None) -> tuple[dict, str]:
+    def version(self, path: str, manifest: Manifest, entropy: bytes | None = None,
+                unix_ms: int | None = None) -> tuple[dict, str]:
         """A commit body for one manifest, and its version id. `entropy`: 28 fresh random bytes
-        (the version id's 16 and the manifest's nonce), drawn here if None."""
+        (the version id's 16 and the manifest's nonce), drawn here if None; `unix_ms`: the id's
+        time, now if None."""
         if entropy is None:
             entropy = os.urandom(_ENTROPY)
-        version_id = uuid.UUID(bytes=entropy[:16], version=4)  # as uuid.uuid4() makes it
+        version_id = version_uuid(entropy[:16], time.time_ns() // 1_000_000 if unix_ms is None else unix_ms)
         path_id, blob = manifest_seal(self.keys, manifest, archive_id=self.archive_uuid, version_id=version_id,
                                       nonce=entropy[16:_ENTROPY])
         version = str(version_id)
@@ -113,6 +128,7 @@ class CommitQueue:
         # One system call for every version id and nonce of the commit: each os.urandom lets go
         # of the GIL, and this thread then waited behind the busy ones to get it back.
         entropy = os.urandom(_ENTROPY * len(versions))
+        unix_ms = time.time_ns() // 1_000_000
         for index, item in enumerate(versions):
             if not isinstance(item, PendingFile):
                 bodies.append(item)
@@ -120,7 +136,8 @@ class CommitQueue:
             entry = item.entry
             manifest = Manifest(path=entry.path, size=item.read_bytes, mtime_ns=entry.mtime_ns,
                                 mode=entry.mode, block_ids=item.block_ids, block_sizes=item.block_sizes)
-            body, version_id = self.version(entry.path, manifest, entropy[index * _ENTROPY:(index + 1) * _ENTROPY])
+            body, version_id = self.version(entry.path, manifest, entropy[index * _ENTROPY:(index + 1) * _ENTROPY],
+                                            unix_ms)
             bodies.append(body)
             cached.append(CachedFile(entry.path, entry.size, -1 if item.unstable else entry.mtime_ns,
                                      entry.ctime_ns, entry.inode, version_id, entry.dev))

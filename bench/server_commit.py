@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -141,6 +140,7 @@ def backup_replay(files: int, *, seed: int, low: int, high: int, meter: Meter) -
 
     from accounts.models import Device, Organization, User
     from accounts.services import device_token_issue
+    from agent.commits import version_uuid
     from archives.services import archive_for_device_ensure
     from formats.blocks import block_encrypt, block_id_for
     from formats.frames import FRAME_BLOCK, frame_encode
@@ -172,7 +172,8 @@ def backup_replay(files: int, *, seed: int, low: int, high: int, meter: Meter) -
 
     def version_of(index: int, block_id: bytes, size: int) -> dict:
         path = f"/usr/share/bench/d{index // 40 % 500}/d{index // 20000}/file-{index}.txt"
-        version_id, path_id = uuid.uuid4(), path_id_for(keys, path)
+        # As the agent makes them: time-ordered (docs/protocol.md), neighbours in the unique index.
+        version_id, path_id = version_uuid(os.urandom(16), time.time_ns() // 1_000_000), path_id_for(keys, path)
         manifest = Manifest(path=path, size=size, mtime_ns=index, mode=0o644, block_ids=[block_id], block_sizes=[size])
         blob = manifest_encrypt(keys, manifest, archive_id=archive.uuid, path_id=path_id, version_id=version_id)
         import base64

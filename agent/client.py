@@ -4,6 +4,7 @@ import glob
 import os
 import ssl
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +13,8 @@ import httpx
 
 from agent import __version__
 from agent.throttle import TokenBucket, UploadBody
+from formats.commit_body import MEDIA_TYPE as COMMIT_MEDIA_TYPE
+from formats.commit_body import CommitVersion, commit_body_encode
 from formats.keys import key_id_for
 
 
@@ -62,6 +65,7 @@ class ApiClient:
     retries: int = 3
     backoff: float = 1.0
     throttle: TokenBucket | None = None  # the policy's bandwidth limit on uploaded blocks
+    commit_json: bool = False  # commit as JSON (a server that answered 415 to the binary body)
 
     def __post_init__(self) -> None:
         self.tls = tls_context(self.ca_file)  # also agent/fetching.py's connections
@@ -185,8 +189,22 @@ class ApiClient:
         return self.request("POST", f"archives/{archive_id}/blocks", params=params, content=content,
                             headers=headers).json()
 
-    def versions_commit(self, archive_id: str, run_id: str | None, versions: list[dict]) -> dict:
-        return self.request("POST", f"archives/{archive_id}/versions", json={"run_id": run_id, "versions": versions}).json()
+    def versions_commit(self, archive_id: str, run_id: str | None, versions: list[CommitVersion]) -> dict:
+        """The binary body (docs/formats.md §11): no per-version dict, hex or base64 on either
+        side. A server older than it answers 415, and is sent JSON from then on."""
+        path = f"archives/{archive_id}/versions"
+        if not self.commit_json:
+            body = b"".join(commit_body_encode(uuid.UUID(run_id) if run_id else None, versions))
+            try:
+                return self.request("POST", path, content=body, headers={"Content-Type": COMMIT_MEDIA_TYPE}).json()
+            except ApiError as error:
+                if error.status != 415:
+                    raise
+                self.commit_json = True
+        return self.request("POST", path, json={"run_id": run_id, "versions": [{
+            "version_id": str(v.version_id), "path_id": v.path_id, "deleted": v.deleted,
+            "block_ids": [b.hex() for b in v.block_ids], "manifest": base64.b64encode(v.manifest).decode()}
+            for v in versions]}).json()
 
     def versions_at(self, archive_id: str, at: str | None) -> Iterator[dict]:
         """Every page is read at the same point in time, so a backup committing meanwhile cannot

@@ -7,7 +7,6 @@ acknowledged and updates the local state only after the server confirmed it. A p
 waits to be merged with the next one, so the run's last file versions, its deletions and its
 directory listings go in one request.
 """
-import base64
 import hashlib
 import os
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 
 from agent.scan import FileEntry
 from agent.state import CachedFile, LocalState
+from formats.commit_body import CommitVersion
 from formats.directories import DirectoryEntry, listing_to_json
 from formats.keys import KeySet
 from formats.manifests import Manifest, listing_manifest, manifest_seal
@@ -53,7 +53,7 @@ class PendingFile:
 class CommitQueue:
     """Builds commit requests and hands them to `put` (the uploader's queue) in order.
 
-    An item is ("commit", versions, cached, deleted paths, listings): `versions` are commit bodies
+    An item is ("commit", versions, cached, deleted paths, listings): `versions` are CommitVersions
     or PendingFiles, whose manifests the uploader thread builds just before sending
     (`materialize`): on trees of small files that was a third of the main thread's time.
     """
@@ -97,7 +97,7 @@ class CommitQueue:
             if self.state.listing_digest(root) == digest:
                 continue
             body, _ = self.version(root, manifest)
-            alone = len(body["manifest"]) > LISTING_ALONE_BYTES  # keep a commit well under its 32 MiB limit
+            alone = len(body.manifest) > LISTING_ALONE_BYTES  # keep a commit well under its 32 MiB limit
             if alone:
                 self.flush()
             self.put([body], [], [], [(root, digest)])
@@ -105,8 +105,8 @@ class CommitQueue:
                 self.flush()
 
     def version(self, path: str, manifest: Manifest, entropy: bytes | None = None,
-                unix_ms: int | None = None) -> tuple[dict, str]:
-        """A commit body for one manifest, and its version id. `entropy`: 28 fresh random bytes
+                unix_ms: int | None = None) -> tuple[CommitVersion, str]:
+        """A commit's version for one manifest, and its version id. `entropy`: 28 fresh random bytes
         (the version id's 16 and the manifest's nonce), drawn here if None; `unix_ms`: the id's
         time, now if None."""
         if entropy is None:
@@ -114,13 +114,10 @@ class CommitQueue:
         version_id = version_uuid(entropy[:16], time.time_ns() // 1_000_000 if unix_ms is None else unix_ms)
         path_id, blob = manifest_seal(self.keys, manifest, archive_id=self.archive_uuid, version_id=version_id,
                                       nonce=entropy[16:_ENTROPY])
-        version = str(version_id)
-        return ({"version_id": version, "path_id": path_id, "deleted": manifest.deleted,
-                 "block_ids": [b.hex() for b in manifest.block_ids], "manifest": base64.b64encode(blob).decode()},
-                version)
+        return CommitVersion(version_id, path_id, manifest.deleted, manifest.block_ids, blob), str(version_id)
 
-    def materialize(self, versions: list, cached: list[CachedFile]) -> tuple[list[dict], list[CachedFile]]:
-        """Commit bodies for the files queued as PendingFile, and their local state rows (the
+    def materialize(self, versions: list, cached: list[CachedFile]) -> tuple[list[CommitVersion], list[CachedFile]]:
+        """Commit versions for the files queued as PendingFile, and their local state rows (the
         uploader thread, just before the commit is sent)."""
         if not any(isinstance(item, PendingFile) for item in versions):
             return versions, cached

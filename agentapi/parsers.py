@@ -1,6 +1,15 @@
 """Request parsers of the agent API."""
+import uuid
+from typing import NamedTuple
+
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
+
+from archives.services import VersionIn
+from formats.commit_body import MEDIA_TYPE, CommitBodyError, commit_body_decode
+
+MAX_COMMIT_VERSIONS = 2000
+MAX_MANIFEST_BYTES = 48 * 1024 * 1024  # what 64 MiB of base64 in the JSON body decode to
 
 
 class JSONParser(parsers.JSONParser):
@@ -12,3 +21,23 @@ class JSONParser(parsers.JSONParser):
             return super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - the document is nested too deeply") from None
+
+
+class DecodedCommit(NamedTuple):
+    run_id: uuid.UUID | None
+    versions: list[VersionIn]
+
+
+class CommitBodyParser(parsers.BaseParser):
+    """The binary commit body (docs/formats.md §11): checked whole, every length against the
+    body, before anything is committed; a malformed one is a 400 that says where."""
+
+    media_type = MEDIA_TYPE
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        body = stream.read() if stream is not None else b""
+        try:
+            return DecodedCommit(*commit_body_decode(body, max_versions=MAX_COMMIT_VERSIONS,
+                                                     max_manifest=MAX_MANIFEST_BYTES))
+        except CommitBodyError as error:
+            raise ParseError(f"commit body: {error}") from None

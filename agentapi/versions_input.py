@@ -10,6 +10,7 @@ from django.utils import timezone
 from rest_framework import exceptions
 
 from agentapi.fields import MAX_BIGINT
+from agentapi.parsers import MAX_COMMIT_VERSIONS, DecodedCommit
 from agentapi.schema import PATH_ID_PATTERN
 from archives.services import VersionIn, block_id_parse
 
@@ -74,12 +75,12 @@ def listing_query_parse(params) -> ListingQuery:
     return ListingQuery(limit=limit, after=after, at=at, path_id=path_id)
 
 
-MAX_COMMIT_VERSIONS = 2000
-
-
 def commit_parse(data) -> tuple[uuid.UUID | None, list[VersionIn]]:
     """`{"run_id": uuid|null, "versions": [...]}` by hand: the serializer's ListField ran a child
-    field per version before versions_parse looked at it again. Errors are shaped as its were."""
+    field per version before versions_parse looked at it again. Errors are shaped as its were.
+    A binary body (docs/formats.md §11) was checked whole by its parser."""
+    if isinstance(data, DecodedCommit):
+        return data.run_id, data.versions
     if not isinstance(data, dict):
         raise exceptions.ValidationError({"non_field_errors": ["Invalid data. Expected a dictionary."]})
     run_id = data.get("run_id")

@@ -34,6 +34,7 @@ from archives.quotas import quota_enforce
 from archives.storage import FileRanges, pack_storage
 from archives.upload_batch import BatchInvalid, SpooledBatch, batch_spool  # noqa: F401 - BatchInvalid: re-exported
 from formats.blocks import BLOCK_ID_SIZE
+from formats.commit_body import CommitVersion
 from formats.directories import LISTING_VERSION
 from formats.frames import FRAME_HEADER_SIZE, FRAME_MANIFEST, PACK_MAGIC, frame_header
 from formats.manifest_frames import committed_at_micros, manifest_frame_dense_payload
@@ -178,13 +179,9 @@ def _pack_spooled(archive: Archive, spool: SpooledBatch, storage, run: BackupRun
 
 # --- versions -------------------------------------------------------------------------------
 
-@dataclass
-class VersionIn:
-    version_id: uuid.UUID
-    path_id: str
-    deleted: bool
-    block_ids: list[bytes]
-    manifest: bytes
+# One version of a commit (version id, hex path id, deleted, block ids, manifest blob), as the
+# JSON body's parser and the binary body's (docs/formats.md §11) both give it.
+VersionIn = CommitVersion
 
 
 @dataclass

@@ -15,6 +15,7 @@ user+sys while a request runs, plus for PostgreSQL the CPU of its backend proces
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import random
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -135,7 +137,7 @@ def _file_sizes(count: int, seed: int, low: int, high: int) -> list[int]:
     return [int(low * ratio ** rng.random()) for _ in range(count)]
 
 
-def backup_replay(files: int, *, seed: int, low: int, high: int, meter: Meter) -> dict:
+def backup_replay(files: int, *, seed: int, low: int, high: int, meter: Meter, json_commits: bool = False) -> dict:
     from django.test import Client
 
     from accounts.models import Device, Organization, User
@@ -143,6 +145,8 @@ def backup_replay(files: int, *, seed: int, low: int, high: int, meter: Meter) -
     from agent.commits import version_uuid
     from archives.services import archive_for_device_ensure
     from formats.blocks import block_encrypt, block_id_for
+    from formats.commit_body import MEDIA_TYPE as COMMIT_MEDIA_TYPE
+    from formats.commit_body import CommitVersion, commit_body_encode
     from formats.frames import FRAME_BLOCK, frame_encode
     from formats.keys import derive_keys
     from formats.manifests import Manifest, manifest_encrypt, path_id_for
@@ -167,7 +171,7 @@ def backup_replay(files: int, *, seed: int, low: int, high: int, meter: Meter) -
     staging, staged_bytes = [], 0       # (block id, plaintext)
     batch, batch_bytes = [], 0          # encrypted frames
     waiting: list[tuple[str, int, bytes, int]] = []  # files whose block is in the open batch
-    ready: list[dict] = []
+    ready: list = []
     stored_bytes = 0
 
     def version_of(index: int, block_id: bytes, size: int) -> dict:
@@ -176,15 +180,20 @@ def backup_replay(files: int, *, seed: int, low: int, high: int, meter: Meter) -
         version_id, path_id = version_uuid(os.urandom(16), time.time_ns() // 1_000_000), path_id_for(keys, path)
         manifest = Manifest(path=path, size=size, mtime_ns=index, mode=0o644, block_ids=[block_id], block_sizes=[size])
         blob = manifest_encrypt(keys, manifest, archive_id=archive.uuid, path_id=path_id, version_id=version_id)
-        import base64
-
-        return {"version_id": str(version_id), "path_id": path_id, "deleted": False,
-                "block_ids": [block_id.hex()], "manifest": base64.b64encode(blob).decode()}
+        return CommitVersion(version_id, path_id, False, [block_id], blob)
 
     def commit(final=False):
         while len(ready) >= COMMIT_VERSIONS or (final and ready):
             group, ready[:] = ready[:COMMIT_VERSIONS], ready[COMMIT_VERSIONS:]
-            post_json("commit", base + "/versions", {"run_id": run_id, "versions": group})
+            if json_commits:  # the body of agents before docs/formats.md §11
+                post_json("commit", base + "/versions", {"run_id": run_id, "versions": [{
+                    "version_id": str(v.version_id), "path_id": v.path_id, "deleted": False,
+                    "block_ids": [b.hex() for b in v.block_ids],
+                    "manifest": base64.b64encode(v.manifest).decode()} for v in group]})
+            else:  # the agent's binary body
+                body = b"".join(commit_body_encode(uuid.UUID(run_id), group))
+                meter.call("commit", lambda body=body: client.post(base + "/versions", data=body,
+                                                                   content_type=COMMIT_MEDIA_TYPE))
 
     def send_batch():
         nonlocal batch, batch_bytes, stored_bytes
@@ -264,7 +273,8 @@ def child(args) -> None:
         meter = Meter(profile=args.profile)
         try:
             wall = time.perf_counter()
-            stored = backup_replay(args.child_files, seed=args.seed, low=args.min_size, high=args.max_size, meter=meter)
+            stored = backup_replay(args.child_files, seed=args.seed, low=args.min_size, high=args.max_size, meter=meter,
+                                   json_commits=args.json_commits)
             wall = time.perf_counter() - wall
             from django.db import connection
 
@@ -317,6 +327,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="pyinstrument each step (slower; top entries)")
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--json-commits", action="store_true",
+                        help="commit with JSON bodies, as agents before the binary body did (docs/formats.md §11)")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON")
     parser.add_argument("--child-files", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -328,7 +340,8 @@ def main() -> int:
         for files in (int(n) for n in args.files.split(",")):
             command = [sys.executable, __file__, "--db", db, "--child-files", str(files), "--server", args.server,
                        "--min-size", str(args.min_size), "--max-size", str(args.max_size), "--seed", str(args.seed),
-                       "--top", str(args.top)] + (["--profile"] if args.profile else [])
+                       "--top", str(args.top)] + (["--profile"] if args.profile else []) \
+                + (["--json-commits"] if args.json_commits else [])
             done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
             line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
             if done.returncode or line is None:

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from agentapi.apis.common import body_limit, run_for
 from agentapi.fields import Base64Field
+from agentapi.parsers import CommitBodyParser, JSONParser
 from agentapi.schema import ARCHIVE_ID, AUTHENTICATED, BLOCK_ID_PATTERN, PATH_ID_PATTERN, body_errors, errors
 from agentapi.versions_input import MAX_COMMIT_VERSIONS, commit_parse, cursor_format, listing_query_parse
 from archives.selectors import archive_for_device, manifests_read, versions_at, versions_of_path
@@ -68,6 +69,9 @@ class VersionsCommittedSerializer(serializers.Serializer):
 class VersionsApi(APIView):
     """List versions (a point in time, or one path's history) and commit new ones."""
 
+    # A commit is JSON, or the binary body the agent sends (docs/formats.md §11).
+    parser_classes = [JSONParser, CommitBodyParser]
+
     class CommitSerializer(serializers.Serializer):
         run_id = serializers.UUIDField(required=False, allow_null=True, default=None)
         versions = VersionItemsField(min_length=1, max_length=MAX_COMMIT_VERSIONS)
@@ -102,7 +106,8 @@ class VersionsApi(APIView):
                 for version in versions]
         return Response({"versions": body, "next": next_cursor})
 
-    @extend_schema(operation_id="versions_commit", parameters=[ARCHIVE_ID], request=CommitSerializer,
+    @extend_schema(operation_id="versions_commit", parameters=[ARCHIVE_ID],
+                   request={"application/json": CommitSerializer, CommitBodyParser.media_type: OpenApiTypes.BINARY},
                    responses={201: VersionsCommittedSerializer, **body_errors(409)})
     def post(self, request, archive_id):
         body_limit(request, settings.HAVEN_MAX_COMMIT_BYTES)

@@ -42,11 +42,11 @@ class OrderServer(EverythingMissingServer):
     def versions_commit(self, archive_id, run_id, versions):
         with self.lock:
             for version in versions:
-                self.overtaken += [b for b in version["block_ids"] if b not in self.acknowledged]
+                self.overtaken += [b.hex() for b in version.block_ids if b.hex() not in self.acknowledged]
             # Nothing of this commit may be in the local state before the server answered.
             recorded = self.state_of()
-            self.recorded_early += [v["version_id"] for v in versions if v["version_id"] in recorded]
-            self.committed |= {v["version_id"] for v in versions}
+            self.recorded_early += [str(v.version_id) for v in versions if str(v.version_id) in recorded]
+            self.committed |= {str(v.version_id) for v in versions}
             self.commits += 1
         time.sleep(0.02)
         return {"committed": len(versions)}

@@ -36,7 +36,7 @@ class RecordingServer(EverythingMissingServer):
         self.commits: list[list[str]] = []
 
     def versions_commit(self, archive_id, run_id, versions):
-        self.commits.append([version["version_id"] for version in versions])
+        self.commits.append([str(version.version_id) for version in versions])
         time.sleep(0.003)  # the next commit's ids are of a later millisecond
         return {"committed": len(versions)}
 

@@ -68,6 +68,13 @@ def upload(client, archive_id: str, body: bytes, **extra):
                        content_type="application/octet-stream", **extra)
 
 
+def stored(client, archive_id: str, data: bytes) -> bytes:
+    """The id of a block of `data`, uploaded (201) to the archive."""
+    block_id, frame = block(archive_id, data)
+    assert upload(client, archive_id, frame).status_code == 201
+    return block_id
+
+
 def commit(client, archive_id: str, versions: list[dict], run_id=None):
     return client.post(f"/api/v1/archives/{archive_id}/versions", {"run_id": run_id, "versions": versions},
                        format="json")

@@ -11,7 +11,7 @@ from agent.client import ApiClient
 from archives.models import BackupRun, FileVersion, Pack
 from formats.commit_body import MEDIA_TYPE, CommitVersion, commit_body_encode
 from formats.manifests import manifest_decrypt
-from tests.archives.conftest import KEYS, block, upload, version
+from tests.archives.conftest import KEYS, block, stored, version
 
 
 def _as_binary(body: dict) -> CommitVersion:
@@ -23,17 +23,11 @@ def _post(client, archive, body: bytes):
     return client.post(f"/api/v1/archives/{archive}/versions", data=body, content_type=MEDIA_TYPE)
 
 
-def _stored(client, archive, data: bytes) -> bytes:
-    block_id, frame = block(archive, data)
-    assert upload(client, archive, frame).status_code == 201
-    return block_id
-
-
 def test_a_binary_commit_stores_what_a_json_one_would(enrolled, alice):
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
     run_id = client.post(f"/api/v1/archives/{archive}/runs").json()["run_id"]
-    block_id = _stored(client, archive, b"hello")
+    block_id = stored(client, archive, b"hello")
     kept = version(archive, "/home/alice/a.txt", [block_id], [5])
     gone = version(archive, "/home/alice/old.txt", [], [], deleted=True)
     body = b"".join(commit_body_encode(uuid.UUID(run_id), [_as_binary(kept), _as_binary(gone)]))
@@ -72,7 +66,7 @@ def test_a_binary_commit_naming_an_absent_block_is_409_as_json_is(enrolled, alic
 def test_a_malformed_binary_commit_is_400_with_its_reason_and_commits_nothing(enrolled, alice, cut, reason):
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
-    block_id = _stored(client, archive, b"hello")
+    block_id = stored(client, archive, b"hello")
     body = b"".join(commit_body_encode(None, [_as_binary(version(archive, "/a", [block_id], [5]))]))
     response = _post(client, archive, cut(body))
     assert response.status_code == 400

@@ -13,19 +13,13 @@ from archives.models import Archive, FileVersion, Pack
 from archives.selectors import manifests_read, versions_at
 from formats.frames import frames_decode
 from formats.manifests import manifest_decrypt
-from tests.archives.conftest import KEYS, block, commit, upload, version
-
-
-def _stored(client, archive, data: bytes) -> bytes:
-    block_id, frame = block(archive, data)
-    assert upload(client, archive, frame).status_code == 201
-    return block_id
+from tests.archives.conftest import KEYS, block, commit, stored, upload, version
 
 
 def test_a_version_over_stored_blocks_commits_with_server_time(enrolled, alice):
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
-    block_id = _stored(client, archive, b"hello")
+    block_id = stored(client, archive, b"hello")
     response = commit(client, archive, [version(archive, "/home/alice/a.txt", [block_id], [5])])
     assert response.status_code == 201 and response.json()["committed"] == 1
     row = FileVersion.objects.get()
@@ -37,7 +31,7 @@ def test_a_version_over_stored_blocks_commits_with_server_time(enrolled, alice):
 def test_a_version_naming_an_absent_block_is_409_and_nothing_commits(enrolled, alice):
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
-    good = _stored(client, archive, b"good")
+    good = stored(client, archive, b"good")
     absent, _ = block(archive, b"never uploaded")
     response = commit(client, archive, [version(archive, "/a", [good], [4]), version(archive, "/b", [absent], [14])])
     assert response.status_code == 409
@@ -49,7 +43,7 @@ def test_a_version_naming_an_absent_block_is_409_and_nothing_commits(enrolled, a
 def test_a_version_cannot_reference_another_archives_block(enrolled, alice):
     first = enrolled(alice, "one")
     second = enrolled(alice, "two")
-    foreign = _stored(second, second.enrollment["archive_id"], b"belongs to two")
+    foreign = stored(second, second.enrollment["archive_id"], b"belongs to two")
     archive = first.enrollment["archive_id"]
     response = commit(first, archive, [version(archive, "/x", [foreign], [14])])
     assert response.status_code == 409 and not FileVersion.objects.exists()
@@ -58,7 +52,7 @@ def test_a_version_cannot_reference_another_archives_block(enrolled, alice):
 def test_retrying_a_commit_is_idempotent(enrolled, alice):
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
-    block_id = _stored(client, archive, b"once")
+    block_id = stored(client, archive, b"once")
     versions = [version(archive, "/once", [block_id], [4])]
     assert commit(client, archive, versions).json()["committed"] == 1
     again = commit(client, archive, versions)
@@ -83,7 +77,7 @@ def test_malformed_versions_are_400(enrolled, alice):
 def test_listing_at_a_time_gives_the_newest_version_of_each_path(enrolled, alice):
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
-    one, two = _stored(client, archive, b"one"), _stored(client, archive, b"two")
+    one, two = stored(client, archive, b"one"), stored(client, archive, b"two")
     first = commit(client, archive, [version(archive, "/f", [one], [3]), version(archive, "/gone", [one], [3])])
     commit(client, archive, [version(archive, "/f", [two], [3]), version(archive, "/gone", [], [], deleted=True)])
 
@@ -113,7 +107,7 @@ def test_a_naive_time_is_refused(enrolled, alice):
 def test_blocks_are_fetched_in_the_order_asked(enrolled, alice):
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
-    ids = [_stored(client, archive, f"fetch {i}".encode()) for i in range(3)]
+    ids = [stored(client, archive, f"fetch {i}".encode()) for i in range(3)]
     response = client.post(f"/api/v1/archives/{archive}/blocks/fetch", {"block_ids": [b.hex() for b in ids[::-1]]},
                            format="json")
     assert response.status_code == 200
@@ -123,7 +117,7 @@ def test_blocks_are_fetched_in_the_order_asked(enrolled, alice):
 def test_a_device_reads_its_users_other_archive_but_not_another_users(enrolled, alice, bob):
     old = enrolled(alice, "old")
     archive = old.enrollment["archive_id"]
-    block_id = _stored(old, archive, b"shared by alice's devices")
+    block_id = stored(old, archive, b"shared by alice's devices")
     new = enrolled(alice, "new")
     fetch = {"block_ids": [block_id.hex()]}
     assert new.post(f"/api/v1/archives/{archive}/blocks/fetch", fetch, format="json").status_code == 200
@@ -165,7 +159,7 @@ def test_the_newest_version_is_chosen_by_commit_time_not_row_order(enrolled, ali
 
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
-    old, new = _stored(client, archive, b"old"), _stored(client, archive, b"new")
+    old, new = stored(client, archive, b"old"), stored(client, archive, b"new")
     commit(client, archive, [version(archive, "/f", [new], [3])])
     commit(client, archive, [version(archive, "/f", [old], [3])])
     first, second = FileVersion.objects.order_by("id")
@@ -188,7 +182,7 @@ def test_paging_lists_each_paths_newest_version_once_in_one_statement_per_page(e
     (plus the manifest packs' rows) however many versions the archive holds."""
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
-    one, two = _stored(client, archive, b"one"), _stored(client, archive, b"two")
+    one, two = stored(client, archive, b"one"), stored(client, archive, b"two")
     paths = [f"/p/{n:03d}" for n in range(47)]
     commit(client, archive, [version(archive, path, [one], [3]) for path in paths])
     commit(client, archive, [version(archive, path, [two], [3]) for path in paths[::2]])  # newer versions
@@ -217,7 +211,7 @@ def test_paging_continues_past_versions_committed_in_the_same_instant(enrolled, 
     """Versions of one commit share their commit time: the cursor's row id orders them."""
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
-    one = _stored(client, archive, b"one")
+    one = stored(client, archive, b"one")
     commit(client, archive, [version(archive, f"/same/{n}", [one], [3]) for n in range(7)])
     assert FileVersion.objects.values("committed_at").distinct().count() == 1
     url, cursor, listed = f"/api/v1/archives/{archive}/versions", "0", []
@@ -240,7 +234,7 @@ def test_a_cursor_that_is_not_a_path_id_is_400(enrolled, alice):
 def test_a_pages_manifests_are_read_from_their_pack_in_one_ranged_read(enrolled, alice, monkeypatch):
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
-    one = _stored(client, archive, b"one")
+    one = stored(client, archive, b"one")
     commit(client, archive, [version(archive, f"/m/{n}", [one], [3]) for n in range(30)])
     reads = []
     real = storage.PackReader.read_at
@@ -258,7 +252,7 @@ def test_paging_goes_on_past_versions_whose_commit_time_is_before_1970(enrolled,
     """A server clock set wrong, or rows rebuilt from old frames: the cursor carries negative times."""
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
-    one = _stored(client, archive, b"one")
+    one = stored(client, archive, b"one")
     commit(client, archive, [version(archive, f"/old/{n}", [one], [3]) for n in range(5)])
     FileVersion.objects.update(committed_at=F("committed_at") - timedelta(days=365 * 60))
     url, cursor, listed = f"/api/v1/archives/{archive}/versions", "0", []

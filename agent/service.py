@@ -67,6 +67,11 @@ class ServiceOptions:
     poll_seconds: float = 30.0  # status report and policy check while idle (< 60 s)
     max_backoff: float = 300.0
     full_scan_seconds: float = 86400.0
+    # How long the first scan after a new selection waits for its change watches: a scan that
+    # starts with them in place needs no second walk (one that starts before cannot know what
+    # changed in between, and walks again). A home directory takes about a second; `/` takes
+    # minutes and is not waited for.
+    watch_wait_seconds: float = 5.0
     verbose: bool = False
     activity: ActivityOptions | None = None  # file-activity monitoring (agent/activity/); None: off
 
@@ -250,7 +255,10 @@ class AgentService:
         while not self.stop.is_set():
             if self.policy_changed:
                 self.policy_changed = False
-                self.watcher.watch_in_background(self.roots())
+                opening = self.watcher.watch_in_background(self.roots())
+                deadline = time.monotonic() + self.options.watch_wait_seconds
+                while opening.is_alive() and not self.stop.is_set() and time.monotonic() < deadline:
+                    opening.join(0.1)
                 if self.activity is not None:
                     self.activity.rewatch(self.roots())
                 last_full = float("-inf")  # a new selection or exclusions: walk everything once

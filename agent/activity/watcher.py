@@ -198,14 +198,16 @@ class ActivityWatcher(FileSystemEventHandler):
 
     def _vector(self, kind: str, path: str, now: float, *, encrypted: bool) -> str | None:
         settings = self.settings
-        if encrypted and self._burst(self._encryptions, now):
-            return "mass_encryption"
-        if kind == "renamed" and self._burst(self._renames, now):
-            return "mass_rename"
+        # Where a file went is a fact, a burst a heuristic: a dense file copied to a USB stick
+        # while a burst of rewrites runs is a removable-media event (it still counts in the burst).
         if kind != "deleted" and under(path, settings.removable_roots):
             return "removable_media"
         if kind != "deleted" and under(path, settings.cloud_roots):
             return "cloud_sync"
+        if encrypted and self._burst(self._encryptions, now):
+            return "mass_encryption"
+        if kind == "renamed" and self._burst(self._renames, now):
+            return "mass_rename"
         if kind in ("created", "renamed") and extension(path) in ARCHIVE_EXTENSIONS:
             return "archive_created"
         return None

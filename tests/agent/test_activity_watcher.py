@@ -133,3 +133,15 @@ def test_the_agents_own_directory_is_ignored(tmp_path):
     finally:
         watcher.stop()
     assert [e["path"] for e in events] == [str(tmp_path / "home" / "seen.txt")]
+
+
+def test_a_dense_copy_to_removable_media_during_a_burst_of_rewrites_is_still_removable_media(watched):
+    home, usb, _, events = watched
+    documents = [home / f"doc-{index}.docx" for index in range(6)]
+    for path in documents:
+        path.write_bytes(os.urandom(8192))  # new dense documents: each looks encrypted
+    wait_until(lambda: all(_of(events, path) for path in documents), timeout=10, what="the burst")
+    (usb / "payroll.xlsx").write_bytes(os.urandom(64 * 1024))  # dense too, inside the burst's window
+    wait_until(lambda: _of(events, usb / "payroll.xlsx"), timeout=10, what="the copy's event")
+    assert {e["vector"] for e in _of(events, usb / "payroll.xlsx")} == {"removable_media"}
+    assert "mass_encryption" in {e["vector"] for path in documents for e in _of(events, path)}

@@ -194,7 +194,7 @@ class ApiClient:
         side. A server older than it answers 415, and is sent JSON from then on."""
         path = f"archives/{archive_id}/versions"
         if not self.commit_json:
-            body = b"".join(commit_body_encode(uuid.UUID(run_id) if run_id else None, versions))
+            body = commit_body_encode(uuid.UUID(run_id) if run_id else None, versions)
             try:
                 return self.request("POST", path, content=body, headers={"Content-Type": COMMIT_MEDIA_TYPE}).json()
             except ApiError as error:

@@ -28,9 +28,9 @@ _ENTROPY = 16 + 12  # random bytes of a new version: its id, then its manifest's
 
 def version_uuid(random16: bytes, unix_ms: int) -> uuid.UUID:
     """A time-ordered version id: UUID version 7 (RFC 9562 §5.7), 48 bits of Unix milliseconds,
-    then 74 of the random bytes. Ids of one backup are neighbours in the server's unique index,
-    so a commit of 1,000 versions rewrites a few of its pages instead of one per version
-    (docs/protocol.md); the manifest binds whatever id the agent chose."""
+    then 74 of the random bytes. New ids sort after the ones already stored, so a commit of 1,000
+    versions inserts at the end of the server's (server-wide) unique index, a few pages, instead
+    of one random page per version (docs/protocol.md); the manifest binds whatever id it chose."""
     raw = bytearray(random16)
     raw[0:6] = (unix_ms & 0xFFFF_FFFF_FFFF).to_bytes(6, "big")
     raw[6] = 0x70 | (raw[6] & 0x0F)
@@ -97,7 +97,8 @@ class CommitQueue:
             if self.state.listing_digest(root) == digest:
                 continue
             body, _ = self.version(root, manifest)
-            alone = len(body.manifest) > LISTING_ALONE_BYTES  # keep a commit well under its 32 MiB limit
+            # Its size in a JSON body (the fallback, docs/formats.md §11): a commit stays well under 32 MiB.
+            alone = (len(body.manifest) + 2) // 3 * 4 > LISTING_ALONE_BYTES
             if alone:
                 self.flush()
             self.put([body], [], [], [(root, digest)])

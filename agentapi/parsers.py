@@ -5,11 +5,12 @@ from typing import NamedTuple
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from archives.services import VersionIn
-from formats.commit_body import MEDIA_TYPE, CommitBodyError, commit_body_decode
+from formats.commit_body import MEDIA_TYPE, CommitBodyError, CommitVersion, commit_body_decode
 
+# A commit's limits, for both bodies (agentapi/versions_input.py parses the JSON one).
 MAX_COMMIT_VERSIONS = 2000
-MAX_MANIFEST_BYTES = 48 * 1024 * 1024  # what 64 MiB of base64 in the JSON body decode to
+MAX_MANIFEST_B64 = 64 * 1024 * 1024
+MAX_MANIFEST_BYTES = MAX_MANIFEST_B64 // 4 * 3  # what that much base64 decodes to: 48 MiB
 
 
 class JSONParser(parsers.JSONParser):
@@ -25,7 +26,7 @@ class JSONParser(parsers.JSONParser):
 
 class DecodedCommit(NamedTuple):
     run_id: uuid.UUID | None
-    versions: list[VersionIn]
+    versions: list[CommitVersion]  # archives.services.VersionIn
 
 
 class CommitBodyParser(parsers.BaseParser):

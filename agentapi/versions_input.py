@@ -10,12 +10,11 @@ from django.utils import timezone
 from rest_framework import exceptions
 
 from agentapi.fields import MAX_BIGINT
-from agentapi.parsers import MAX_COMMIT_VERSIONS, DecodedCommit
+from agentapi.parsers import MAX_COMMIT_VERSIONS, MAX_MANIFEST_B64, DecodedCommit
 from agentapi.schema import PATH_ID_PATTERN
 from archives.services import VersionIn, block_id_parse
 
 PATH_ID = re.compile(PATH_ID_PATTERN)
-MAX_MANIFEST_B64 = 64 * 1024 * 1024
 QUERY_RULES = "limit is 1 to 1000, after the `next` of the previous page (or 0), at an ISO 8601 time"
 
 

@@ -174,7 +174,7 @@ def backup_replay(files: int, *, seed: int, low: int, high: int, meter: Meter, j
     ready: list = []
     stored_bytes = 0
 
-    def version_of(index: int, block_id: bytes, size: int) -> dict:
+    def version_of(index: int, block_id: bytes, size: int) -> CommitVersion:
         path = f"/usr/share/bench/d{index // 40 % 500}/d{index // 20000}/file-{index}.txt"
         # As the agent makes them: time-ordered (docs/protocol.md), neighbours in the unique index.
         version_id, path_id = version_uuid(os.urandom(16), time.time_ns() // 1_000_000), path_id_for(keys, path)
@@ -191,7 +191,7 @@ def backup_replay(files: int, *, seed: int, low: int, high: int, meter: Meter, j
                     "block_ids": [b.hex() for b in v.block_ids],
                     "manifest": base64.b64encode(v.manifest).decode()} for v in group]})
             else:  # the agent's binary body
-                body = b"".join(commit_body_encode(uuid.UUID(run_id), group))
+                body = commit_body_encode(uuid.UUID(run_id), group)
                 meter.call("commit", lambda body=body: client.post(base + "/versions", data=body,
                                                                    content_type=COMMIT_MEDIA_TYPE))
 

@@ -8,10 +8,11 @@ import uuid
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from formats.blocks import BLOCK_ID_SIZE
+from formats.errors import FormatError
+
 MEDIA_TYPE = "application/vnd.haven.commit"
 MAGIC = b"HVC1"  # the last byte is the version
-BLOCK_ID_SIZE = 32
-PATH_ID_SIZE = 32
 FLAG_DELETED = 0x01
 _HEAD = struct.Struct(">4s16sI")  # magic, run id (zero: none), version count
 _ITEM = struct.Struct(">16s32sBII")  # version id, path id, flags, block count, manifest length
@@ -28,12 +29,12 @@ class CommitVersion(NamedTuple):
     manifest: bytes  # the encrypted manifest blob (docs/formats.md §5)
 
 
-class CommitBodyError(ValueError):
+class CommitBodyError(FormatError):
     """Not a commit body of version 1; the message says where and why."""
 
 
-def commit_body_encode(run_id: uuid.UUID | None, versions: Sequence[CommitVersion]) -> list[bytes]:
-    """The body as parts to send back to back (never joined: a listing's manifest may be MiBs)."""
+def commit_body_encode(run_id: uuid.UUID | None, versions: Sequence[CommitVersion]) -> bytes:
+    """The body, in one piece: the server wants a Content-Length before it reads a body."""
     parts = [_HEAD.pack(MAGIC, run_id.bytes if run_id is not None else _NO_RUN, len(versions))]
     pack = _ITEM.pack
     for version in versions:
@@ -43,13 +44,13 @@ def commit_body_encode(run_id: uuid.UUID | None, versions: Sequence[CommitVersio
         if block_ids:
             parts.append(b"".join(block_ids))
         parts.append(version.manifest)
-    return parts
+    return b"".join(parts)
 
 
 def commit_body_decode(body: bytes, *, max_versions: int, max_manifest: int) -> tuple[uuid.UUID | None, list[CommitVersion]]:
     """(run id, versions) of a body, or CommitBodyError: a wrong magic or version, a count outside
     1..max_versions, an unknown flag, a deleted version with blocks, an empty or too large
-    manifest, a block id that is not 32 bytes (the lengths must add up), bytes missing or left over."""
+    manifest, bytes missing or left over."""
     view = memoryview(body)
     if len(view) < _HEAD.size:
         raise CommitBodyError(f"a commit body starts with a {_HEAD.size}-byte header; this one has {len(view)} bytes")

@@ -2,12 +2,14 @@
 commits, a malformed one is a 400 that says why and commits nothing, and the agent's client
 sends it (JSON again only to a server that answers 415)."""
 import base64
+import json
 import uuid
 
 import httpx
 import pytest
 
 from agent.client import ApiClient
+from agentapi.versions_input import commit_parse
 from archives.models import BackupRun, FileVersion, Pack
 from formats.commit_body import MEDIA_TYPE, CommitVersion, commit_body_encode
 from formats.manifests import manifest_decrypt
@@ -30,7 +32,7 @@ def test_a_binary_commit_stores_what_a_json_one_would(enrolled, alice):
     block_id = stored(client, archive, b"hello")
     kept = version(archive, "/home/alice/a.txt", [block_id], [5])
     gone = version(archive, "/home/alice/old.txt", [], [], deleted=True)
-    body = b"".join(commit_body_encode(uuid.UUID(run_id), [_as_binary(kept), _as_binary(gone)]))
+    body = commit_body_encode(uuid.UUID(run_id), [_as_binary(kept), _as_binary(gone)])
     response = _post(client, archive, body)
     assert response.status_code == 201, response.content
     assert response.json()["committed"] == 2 and response.json()["existing"] == 0
@@ -51,7 +53,7 @@ def test_a_binary_commit_naming_an_absent_block_is_409_as_json_is(enrolled, alic
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
     absent, _ = block(archive, b"never uploaded")
-    body = b"".join(commit_body_encode(None, [_as_binary(version(archive, "/b", [absent], [14]))]))
+    body = commit_body_encode(None, [_as_binary(version(archive, "/b", [absent], [14]))])
     response = _post(client, archive, body)
     assert response.status_code == 409 and response.json()["block_ids"] == [absent.hex()]
     assert not FileVersion.objects.exists()
@@ -67,7 +69,7 @@ def test_a_malformed_binary_commit_is_400_with_its_reason_and_commits_nothing(en
     client = enrolled(alice)
     archive = client.enrollment["archive_id"]
     block_id = stored(client, archive, b"hello")
-    body = b"".join(commit_body_encode(None, [_as_binary(version(archive, "/a", [block_id], [5]))]))
+    body = commit_body_encode(None, [_as_binary(version(archive, "/a", [block_id], [5]))])
     response = _post(client, archive, cut(body))
     assert response.status_code == 400
     assert response.json()["detail"].startswith(f"commit body: {reason}")
@@ -84,10 +86,12 @@ VERSION = CommitVersion(uuid.UUID("ffeeddcc-bbaa-9988-7766-554433221100"), "ab" 
 
 
 def test_the_agent_commits_binary_and_falls_back_to_json_on_415_once():
-    seen = []
+    seen, json_bodies = [], []
 
     def old_server(request: httpx.Request) -> httpx.Response:
         seen.append(request.headers["content-type"])
+        if request.headers["content-type"] == "application/json":
+            json_bodies.append(json.loads(request.read()))
         if request.headers["content-type"] == MEDIA_TYPE:
             return httpx.Response(415, json={"detail": "Unsupported media type", "code": "unsupported_media_type"})
         return httpx.Response(201, json={"committed": 1, "existing": 0, "committed_at": "2026-12-02T00:00:00+00:00"})
@@ -97,6 +101,8 @@ def test_the_agent_commits_binary_and_falls_back_to_json_on_415_once():
     assert client.versions_commit("a", run, [VERSION])["committed"] == 1
     assert client.versions_commit("a", run, [VERSION])["committed"] == 1
     assert seen == [MEDIA_TYPE, "application/json", "application/json"]
+    # The fallback's JSON is what the server's JSON parser reads back to the same versions.
+    assert [commit_parse(body) for body in json_bodies] == [(uuid.UUID(run), [VERSION])] * 2
 
 
 def test_the_agents_binary_body_is_the_encoding_of_its_versions():
@@ -107,4 +113,4 @@ def test_the_agents_binary_body_is_the_encoding_of_its_versions():
         return httpx.Response(201, json={"committed": 1, "existing": 0, "committed_at": "2026-12-02T00:00:00+00:00"})
 
     _client_on(server).versions_commit("a", None, [VERSION])
-    assert bodies == [(MEDIA_TYPE, b"".join(commit_body_encode(None, [VERSION])))]
+    assert bodies == [(MEDIA_TYPE, commit_body_encode(None, [VERSION]))]

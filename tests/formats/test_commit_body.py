@@ -25,13 +25,13 @@ def decode(body: bytes):
 
 
 def test_the_vector_is_what_the_writer_makes_and_the_reader_reads():
-    body = b"".join(commit_body_encode(RUN, [FILE, GONE]))
+    body = commit_body_encode(RUN, [FILE, GONE])
     assert body.hex() == VECTOR and len(body) == 214
     assert decode(bytes.fromhex(VECTOR)) == (RUN, [FILE, GONE])
 
 
 def test_no_run_is_sixteen_zero_bytes():
-    body = b"".join(commit_body_encode(None, [GONE]))
+    body = commit_body_encode(None, [GONE])
     assert body[4:20] == bytes(16)
     assert decode(body) == (None, [GONE])
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from agent.mounts import system_mounts, watch_plan
+
 LOCK_FILE = "agent.lock"
 
 
@@ -102,10 +104,12 @@ class ChangeWatcher(FileSystemEventHandler):
     def _open(self, roots: list[str], generation: int) -> bool:
         observer = Observer()
         complete = True
+        skipped = system_mounts()
         for root in roots:
             try:
                 if os.path.isdir(root):
-                    observer.schedule(self, root, recursive=True)
+                    for directory, recursive in watch_plan([root], skipped):
+                        observer.schedule(self, directory, recursive=recursive)
                 elif os.path.isfile(root):
                     observer.schedule(self, os.path.dirname(root) or "/", recursive=False)
                 else:

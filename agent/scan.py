@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from agent.mounts import system_mounts
 from agent.policy import Exclusions
 from agent.state import CachedFile
 from formats.directories import DirectoryEntry
@@ -39,7 +40,8 @@ class ScanResult:
     directories: dict[str, list[DirectoryEntry]] = field(default_factory=dict)
 
 
-def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions | None = None) -> ScanResult:
+def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions | None = None,
+         skip_mounts: frozenset[str] | None = None) -> ScanResult:
     """Walk the roots; report changed files and files deleted under completely listed directories.
 
     Symlinks and special files are skipped (counted in `skipped`). A directory that could not be
@@ -49,8 +51,12 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
     `exclude` (agent/policy.py) names what the policy leaves out: an excluded file is not read,
     an excluded directory not walked (counted in `excluded`), and neither is marked deleted —
     a newly excluded file stops being backed up but keeps its versions, as in CrashPlan.
+
+    The kernel's own file systems (/proc, /sys, /dev: agent/mounts.py; `skip_mounts`, where they
+    are mounted, read from the mount table if None) are never walked, whatever the selection.
     """
-    exclude = exclude or None  # an empty policy: nothing asked per file
+    exclude = exclude or None
+    skip = system_mounts() if skip_mounts is None else skip_mounts  # an empty policy: nothing asked per file
     result = ScanResult()
     seen: set[str] = set()
     listed: dict[str, bool] = {}  # directory -> listed completely
@@ -70,6 +76,10 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
                                         stat.S_IMODE(st.st_mode), st.st_dev))
 
     for root in absolute_roots:
+        if root in skip:
+            result.excluded += 1
+            listed[root] = False  # and nothing it held is marked deleted
+            continue
         try:
             st = os.lstat(root)
         except OSError as error:
@@ -93,6 +103,9 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
                         try:
                             if entry.is_symlink():
                                 result.skipped += 1
+                            elif entry.is_dir(follow_symlinks=False) and entry.path in skip:
+                                result.excluded += 1
+                                listed[entry.path] = False  # nothing under it is marked deleted
                             elif exclude is not None and entry.is_dir(follow_symlinks=False) and exclude.matches(entry.path):
                                 result.excluded += 1
                             elif entry.is_dir(follow_symlinks=False):

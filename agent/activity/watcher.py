@@ -20,6 +20,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from agent.activity.classify import ARCHIVE_EXTENSIONS, category_of, extension, file_facts, file_owner, under
+from agent.mounts import system_mounts, watch_plan
 
 log = logging.getLogger("haven.agent")
 
@@ -69,9 +70,11 @@ class ActivityWatcher(FileSystemEventHandler):
     def start(self) -> list[str]:
         observer = Observer()
         watched = []
+        skipped = system_mounts()
         for root in watch_roots(self.settings):
             try:
-                observer.schedule(self, root, recursive=True)
+                for directory, recursive in watch_plan([root], skipped):
+                    observer.schedule(self, directory, recursive=recursive)
                 watched.append(root)
             except OSError as error:
                 log.warning("activity: cannot watch %s: %s", root, error)

@@ -1,0 +1,74 @@
+"""The kernel's own file systems (/proc, /sys, /dev, ...): never backed up, never watched.
+
+A selection of `/` (a whole-disk backup) would otherwise walk /proc — one directory per process,
+"files" such as /proc/kcore that claim 128 TiB — and /sys, and open a recursive inotify watch on
+every directory of them. CrashPlan leaves these out whatever the selection; so does Haven, by
+the mount table (where they are mounted is not fixed), not by name.
+"""
+import os
+import re
+
+# Kernel pseudo file systems: what they hold is state, not files (tmpfs is not here: it can hold
+# a user's files, and the policy's exclusions decide about /tmp and /run).
+SYSTEM_FS_TYPES = frozenset({
+    "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts", "devtmpfs",
+    "efivarfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "proc", "pstore", "rpc_pipefs", "securityfs",
+    "selinuxfs", "sysfs", "tracefs",
+})
+MOUNTS_FILE = "/proc/self/mounts"
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape(field: str) -> str:
+    """A mount point as /proc/self/mounts writes it: space, tab, newline and backslash as \\ooo."""
+    return _OCTAL.sub(lambda match: chr(int(match.group(1), 8)), field)
+
+
+def parse_mounts(text: str) -> frozenset[str]:
+    """The mount points of system file systems in a mount table's text (fstab layout)."""
+    points = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] in SYSTEM_FS_TYPES:
+            points.add(os.path.normpath(_unescape(fields[1])))
+    points.discard("/")  # whatever claims to be mounted at / is the disk being backed up
+    return frozenset(points)
+
+
+def system_mounts() -> frozenset[str]:
+    """Where system file systems are mounted on this machine now; none where there is no
+    /proc/self/mounts (not Linux) or it cannot be read."""
+    try:
+        with open(MOUNTS_FILE, encoding="utf-8", errors="surrogateescape") as mounts:
+            return parse_mounts(mounts.read())
+    except OSError:
+        return frozenset()
+
+
+def _under(path: str, root: str) -> bool:
+    return path != root and path.startswith(root.rstrip("/") + "/")
+
+
+def watch_plan(roots: list[str], skipped: frozenset[str]) -> list[tuple[str, bool]]:
+    """(directory, recursive) watches covering the directories `roots`, minus the mount points
+    in `skipped` and everything under them. A root holding a skipped mount somewhere below is
+    watched on its own (not recursively) and its subdirectories are planned the same way, so only
+    the directories on the path down to a system mount lose their recursive watch (for `/`:
+    `/` itself, and /proc, /sys, /dev are not watched at all)."""
+    plan: list[tuple[str, bool]] = []
+    stack = [os.path.normpath(root) for root in reversed(roots)]
+    while stack:
+        directory = stack.pop()
+        if directory in skipped:
+            continue
+        if not any(_under(point, directory) for point in skipped):
+            plan.append((directory, True))
+            continue
+        plan.append((directory, False))
+        try:
+            with os.scandir(directory) as entries:
+                children = sorted(entry.path for entry in entries if entry.is_dir(follow_symlinks=False))
+        except OSError:
+            continue
+        stack.extend(reversed(children))
+    return plan

@@ -65,7 +65,7 @@ class ApiClient:
     retries: int = 3
     backoff: float = 1.0
     throttle: TokenBucket | None = None  # the policy's bandwidth limit on uploaded blocks
-    commit_json: bool = False  # commit as JSON (a server that answered 415 to the binary body)
+    commit_json: bool = False  # commit as JSON (the server answered 415 to the binary body this run)
 
     def __post_init__(self) -> None:
         self.tls = tls_context(self.ca_file)  # also agent/fetching.py's connections
@@ -149,6 +149,9 @@ class ApiClient:
         return self.request("GET", "archives").json()["archives"]
 
     def run_start(self, archive_id: str) -> str:
+        # Each run asks for the binary commit body again: a service that met an older server
+        # (415, then JSON) uses the binary body once that server was upgraded, without a restart.
+        self.commit_json = False
         return self.request("POST", f"archives/{archive_id}/runs").json()["run_id"]
 
     def run_finish(self, archive_id: str, run_id: str, *, status: str, counters: dict, errors: list[str]) -> None:

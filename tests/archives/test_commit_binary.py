@@ -105,6 +105,29 @@ def test_the_agent_commits_binary_and_falls_back_to_json_on_415_once():
     assert [commit_parse(body) for body in json_bodies] == [(uuid.UUID(run), [VERSION])] * 2
 
 
+def test_each_run_asks_for_the_binary_body_again():
+    """A service that fell back to JSON uses the binary body after its server was upgraded:
+    the next run probes again (not only a restarted agent)."""
+    upgraded, seen = [False], []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/runs"):
+            return httpx.Response(201, json={"run_id": "00112233-4455-6677-8899-aabbccddeeff"})
+        seen.append(request.headers["content-type"])
+        if request.headers["content-type"] == MEDIA_TYPE and not upgraded[0]:
+            return httpx.Response(415, json={"detail": "Unsupported media type", "code": "unsupported_media_type"})
+        return httpx.Response(201, json={"committed": 1, "existing": 0, "committed_at": "2026-12-02T00:00:00+00:00"})
+
+    client = _client_on(server)
+    run = client.run_start("a")
+    client.versions_commit("a", run, [VERSION])
+    client.versions_commit("a", run, [VERSION])
+    upgraded[0] = True
+    run = client.run_start("a")
+    client.versions_commit("a", run, [VERSION])
+    assert seen == [MEDIA_TYPE, "application/json", "application/json", MEDIA_TYPE]
+
+
 def test_the_agents_binary_body_is_the_encoding_of_its_versions():
     bodies = []
 

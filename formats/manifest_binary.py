@@ -17,6 +17,9 @@ _MAX_VARINT_BYTES = 10  # 64 bits
 
 
 def _varint(value: int, out: bytearray) -> None:
+    if value < 0x80:  # most block counts, sizes' last bytes, short paths: one byte
+        out.append(value)
+        return
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7

@@ -10,8 +10,10 @@ import re
 
 # Kernel pseudo file systems: what they hold is state, not files (tmpfs is not here: it can hold
 # a user's files, and the policy's exclusions decide about /tmp and /run).
+# Not autofs: an automount point (/home by x-systemd.automount, NFS homes) is where the real file
+# system is mounted over it.
 SYSTEM_FS_TYPES = frozenset({
-    "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts", "devtmpfs",
+    "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts", "devtmpfs",
     "efivarfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "proc", "pstore", "rpc_pipefs", "securityfs",
     "selinuxfs", "sysfs", "tracefs",
 })
@@ -24,15 +26,21 @@ def _unescape(field: str) -> str:
     return _OCTAL.sub(lambda match: chr(int(match.group(1), 8)), field)
 
 
+def normalized(path: str) -> str:
+    """An absolute path in one spelling (normpath keeps a leading "//")."""
+    return "/" + os.path.normpath(path).lstrip("/")
+
+
 def parse_mounts(text: str) -> frozenset[str]:
-    """The mount points of system file systems in a mount table's text (fstab layout)."""
-    points = set()
+    """The mount points of system file systems in a mount table's text (fstab layout). A point
+    mounted over is what its last line says (an autofs point with a disk mounted on it is the disk)."""
+    types: dict[str, str] = {}
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) >= 3 and fields[2] in SYSTEM_FS_TYPES:
-            points.add(os.path.normpath(_unescape(fields[1])))
-    points.discard("/")  # whatever claims to be mounted at / is the disk being backed up
-    return frozenset(points)
+        if len(fields) >= 3:
+            types[normalized(_unescape(fields[1]))] = fields[2]
+    types.pop("/", None)  # whatever claims to be mounted at / is the disk being backed up
+    return frozenset(point for point, fs_type in types.items() if fs_type in SYSTEM_FS_TYPES)
 
 
 def system_mounts() -> frozenset[str]:
@@ -49,17 +57,23 @@ def _under(path: str, root: str) -> bool:
     return path != root and path.startswith(root.rstrip("/") + "/")
 
 
+def within_skipped(path: str, skipped: frozenset[str]) -> bool:
+    """Whether `path` (normalized) is a skipped mount point or lies under one."""
+    return path in skipped or any(_under(path, point) for point in skipped)
+
+
 def watch_plan(roots: list[str], skipped: frozenset[str]) -> list[tuple[str, bool]]:
     """(directory, recursive) watches covering the directories `roots`, minus the mount points
     in `skipped` and everything under them. A root holding a skipped mount somewhere below is
     watched on its own (not recursively) and its subdirectories are planned the same way, so only
     the directories on the path down to a system mount lose their recursive watch (for `/`:
-    `/` itself, and /proc, /sys, /dev are not watched at all)."""
+    `/` itself, and /proc, /sys, /dev are not watched at all); a directory made later in one of
+    those is watched when it appears (schedule_plan's callers)."""
     plan: list[tuple[str, bool]] = []
-    stack = [os.path.normpath(root) for root in reversed(roots)]
+    stack = [normalized(root) for root in reversed(roots)]
     while stack:
         directory = stack.pop()
-        if directory in skipped:
+        if within_skipped(directory, skipped):
             continue
         if not any(_under(point, directory) for point in skipped):
             plan.append((directory, True))
@@ -72,3 +86,19 @@ def watch_plan(roots: list[str], skipped: frozenset[str]) -> list[tuple[str, boo
             continue
         stack.extend(reversed(children))
     return plan
+
+
+def schedule_plan(observer, handler, roots: list[str], skipped: frozenset[str]) -> tuple[set[str], bool]:
+    """Schedule watch_plan's watches on a watchdog observer: (the directories watched on their
+    own, whether every watch was opened). A directory that cannot be watched (gone since it was
+    listed, not readable) does not stop its siblings from being watched."""
+    shallow, complete = set(), True
+    for directory, recursive in watch_plan(roots, skipped):
+        try:
+            observer.schedule(handler, directory, recursive=recursive)
+        except OSError:
+            complete = False
+            continue
+        if not recursive:
+            shallow.add(directory)
+    return shallow, complete

@@ -14,7 +14,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from agent.mounts import system_mounts, watch_plan
+from agent.mounts import schedule_plan, system_mounts
 
 LOCK_FILE = "agent.lock"
 
@@ -79,6 +79,8 @@ class ChangeWatcher(FileSystemEventHandler):
         self.complete = False
         self._observer = None
         self._generation = 0  # bumped by every watch and stop: an opening that was overtaken closes itself
+        self._shallow: set[str] = set()  # watched on their own (a system mount below): agent/mounts.py
+        self._skipped: frozenset[str] = frozenset()
 
     def watch(self, roots: list[str]) -> bool:
         """Watch `roots` (recursively) in place of what was watched; True when all of it is covered."""
@@ -87,7 +89,7 @@ class ChangeWatcher(FileSystemEventHandler):
 
     def watch_in_background(self, roots: list[str]) -> threading.Thread:
         """`watch` off the caller's thread. Recursive watches cost a walk of every directory
-        under the roots (a second for a home directory, minutes for `/` with /proc in it); until
+        under the roots (a second for a home directory, minutes for a whole disk); until
         they are in place the watcher says dirty, so the loop backs up, retries and stops as if
         there were no watcher."""
         generation = self._supersede()
@@ -105,11 +107,13 @@ class ChangeWatcher(FileSystemEventHandler):
         observer = Observer()
         complete = True
         skipped = system_mounts()
+        shallow: set[str] = set()
         for root in roots:
             try:
                 if os.path.isdir(root):
-                    for directory, recursive in watch_plan([root], skipped):
-                        observer.schedule(self, directory, recursive=recursive)
+                    own, covered = schedule_plan(observer, self, [root], skipped)
+                    shallow |= own
+                    complete = complete and covered
                 elif os.path.isfile(root):
                     observer.schedule(self, os.path.dirname(root) or "/", recursive=False)
                 else:
@@ -124,6 +128,7 @@ class ChangeWatcher(FileSystemEventHandler):
             current = generation == self._generation
             if current:
                 self._observer, self.complete, self._dirty = observer, complete, True
+                self._shallow, self._skipped = shallow, skipped
         if not current:  # stopped, or another watch began, while this one was opening
             observer.stop()
             return False
@@ -132,6 +137,8 @@ class ChangeWatcher(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type not in _CHANGE_EVENTS:
             return
+        if event.is_directory and event.event_type in ("created", "moved"):
+            self._watch_new(os.fsdecode(event.dest_path or event.src_path))
         if event.is_directory and event.event_type in ("modified", "attrib"):
             return  # a directory changes with its entries, whose own events say what changed
         paths = [os.fsdecode(event.src_path)] + ([os.fsdecode(event.dest_path)] if event.dest_path else [])
@@ -139,6 +146,17 @@ class ChangeWatcher(FileSystemEventHandler):
             return
         with self._lock:
             self._dirty = True
+
+    def _watch_new(self, directory: str) -> None:
+        """A directory made (or moved) into one watched on its own: watch it too (the recursive
+        watches add theirs themselves). Its creation already marked the selection dirty."""
+        observer = self._observer
+        if observer is None or os.path.dirname(directory) not in self._shallow:
+            return
+        shallow, covered = schedule_plan(observer, self, [directory], self._skipped)
+        with self._lock:
+            self._shallow |= shallow
+            self.complete = self.complete and covered
 
     @property
     def dirty(self) -> bool:

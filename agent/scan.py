@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from agent.mounts import system_mounts
+from agent.mounts import normalized, system_mounts, within_skipped
 from agent.policy import Exclusions
 from agent.state import CachedFile
 from formats.directories import DirectoryEntry
@@ -55,13 +55,13 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
     The kernel's own file systems (/proc, /sys, /dev: agent/mounts.py; `skip_mounts`, where they
     are mounted, read from the mount table if None) are never walked, whatever the selection.
     """
-    exclude = exclude or None
-    skip = system_mounts() if skip_mounts is None else skip_mounts  # an empty policy: nothing asked per file
+    exclude = exclude or None  # an empty policy: nothing asked per file
+    skip = system_mounts() if skip_mounts is None else skip_mounts
     result = ScanResult()
     seen: set[str] = set()
     listed: dict[str, bool] = {}  # directory -> listed completely
     device_of: dict[str, int] = {}  # directory -> the file system it is on
-    absolute_roots = [os.path.abspath(root) for root in roots]
+    absolute_roots = [normalized(os.path.abspath(root)) for root in roots]
 
     def consider(path: str, st: os.stat_result) -> None:
         seen.add(path)
@@ -76,7 +76,7 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
                                         stat.S_IMODE(st.st_mode), st.st_dev))
 
     for root in absolute_roots:
-        if root in skip:
+        if within_skipped(root, skip):
             result.excluded += 1
             listed[root] = False  # and nothing it held is marked deleted
             continue
@@ -101,11 +101,11 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
                 with os.scandir(directory) as entries:
                     for entry in entries:
                         try:
-                            if entry.is_symlink():
-                                result.skipped += 1
-                            elif entry.is_dir(follow_symlinks=False) and entry.path in skip:
+                            if entry.path in skip:  # a system mount (nsfs mounts on files too)
                                 result.excluded += 1
                                 listed[entry.path] = False  # nothing under it is marked deleted
+                            elif entry.is_symlink():
+                                result.skipped += 1
                             elif exclude is not None and entry.is_dir(follow_symlinks=False) and exclude.matches(entry.path):
                                 result.excluded += 1
                             elif entry.is_dir(follow_symlinks=False):

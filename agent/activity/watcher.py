@@ -20,7 +20,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from agent.activity.classify import ARCHIVE_EXTENSIONS, category_of, extension, file_facts, file_owner, under
-from agent.mounts import system_mounts, watch_plan
+from agent.mounts import schedule_plan, system_mounts
 
 log = logging.getLogger("haven.agent")
 
@@ -61,6 +61,8 @@ class ActivityWatcher(FileSystemEventHandler):
         self._encryptions: deque[float] = deque()
         self._renames: deque[float] = deque()
         self._observer = None
+        self._shallow: set[str] = set()  # watched on their own (a system mount below): agent/mounts.py
+        self._skipped: frozenset[str] = frozenset()
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         self.emitted = 0
@@ -70,14 +72,15 @@ class ActivityWatcher(FileSystemEventHandler):
     def start(self) -> list[str]:
         observer = Observer()
         watched = []
-        skipped = system_mounts()
+        self._skipped = system_mounts()
+        self._shallow = set()
         for root in watch_roots(self.settings):
-            try:
-                for directory, recursive in watch_plan([root], skipped):
-                    observer.schedule(self, directory, recursive=recursive)
+            shallow, covered = schedule_plan(observer, self, [root], self._skipped)
+            self._shallow |= shallow
+            if covered:
                 watched.append(root)
-            except OSError as error:
-                log.warning("activity: cannot watch %s: %s", root, error)
+            else:
+                log.warning("activity: cannot watch all of %s", root)
         observer.start()
         self._observer, self.settings.watched = observer, watched
         self._stop.clear()
@@ -99,6 +102,10 @@ class ActivityWatcher(FileSystemEventHandler):
     # -- raw events --
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory and event.event_type in ("created", "moved") and self._observer is not None:
+            directory = os.fsdecode(event.dest_path or event.src_path)
+            if os.path.dirname(directory) in self._shallow:  # watched on its own: watch the new one too
+                self._shallow |= schedule_plan(self._observer, self, [directory], self._skipped)[0]
         if event.is_directory or event.event_type in ("opened", "closed_no_write"):
             return
         src = os.fsdecode(event.src_path)

@@ -1,8 +1,14 @@
 """The kernel's own file systems are never backed up nor watched (agent/mounts.py)."""
 import os
+import time
 
+import agent.activity.watcher as activity_watcher
+import agent.runtime as runtime
+from agent.activity.watcher import ActivityWatcher, WatchSettings
 from agent.mounts import parse_mounts, system_mounts, watch_plan
+from agent.runtime import ChangeWatcher
 from agent.scan import scan
+from tests.support import wait_until
 
 MOUNTS = (
     "/dev/sda1 / ext4 rw,relatime 0 0\n"
@@ -19,6 +25,13 @@ MOUNTS = (
 
 def test_the_mount_table_names_system_file_systems_only():
     assert parse_mounts(MOUNTS) == {"/proc", "/sys", "/sys/fs/cgroup", "/dev", "/srv/chroot one/proc"}
+
+
+def test_an_automount_point_is_what_is_mounted_over_it():
+    """x-systemd.automount and NFS homes: autofs at /home, the disk over it. /home is backed up."""
+    table = "systemd-1 /home autofs rw 0 0\n/dev/sda3 /home ext4 rw 0 0\nauto /net autofs rw 0 0\n" \
+            "/dev/sdc1 /srv/x ext4 rw 0 0\nproc /srv/x proc rw 0 0\n"
+    assert parse_mounts(table) == {"/srv/x"}
 
 
 def test_this_machines_proc_is_found():
@@ -55,6 +68,25 @@ def test_a_selected_system_mount_is_not_walked(tmp_path):
     assert result.changed == [] and result.excluded == 1
 
 
+def test_a_root_inside_a_system_mount_or_spelt_oddly_is_not_walked(tmp_path):
+    root = _tree(tmp_path / "disk")
+    proc = frozenset({str(root / "proc")})
+    assert scan([str(root / "proc" / "1")], {}, skip_mounts=proc).changed == []
+    assert scan([str(root / "proc" / "1") + "/"], {}, skip_mounts=proc).changed == []
+    odd = "/" + str(root)  # "//tmp/...": normpath keeps a leading "//"
+    assert sorted(os.path.relpath(e.path, root) for e in scan([odd], {}, skip_mounts=proc).changed) == [
+        "home/ann/docs/a.txt", "var/lib/chroot/sys/kernel/x", "var/log/syslog"]
+    assert watch_plan([str(root / "proc" / "1") + "/"], proc) == []
+
+
+def test_a_file_that_is_a_mount_point_is_not_read(tmp_path):
+    """nsfs mounts on files (/run/netns/NAME)."""
+    root = _tree(tmp_path / "disk")
+    (root / "var" / "netns").write_text("ns")
+    result = scan([str(root / "var")], {}, skip_mounts=frozenset({str(root / "var" / "netns")}))
+    assert [os.path.relpath(e.path, root) for e in result.changed] == ["var/lib/chroot/sys/kernel/x", "var/log/syslog"]
+
+
 def test_files_under_a_system_mount_are_not_marked_deleted(tmp_path):
     from agent.state import CachedFile
     root = _tree(tmp_path / "disk")
@@ -73,3 +105,41 @@ def test_watches_reach_round_system_mounts(tmp_path):
     # a root without a system mount below it is one recursive watch, as before
     assert watch_plan([str(root / "home")], skipped) == [(str(root / "home"), True)]
     assert watch_plan([str(root / "proc")], skipped) == []
+
+
+def test_the_change_watcher_watches_a_directory_made_beside_a_system_mount(tmp_path, monkeypatch):
+    """`/` is watched on its own: a directory made in it later is watched when it appears."""
+    root = _tree(tmp_path / "disk")
+    monkeypatch.setattr(runtime, "system_mounts", lambda: frozenset({str(root / "proc")}))
+    watcher = ChangeWatcher(ignored=lambda path: False)
+    try:
+        assert watcher.watch([str(root)])
+        (root / "data").mkdir()
+        wait_until(lambda: watcher.dirty, timeout=5, what="the new directory to be noticed")
+        time.sleep(0.5)
+        watcher.clear()
+        (root / "proc" / "1" / "status").write_text("State: S")  # not watched
+        time.sleep(1)
+        assert not watcher.dirty
+        (root / "data" / "report.txt").write_text("new")
+        wait_until(lambda: watcher.dirty, timeout=5, what="a file in the new directory to be noticed")
+    finally:
+        watcher.stop()
+
+
+def test_the_activity_watcher_watches_a_directory_made_beside_a_system_mount(tmp_path, monkeypatch):
+    root = _tree(tmp_path / "disk")
+    monkeypatch.setattr(activity_watcher, "system_mounts", lambda: frozenset({str(root / "proc")}))
+    events = []
+    watcher = ActivityWatcher(WatchSettings(roots=[str(root)], removable_roots=[], cloud_roots=[]), events.append)
+    try:
+        assert watcher.start() == [str(root)]
+        (root / "data").mkdir()
+        time.sleep(0.5)
+        (root / "proc" / "1" / "other").write_text("not watched")
+        (root / "data" / "report.txt").write_text("new")
+        wait_until(lambda: any(e["path"].endswith("report.txt") for e in events), timeout=8,
+                   what="the new file's event")
+        assert not any(e["path"].endswith("/other") for e in events)
+    finally:
+        watcher.stop()

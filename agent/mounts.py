@@ -8,6 +8,8 @@ the mount table (where they are mounted is not fixed), not by name.
 import os
 import re
 
+from formats.reassembly import path_within
+
 # Kernel pseudo file systems: what they hold is state, not files (tmpfs is not here: it can hold
 # a user's files, and the policy's exclusions decide about /tmp and /run).
 # Not autofs: an automount point (/home by x-systemd.automount, NFS homes) is where the real file
@@ -53,13 +55,13 @@ def system_mounts() -> frozenset[str]:
         return frozenset()
 
 
-def _under(path: str, root: str) -> bool:
-    return path != root and path.startswith(root.rstrip("/") + "/")
-
-
 def within_skipped(path: str, skipped: frozenset[str]) -> bool:
     """Whether `path` (normalized) is a skipped mount point or lies under one."""
-    return path in skipped or any(_under(path, point) for point in skipped)
+    return any(path_within(path, point) for point in skipped)
+
+
+def _holds_skipped(directory: str, skipped: frozenset[str]) -> bool:
+    return any(point != directory and path_within(point, directory) for point in skipped)
 
 
 def watch_plan(roots: list[str], skipped: frozenset[str]) -> list[tuple[str, bool]]:
@@ -68,14 +70,14 @@ def watch_plan(roots: list[str], skipped: frozenset[str]) -> list[tuple[str, boo
     watched on its own (not recursively) and its subdirectories are planned the same way, so only
     the directories on the path down to a system mount lose their recursive watch (for `/`:
     `/` itself, and /proc, /sys, /dev are not watched at all); a directory made later in one of
-    those is watched when it appears (schedule_plan's callers)."""
+    those is watched when it appears (PlannedWatches.appeared)."""
     plan: list[tuple[str, bool]] = []
     stack = [normalized(root) for root in reversed(roots)]
     while stack:
         directory = stack.pop()
         if within_skipped(directory, skipped):
             continue
-        if not any(_under(point, directory) for point in skipped):
+        if not _holds_skipped(directory, skipped):
             plan.append((directory, True))
             continue
         plan.append((directory, False))
@@ -88,17 +90,34 @@ def watch_plan(roots: list[str], skipped: frozenset[str]) -> list[tuple[str, boo
     return plan
 
 
-def schedule_plan(observer, handler, roots: list[str], skipped: frozenset[str]) -> tuple[set[str], bool]:
-    """Schedule watch_plan's watches on a watchdog observer: (the directories watched on their
-    own, whether every watch was opened). A directory that cannot be watched (gone since it was
-    listed, not readable) does not stop its siblings from being watched."""
-    shallow, complete = set(), True
-    for directory, recursive in watch_plan(roots, skipped):
-        try:
-            observer.schedule(handler, directory, recursive=recursive)
-        except OSError:
-            complete = False
-            continue
-        if not recursive:
-            shallow.add(directory)
-    return shallow, complete
+class PlannedWatches:
+    """watch_plan's watches on one watchdog observer, for a handler (the change watcher, the
+    activity watcher), kept whole as directories appear: a directory made in one watched on its
+    own gets its watches too (recursive watches add theirs themselves). `add` runs before the
+    observer starts, `appeared` on its dispatching thread: one thread at a time."""
+
+    def __init__(self, observer, handler, skipped: frozenset[str]):
+        self.observer, self.handler, self.skipped = observer, handler, skipped
+        self._shallow: set[str] = set()  # directories watched on their own
+
+    def add(self, root: str) -> bool:
+        """Watch the directory `root` as planned; whether every watch was opened. A directory
+        that cannot be watched (gone since it was listed, not readable) does not stop its
+        siblings from being watched."""
+        complete = True
+        for directory, recursive in watch_plan([root], self.skipped):
+            try:
+                self.observer.schedule(self.handler, directory, recursive=recursive)
+            except OSError:
+                complete = False
+                continue
+            if not recursive:
+                self._shallow.add(directory)
+        return complete
+
+    def appeared(self, directory: str) -> bool:
+        """A directory was made or moved in: watch it if its parent is watched on its own.
+        False if it needed watches and not all of them could be opened."""
+        if os.path.dirname(directory) not in self._shallow:
+            return True
+        return self.add(directory)

@@ -79,11 +79,8 @@ def read_blocks(keys: KeySet, entry: FileEntry) -> tuple[list[tuple[bytes, memor
         if entry.size < MIN_CHUNK:
             data = _read_small(fd, entry.size)
             if data is not None:
-                read = len(data)
-                after = os.fstat(fd)
-                unstable = read != entry.size or after.st_mtime_ns != entry.mtime_ns \
-                    or after.st_ctime_ns != entry.ctime_ns or after.st_size != entry.size
-                return ([(block_id_for(keys, data), memoryview(data))] if data else []), read, unstable
+                blocks = [(block_id_for(keys, data), memoryview(data))] if data else []
+                return blocks, len(data), changed_while_read(entry, len(data), os.fstat(fd))
             os.lseek(fd, 0, os.SEEK_SET)  # it grew past the scan's size: read it all again
         chunks, after = read_chunks(keys, fd)
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from agent.mounts import schedule_plan, system_mounts
+from agent.mounts import PlannedWatches, system_mounts
 
 LOCK_FILE = "agent.lock"
 
@@ -79,8 +79,7 @@ class ChangeWatcher(FileSystemEventHandler):
         self.complete = False
         self._observer = None
         self._generation = 0  # bumped by every watch and stop: an opening that was overtaken closes itself
-        self._shallow: set[str] = set()  # watched on their own (a system mount below): agent/mounts.py
-        self._skipped: frozenset[str] = frozenset()
+        self._watches: PlannedWatches | None = None  # the current observer's, agent/mounts.py
 
     def watch(self, roots: list[str]) -> bool:
         """Watch `roots` (recursively) in place of what was watched; True when all of it is covered."""
@@ -106,14 +105,11 @@ class ChangeWatcher(FileSystemEventHandler):
     def _open(self, roots: list[str], generation: int) -> bool:
         observer = Observer()
         complete = True
-        skipped = system_mounts()
-        shallow: set[str] = set()
+        watches = PlannedWatches(observer, self, system_mounts())
         for root in roots:
             try:
                 if os.path.isdir(root):
-                    own, covered = schedule_plan(observer, self, [root], skipped)
-                    shallow |= own
-                    complete = complete and covered
+                    complete = watches.add(root) and complete
                 elif os.path.isfile(root):
                     observer.schedule(self, os.path.dirname(root) or "/", recursive=False)
                 else:
@@ -127,8 +123,7 @@ class ChangeWatcher(FileSystemEventHandler):
         with self._lock:
             current = generation == self._generation
             if current:
-                self._observer, self.complete, self._dirty = observer, complete, True
-                self._shallow, self._skipped = shallow, skipped
+                self._observer, self._watches, self.complete, self._dirty = observer, watches, complete, True
         if not current:  # stopped, or another watch began, while this one was opening
             observer.stop()
             return False
@@ -137,8 +132,11 @@ class ChangeWatcher(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type not in _CHANGE_EVENTS:
             return
-        if event.is_directory and event.event_type in ("created", "moved"):
-            self._watch_new(os.fsdecode(event.dest_path or event.src_path))
+        watches = self._watches
+        if event.is_directory and event.event_type in ("created", "moved") and watches is not None \
+                and not watches.appeared(os.fsdecode(event.dest_path or event.src_path)):
+            with self._lock:
+                self.complete = False  # its creation marks the selection dirty below
         if event.is_directory and event.event_type in ("modified", "attrib"):
             return  # a directory changes with its entries, whose own events say what changed
         paths = [os.fsdecode(event.src_path)] + ([os.fsdecode(event.dest_path)] if event.dest_path else [])
@@ -146,17 +144,6 @@ class ChangeWatcher(FileSystemEventHandler):
             return
         with self._lock:
             self._dirty = True
-
-    def _watch_new(self, directory: str) -> None:
-        """A directory made (or moved) into one watched on its own: watch it too (the recursive
-        watches add theirs themselves). Its creation already marked the selection dirty."""
-        observer = self._observer
-        if observer is None or os.path.dirname(directory) not in self._shallow:
-            return
-        shallow, covered = schedule_plan(observer, self, [directory], self._skipped)
-        with self._lock:
-            self._shallow |= shallow
-            self.complete = self.complete and covered
 
     @property
     def dirty(self) -> bool:
@@ -175,7 +162,7 @@ class ChangeWatcher(FileSystemEventHandler):
     def stop(self) -> None:
         with self._lock:
             self._generation += 1
-            observer, self._observer, self.complete = self._observer, None, False
+            observer, self._observer, self._watches, self.complete = self._observer, None, None, False
         if observer is not None:
             observer.stop()
             observer.join(timeout=5)

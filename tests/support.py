@@ -29,6 +29,16 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.2, what: str = 
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def assert_unnoticed_then_noticed(watcher, unnoticed, noticed, *, what: str) -> None:
+    """A change watcher (agent/runtime.py) left clean by `unnoticed()` (a second is given for its
+    events to come), then made dirty by `noticed()`."""
+    unnoticed()
+    time.sleep(1)
+    assert not watcher.dirty
+    noticed()
+    wait_until(lambda: watcher.dirty, timeout=5, what=what)
+
+
 def http_ready(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code < 500

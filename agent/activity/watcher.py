@@ -20,7 +20,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from agent.activity.classify import ARCHIVE_EXTENSIONS, category_of, extension, file_facts, file_owner, under
-from agent.mounts import schedule_plan, system_mounts
+from agent.mounts import PlannedWatches, system_mounts
 
 log = logging.getLogger("haven.agent")
 
@@ -61,8 +61,7 @@ class ActivityWatcher(FileSystemEventHandler):
         self._encryptions: deque[float] = deque()
         self._renames: deque[float] = deque()
         self._observer = None
-        self._shallow: set[str] = set()  # watched on their own (a system mount below): agent/mounts.py
-        self._skipped: frozenset[str] = frozenset()
+        self._watches: PlannedWatches | None = None  # the current observer's, agent/mounts.py
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         self.emitted = 0
@@ -72,12 +71,9 @@ class ActivityWatcher(FileSystemEventHandler):
     def start(self) -> list[str]:
         observer = Observer()
         watched = []
-        self._skipped = system_mounts()
-        self._shallow = set()
+        self._watches = watches = PlannedWatches(observer, self, system_mounts())
         for root in watch_roots(self.settings):
-            shallow, covered = schedule_plan(observer, self, [root], self._skipped)
-            self._shallow |= shallow
-            if covered:
+            if watches.add(root):
                 watched.append(root)
             else:
                 log.warning("activity: cannot watch all of %s", root)
@@ -90,6 +86,7 @@ class ActivityWatcher(FileSystemEventHandler):
         return watched
 
     def stop(self) -> None:
+        self._watches = None  # no new watches on an observer being stopped
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=5)
@@ -102,10 +99,8 @@ class ActivityWatcher(FileSystemEventHandler):
     # -- raw events --
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory and event.event_type in ("created", "moved") and self._observer is not None:
-            directory = os.fsdecode(event.dest_path or event.src_path)
-            if os.path.dirname(directory) in self._shallow:  # watched on its own: watch the new one too
-                self._shallow |= schedule_plan(self._observer, self, [directory], self._skipped)[0]
+        if event.is_directory and event.event_type in ("created", "moved") and self._watches is not None:
+            self._watches.appeared(os.fsdecode(event.dest_path or event.src_path))
         if event.is_directory or event.event_type in ("opened", "closed_no_write"):
             return
         src = os.fsdecode(event.src_path)

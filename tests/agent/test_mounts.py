@@ -8,7 +8,7 @@ from agent.activity.watcher import ActivityWatcher, WatchSettings
 from agent.mounts import parse_mounts, system_mounts, watch_plan
 from agent.runtime import ChangeWatcher
 from agent.scan import scan
-from tests.support import wait_until
+from tests.support import assert_unnoticed_then_noticed, wait_until
 
 MOUNTS = (
     "/dev/sda1 / ext4 rw,relatime 0 0\n"
@@ -118,11 +118,9 @@ def test_the_change_watcher_watches_a_directory_made_beside_a_system_mount(tmp_p
         wait_until(lambda: watcher.dirty, timeout=5, what="the new directory to be noticed")
         time.sleep(0.5)
         watcher.clear()
-        (root / "proc" / "1" / "status").write_text("State: S")  # not watched
-        time.sleep(1)
-        assert not watcher.dirty
-        (root / "data" / "report.txt").write_text("new")
-        wait_until(lambda: watcher.dirty, timeout=5, what="a file in the new directory to be noticed")
+        assert_unnoticed_then_noticed(
+            watcher, lambda: (root / "proc" / "1" / "status").write_text("State: S"),  # not watched
+            lambda: (root / "data" / "report.txt").write_text("new"), what="a file in the new directory to be noticed")
     finally:
         watcher.stop()
 

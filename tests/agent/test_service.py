@@ -14,7 +14,7 @@ from agent.config import AgentConfig, config_save
 from agent.policy import Policy
 from agent.runtime import Backoff, ChangeWatcher, ServiceLocked, service_lock
 from agent.service import AgentService, ServiceOptions
-from tests.support import PYTHON, REPO, free_port, wait_until
+from tests.support import PYTHON, REPO, assert_unnoticed_then_noticed, free_port, wait_until
 
 
 def _config(tmp_path):
@@ -95,12 +95,9 @@ def test_the_watcher_notices_writes_but_not_reads_nor_ignored_paths(tmp_path):
     try:
         assert watcher.watch([str(root)]) and watcher.dirty  # nothing known before the first scan
         watcher.clear()
-        (root / "sub" / "file.txt").read_text()
-        (root / "junk.tmp").write_text("ignored")
-        time.sleep(1)
-        assert not watcher.dirty
-        (root / "sub" / "file.txt").write_text("changed")
-        wait_until(lambda: watcher.dirty, timeout=5, what="the change to be noticed")
+        assert_unnoticed_then_noticed(
+            watcher, lambda: ((root / "sub" / "file.txt").read_text(), (root / "junk.tmp").write_text("ignored")),
+            lambda: (root / "sub" / "file.txt").write_text("changed"), what="the change to be noticed")
     finally:
         watcher.stop()
 

@@ -325,6 +325,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     }
 )
 if CELERY_BROKER_URL.startswith("filesystem"):
+    # kombu's filesystem transport, but a consumer never takes a half-written message
+    # (config/filesystem_broker.py): one stopped the worker and with it `manage.py serve`.
+    CELERY_BROKER_TRANSPORT = "config.filesystem_broker:Transport"
     # kombu's filesystem transport does not create its folders itself.
     for _folder in ("queue", "processed", "control"):
         (_celery_dir / _folder).mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,10 @@ def test_the_embedded_default_serves_enrolls_and_runs_tasks(tmp_path):
     assert oct((tmp_path / "var" / "initial-admin-password").stat().st_mode & 0o777) == "0o600"
 
     port = free_port()
-    server = subprocess.Popen([PYTHON, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--web-workers", "1"],
-                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([PYTHON, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--web-workers", "1"],
+                                  cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_ready(f"{base}/login/"), timeout=60, what="the console")
@@ -43,13 +45,19 @@ def test_the_embedded_default_serves_enrolls_and_runs_tasks(tmp_path):
         assert status.returncode == 0 and "authorized" in status.stdout and "smoke-box" in status.stdout
         assert oct((config_dir / "agent.json").stat().st_mode & 0o777) == "0o600"
 
-        assert "worker: ok" in manage("pingworker", "--wait", "60", env=env).stdout
+        # A file in the queue that is not a message (kombu's own producer leaves one visible, empty,
+        # before it writes it) is set aside: the worker, and serve, go on (config/filesystem_broker.py).
+        (tmp_path / "var" / "celery" / "queue" / "1_left-empty.celery.msg").write_bytes(b"")
+        ping = manage("pingworker", "--wait", "60", env=env, check=False)
+        assert ping.returncode == 0 and "worker: ok" in ping.stdout, log.read_text()[-4000:]
+        assert server.poll() is None, log.read_text()[-4000:]
 
         def beat_ran():
             with sqlite3.connect(tmp_path / "var" / "haven.sqlite3") as db:
                 return db.execute("select count(*) from accounts_workerheartbeat where source='beat'").fetchone()[0]
 
         wait_until(beat_ran, timeout=60, what="a heartbeat sent by beat")
+        assert (tmp_path / "var" / "celery" / "processed" / "unreadable" / "1_left-empty.celery.msg").exists()
     finally:
         stop_process(server)
     assert server.returncode is not None

@@ -1,6 +1,7 @@
 """The server's API as BackupEngine tests need it, without a server: every block is missing,
 runs and commits succeed. Subclasses say what an upload does (`uploaded`: the batch as the list
 of its frames' parts, as the engine hands it to the client)."""
+import time
 
 
 class EverythingMissingServer:
@@ -25,3 +26,12 @@ class EverythingMissingServer:
 
     def versions_commit(self, archive_id, run_id, versions):
         return {"committed": len(versions)}
+
+
+def refuse_uploads(client) -> None:
+    """Every upload of `client` fails after a moment, as when the server goes away mid-batch."""
+
+    def refuse(archive_id, run_id, batch):
+        time.sleep(0.05)
+        raise ConnectionError("server gone")
+    client.blocks_upload = refuse

@@ -13,7 +13,7 @@ from agent.state import LocalState
 from agent.uploader import Uploader
 from formats.frames import frames_decode
 from formats.keys import derive_keys
-from tests.agent.fake_server import EverythingMissingServer
+from tests.agent.fake_server import EverythingMissingServer, refuse_uploads
 
 KEYS = derive_keys(bytes(range(32)))
 ARCHIVE = "00000000-0000-0000-0000-0000000000aa"
@@ -126,11 +126,7 @@ def test_a_commit_waits_only_for_the_batches_queued_before_it():
 
 def test_a_commit_is_not_sent_when_a_batch_before_it_failed():
     engine = Engine()
-
-    def refuse(archive_id, run_id, batch):
-        time.sleep(0.05)
-        raise ConnectionError("server gone")
-    engine.client.blocks_upload = refuse
+    refuse_uploads(engine.client)
     uploader = Uploader(engine, "run")
     uploader.batch_slot()
     uploader.put(("batch", [b"first"], 5))

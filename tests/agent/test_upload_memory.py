@@ -1,9 +1,9 @@
 """The backup's memory bound (issue 12): at most Uploader.BATCHES_AHEAD batches are handed to the
 uploader at once (one being sent), and the next is queued only when a slot is free."""
 import threading
-import time
 
 from agent.uploader import Uploader
+from tests.agent.fake_server import refuse_uploads
 
 
 class SlowServer:
@@ -55,11 +55,7 @@ def test_a_batch_beyond_the_slots_waits_for_the_first_to_be_sent():
 
 def test_a_failed_upload_frees_the_waiting_engine():
     engine = Engine()
-
-    def refuse(archive_id, run_id, batch):
-        time.sleep(0.05)
-        raise ConnectionError("server gone")
-    engine.client.blocks_upload = refuse
+    refuse_uploads(engine.client)
     uploader = Uploader(engine, "run")
     for index in range(Uploader.BATCHES_AHEAD):
         uploader.batch_slot()

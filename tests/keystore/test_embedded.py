@@ -90,7 +90,10 @@ def test_an_init_whose_shares_were_never_written_is_done_again_at_the_next_start
     directory, port = tmp_path / "keystore", free_port()
     keystore = EmbeddedKeystore(directory, port)
     process = keystore.start()
-    keystore.client().sys.initialize(secret_shares=KEY_SHARES, secret_threshold=KEY_THRESHOLD)  # answer lost
+    # The init completes (Haven's own wait for it: init_timeout, not one request's 10 s; CI timed
+    # out here on a loaded machine), and its answer is lost with the process:
+    keystore.client(timeout=keystore.init_timeout).sys.initialize(secret_shares=KEY_SHARES,
+                                                                  secret_threshold=KEY_THRESHOLD)
     process.kill()  # kill -9 before the shares reach the disk
     process.wait()
     assert not keystore.unseal_file.exists()

@@ -150,9 +150,10 @@ def run_benchmark(tools: list[Tool], dataset: datagen.Dataset, workdir: Path, ke
         verifications[tool.name] = verification
         if not verification.ok:
             log(f"\n!!!!! RESTORE CHECK FAILED for {tool.name}: " + "; ".join(verification.problems) + "\n")
-    # Only once every tool has restored: on ext4 without a journal (this VM's disk) a file created
-    # within ~30 s of many deletions in its block group costs up to 10x more, so deleting the first
-    # tool's restored tree just before the next tool's restore slowed the next one.
+    # Only once every tool has restored: on ext4 without a journal (this VM's disk) creating files
+    # right after many deletions, or in a crowded directory such as /tmp, costs several times more
+    # (7,500 creates: 0.26 s under /work, 4-7 s under /tmp), so deleting the first tool's restored
+    # tree just before the next tool's restore slowed the next one.
     if not keep:
         for target in targets:
             shutil.rmtree(target, ignore_errors=True)

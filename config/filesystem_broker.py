@@ -74,9 +74,11 @@ class Channel(filesystem.Channel):
         os.makedirs(folder, exist_ok=True)
         try:
             os.replace(taken, os.path.join(folder, name))
-        except OSError:
+        except OSError as kept:
             _unlink_quietly(taken)
-        log.error("Broker: %s is not a readable message (%s); kept in %s", name, exc, folder)
+            log.error("Broker: %s is not a readable message (%s); deleted, it could not be kept (%s)", name, exc, kept)
+        else:
+            log.error("Broker: %s is not a readable message (%s); kept in %s", name, exc, folder)
 
 
 class Transport(filesystem.Transport):

@@ -24,10 +24,6 @@ def folders(tmp_path) -> dict[str, str]:
     return {name: str(folder) for name, folder in options.items()}
 
 
-def _channel(connection: Connection):
-    return connection.default_channel
-
-
 class _QueueWatch:
     """An audit hook (it sees every open, write-side rename and lock a producer makes) that reads
     every message a consumer could take at that moment: each must already be whole."""
@@ -55,7 +51,7 @@ class _QueueWatch:
 def test_a_message_is_in_the_queue_whole_or_not_at_all(folders):
     watch = _QueueWatch(folders["data_folder_in"])
     with Connection("filesystem://", transport=TRANSPORT, transport_options=folders) as connection:
-        channel = _channel(connection)
+        channel = connection.default_channel
         watch.active = True
         try:
             for i in range(20):
@@ -72,7 +68,7 @@ def test_a_file_that_is_not_a_message_is_set_aside_and_the_next_message_delivere
     (queue / "1_aaaa.q.msg").write_bytes(b"")  # what kombu's producer leaves visible before it writes
     (queue / "2_bbbb.q.msg").write_bytes(b'{"half": ')
     with Connection("filesystem://", transport=TRANSPORT, transport_options=folders) as connection:
-        channel = _channel(connection)
+        channel = connection.default_channel
         channel._put("q", {"i": 1})
         assert channel._get("q") == {"i": 1}
         with pytest.raises(Empty):

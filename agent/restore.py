@@ -114,11 +114,17 @@ def selected(path: str, prefixes: list[str]) -> bool:
     return not prefixes or any(path_within(path, prefix) for prefix in prefixes)
 
 
-def _destination(dest: Path, path: str) -> Path:
+def _relative(path: str) -> str:
+    """The path below the destination; RestoreError for one that would leave it. (String work,
+    not pathlib: a restore checks every file's path before writing anything.)"""
     relative = path.lstrip("/")
-    if ".." in Path(relative).parts:
+    if ".." in relative.split("/"):
         raise RestoreError(f"refusing a path that leaves the destination: {path!r}")
-    return dest / relative
+    return relative
+
+
+def _destination(dest: Path, path: str) -> Path:
+    return dest / _relative(path)
 
 
 def restore_listings(manifests: list[Manifest], prefixes: list[str]) -> list[DirectoryEntry]:
@@ -180,7 +186,7 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
         manifests = manifests_at(client, keys, archive_id, at)
     files, folders = restore_contents(manifests, prefixes, at)
     for manifest in files:
-        _destination(dest, manifest.path)
+        _relative(manifest.path)
     try:
         assemblies = {manifest.path: FileAssembly(manifest) for manifest in files}
     except ReassemblyError as error:

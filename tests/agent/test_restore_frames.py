@@ -93,3 +93,19 @@ def test_one_pass_creation_never_follows_a_symlinked_folder(tmp_path):
     finally:
         destination.close()
     assert not list(outside.iterdir())
+
+
+@pytest.mark.parametrize("path", ["/../etc/passwd", "/home/../../x", "/a/..", ".."])
+def test_a_path_that_would_leave_the_destination_is_refused(path):
+    from agent.restore import RestoreError, _relative
+
+    with pytest.raises(RestoreError, match="leaves the destination"):
+        _relative(path)
+
+
+@pytest.mark.parametrize(("path", "relative"), [("/home/a/..b", "home/a/..b"), ("/x/.../y", "x/.../y"),
+                                                ("/a..", "a.."), ("/home/a", "home/a")])
+def test_dots_within_a_name_are_only_a_name(path, relative):
+    from agent.restore import _relative
+
+    assert _relative(path) == relative

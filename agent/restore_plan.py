@@ -10,6 +10,7 @@ with the backed-up size and mtime is taken as already restored (left alone, coun
 folder the backup recorded goes; a symlink above what was backed up (say `/home -> /data/home`
 when restoring to the original location) is never removed: those items are reported and left.
 """
+import functools
 import os
 import stat
 import sys
@@ -53,12 +54,18 @@ class Plan:
 
 
 def parts_of(path: str) -> Parts:
-    """A path's components; folder names are interned, so the thousands of files of one folder
-    share its names instead of each holding copies (a restore keeps every file's parts)."""
+    """A path's components. The folders' part is made once per folder and shared by the
+    thousands of files in it (a restore keeps every file's parts), its names interned."""
     if path == "/":
         return ()
-    *folders, name = path.lstrip("/").split("/")
-    return (*map(sys.intern, folders), name)
+    folder, _, name = path.rpartition("/")
+    return (*_folder_parts(folder), name)
+
+
+@functools.lru_cache(maxsize=16384)
+def _folder_parts(folder: str) -> Parts:
+    relative = folder.lstrip("/")
+    return tuple(map(sys.intern, relative.split("/"))) if relative else ()
 
 
 def _kind(st: os.stat_result | None) -> str | None:
@@ -178,8 +185,9 @@ def restore_plan(dest: Destination, files: list[Manifest], folders: list[Directo
     needed: dict[Parts, DirectoryEntry | None] = {}
     for parts, item in finals:
         chain = parts if isinstance(item, DirectoryEntry) else parts[:-1]
-        for depth in range(1, len(chain) + 1):
-            needed.setdefault(chain[:depth], None)
+        if chain not in needed:  # else its parents are in already (most files share a folder)
+            for depth in range(1, len(chain) + 1):
+                needed.setdefault(chain[:depth], None)
         if isinstance(item, DirectoryEntry):
             needed[parts] = item
     plan.directories = {parts: (exists(parts), needed[parts]) for parts in sorted(needed, key=len)}

@@ -112,11 +112,15 @@ def versions_of_path(archive: Archive, *, path_id: str, limit: int = 1000) -> li
                          .order_by("committed_at", "id")[:limit])
 
 
-def manifests_read(versions: list) -> dict[int, bytes]:
+def manifests_read(versions: list, *, verify_checksums: bool = True) -> dict[int, bytes]:
     """Encrypted manifest blobs of the given versions (rows of `versions_at`: anything with
     `.pk`, `.storage_key` and the manifest's offset and size), read from their manifest packs:
     the frames of one pack in coalesced ranged reads (a page in commit order is one or two
-    reads, not one per version: on S3 each read is a request)."""
+    reads, not one per version: on S3 each read is a request).
+
+    `verify_checksums=False` only for a reader that authenticates every blob itself: the agent,
+    which decrypts each manifest with GCM bound to its archive, path and version (as block
+    frames are streamed to it unhashed); the frames' structure is checked all the same."""
     storage = pack_storage()
     by_pack: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     for version in versions:
@@ -127,11 +131,11 @@ def manifests_read(versions: list) -> dict[int, bytes]:
         position = 0  # members and runs are both in offset order: each run takes the next members
         with storage.open_reader(key) as reader:
             for _, offset, length, _ in read_runs([(key, start, size) for start, size, _ in members]):
-                data = reader.read_at(offset, length)
+                view = memoryview(reader.read_at(offset, length))
                 while position < len(members) and members[position][0] < offset + length:
                     start, size, pk = members[position]
-                    frame = frame_decode(data[start - offset:start - offset + size],
-                                         max_payload=MAX_MANIFEST_FRAME_PAYLOAD)
+                    frame = frame_decode(view[start - offset:start - offset + size],
+                                         max_payload=MAX_MANIFEST_FRAME_PAYLOAD, verify_checksum=verify_checksums)
                     blobs[pk] = manifest_frame_blob(frame.payload)
                     position += 1
     return blobs

@@ -229,7 +229,7 @@ class ApiClient:
                 pending = pool.submit(page, current["next"]) if current["next"] else None
                 try:
                     yield from current["versions"]
-                except GeneratorExit:  # the caller stopped early: the page asked for is not waited for
+                except GeneratorExit:  # the caller stopped early: the page asked for ahead is cancelled unless already under way
                     if pending is not None:
                         pending.cancel()
                     raise

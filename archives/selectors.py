@@ -135,7 +135,7 @@ def manifests_read(versions: list, *, verify_checksums: bool = True) -> dict[int
                 while position < len(members) and members[position][0] < offset + length:
                     start, size, pk = members[position]
                     frame = frame_decode(view[start - offset:start - offset + size],
-                                         max_payload=MAX_MANIFEST_FRAME_PAYLOAD, verify_checksum=verify_checksums)
+                                         max_payload=MAX_MANIFEST_FRAME_PAYLOAD, verify_checksums=verify_checksums)
                     blobs[pk] = manifest_frame_blob(frame.payload)
                     position += 1
     return blobs

@@ -172,10 +172,10 @@ def frames_decode(
     return _decode(memoryview(buf).cast("B"), 0, max_payload, verify=verify_checksums)
 
 
-def frame_decode(buf: Buffer, *, max_payload: int = MAX_FRAME_PAYLOAD, verify_checksum: bool = True) -> Frame:
+def frame_decode(buf: Buffer, *, max_payload: int = MAX_FRAME_PAYLOAD, verify_checksums: bool = True) -> Frame:
     """Decode a buffer holding exactly one frame (e.g. read from a pack at an index offset);
-    `verify_checksum` as frames_decode's `verify_checksums`."""
-    frames = list(frames_decode(buf, max_payload=max_payload, verify_checksums=verify_checksum))
+    `verify_checksums` as frames_decode's."""
+    frames = list(frames_decode(buf, max_payload=max_payload, verify_checksums=verify_checksums))
     if len(frames) != 1:
         raise FormatError(f"expected exactly one frame, found {len(frames)}")
     return frames[0][1]

@@ -71,7 +71,7 @@ def restore_selection(manifests: Iterable[Manifest], prefixes: Sequence[str] = (
 
 class Extent(NamedTuple):
     """Where one block's plaintext goes in its file (a tuple: a restore makes one per block of
-    every file before fetching, and a frozen dataclass cost three times as much to make)."""
+    every file before fetching, and a frozen dataclass is slower to make)."""
 
     block_id: bytes
     offset: int

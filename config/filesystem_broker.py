@@ -11,7 +11,9 @@ polls in between takes an empty message, and its `json.loads` error stops the Ce
 - a consumer takes a message by renaming it into the processed folder (same file system, so one
   consumer wins, where kombu copies it across to /tmp), reads it there and deletes it;
 - a message file that still cannot be read (left by another writer, damaged on disk) is logged
-  and kept in `<processed folder>/unreadable`, and the consumer goes on with the next message.
+  and kept in `<processed folder>/unreadable`, and the consumer goes on with the next message;
+- a partial file a producer left behind (killed between its write and its rename) is deleted by
+  a consumer once it is an hour old: no producer takes that long to write one message.
 
 Selected by config/settings.py (CELERY_BROKER_TRANSPORT) whenever CELERY_BROKER_URL is filesystem://.
 """
@@ -29,13 +31,16 @@ from kombu.utils.json import dumps, loads
 
 log = logging.getLogger(__name__)
 
+PARTIAL_SUFFIX = ".partial"
+STALE_PARTIAL_SECONDS = 3600  # a producer writes a message in well under a second
+
 
 class Channel(filesystem.Channel):
     def _put(self, queue, payload, **kwargs):
         # Consumers take names in sorted order: nanoseconds, fixed width, keep one producer's order
         # (kombu's milliseconds tie, and its ties go by random uuid).
         name = f"{time.monotonic_ns():020d}_{uuid.uuid4()}.{queue}.msg"
-        partial = os.path.join(self.data_folder_out, f".{name}.partial")
+        partial = os.path.join(self.data_folder_out, f".{name}{PARTIAL_SUFFIX}")
         try:
             with open(partial, "wb") as f:
                 f.write(str_to_bytes(dumps(payload)))
@@ -48,6 +53,8 @@ class Channel(filesystem.Channel):
         wanted = f"{queue}.msg"
         for name in sorted(os.listdir(self.data_folder_in)):
             if name.partition(".")[2] != wanted:  # another queue's, or a message still being written
+                if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+                    _remove_if_stale(os.path.join(self.data_folder_in, name))
                 continue
             taken = os.path.join(self.processed_folder, name)
             try:
@@ -83,6 +90,16 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+
+def _remove_if_stale(partial: str) -> None:
+    try:
+        age = time.time() - os.stat(partial).st_mtime
+    except OSError:
+        return  # renamed into place (or removed) meanwhile
+    if age > STALE_PARTIAL_SECONDS:
+        _unlink_quietly(partial)
+        log.warning("Broker: deleted %s, a message its producer never finished (%.0f s old)", partial, age)
 
 
 def _unlink_quietly(path: str) -> None:

@@ -90,3 +90,18 @@ def test_the_embedded_default_uses_it_and_a_broker_server_does_not(tmp_path):
 
     assert transport() == ["config.filesystem_broker", "filesystem"]
     assert transport(CELERY_BROKER_URL=os.environ["CELERY_BROKER_URL"]) == ["kombu.transport.redis", "redis"]
+
+
+def test_a_partial_file_a_killed_producer_left_is_deleted_once_it_is_stale(folders, caplog):
+    queue = Path(folders["data_folder_in"])
+    stale, fresh = queue / ".1_aaaa.q.msg.partial", queue / ".2_bbbb.q.msg.partial"
+    stale.write_bytes(b'{"i": ')
+    fresh.write_bytes(b'{"i": ')
+    old = stale.stat().st_mtime - 2 * 3600
+    os.utime(stale, (old, old))
+    with Connection("filesystem://", transport=TRANSPORT, transport_options=folders) as connection:
+        channel = connection.default_channel
+        channel._put("q", {"i": 1})
+        assert channel._get("q") == {"i": 1}
+    assert sorted(p.name for p in queue.iterdir()) == [fresh.name]  # a producer may still be writing that one
+    assert ".1_aaaa.q.msg.partial, a message its producer never finished" in caplog.text

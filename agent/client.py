@@ -52,6 +52,9 @@ class ApiError(Exception):
         self.code = code
         self.detail = detail
 
+    def __reduce__(self):  # rebuilt as itself in the restore's process (agent/restore_fetch.py)
+        return type(self), (self.status, self.code, self.detail)
+
 
 class DeviceDeauthorized(ApiError):
     """The server says this device was deauthorized: stop, and forget local secrets."""

@@ -13,36 +13,27 @@ operation in the destination goes through descriptors opened with O_NOFOLLOW
 """
 import base64
 import os
-import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from agent.client import ApiClient
-from agent.fetching import FetchInterrupted
 from agent.restore_dest import PREALLOCATE, Destination, DestinationError, Parts, process_umask, restored_bits
+from agent.restore_fetch import FetchFailed, Share, Target, fetch_and_write
 from agent.restore_plan import Conflict, restore_plan
 from formats.directories import DirectoryEntry
 from formats.errors import IntegrityError
 from formats.keys import KeySet
 from formats.manifests import Manifest, manifest_decrypt
 from formats.reassembly import (
-    FETCH_BYTES,
     FileAssembly,
     ReassemblyError,
-    fetch_batches,
-    frame_buffer,
-    frames_read,
     path_within,
     restore_selection,
 )
-
-FETCH_WORKERS = 4  # batches fetched at once, each on its own keep-alive connection, decrypted in its thread
 
 
 class RestoreError(Exception):
@@ -75,21 +66,6 @@ class RestoreSummary:
     skipped: int = 0  # files left alone because something was there (--skip-existing)
     unchanged: int = 0  # already in the destination with the backed-up size and mtime
     renamed: int = 0  # names restored beside what was there (--rename)
-
-
-@dataclass(slots=True)
-class _Target:
-    assembly: FileAssembly
-    parts: Parts
-    # (device, inode) of the temporary created for it; None for a file of at most one small block,
-    # created, written and placed at once when its block arrives (Destination.whole_write)
-    identity: tuple[int, int] | None
-    replace: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def manifest(self) -> Manifest:
-        return self.assembly.manifest
 
 
 def manifests_at(client: ApiClient, keys: KeySet, archive_id: str, at: str | None) -> list[Manifest]:
@@ -196,8 +172,10 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
     try:
         return _write(client, keys, archive_id, destination, assemblies, folders, existing=existing,
                       setuid=restore_setuid, umask=umask, progress=progress, started=started)
-    except (DestinationError, OSError) as error:
+    except (DestinationError, OSError, FetchFailed) as error:
         raise RestoreError(str(error)) from None
+    except ReassemblyError as error:  # a file's blocks did not add up to its manifest's size
+        raise RestoreError(f"the server sent data that failed verification ({error})") from None
     finally:
         destination.close()
 
@@ -218,121 +196,31 @@ def _write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destin
         if not exists and destination.make_directory(parts):
             created.add(parts)
 
-    targets: list[_Target] = []
-    # block id -> [(target, offset in file)], and the plaintext size of each block
-    places: dict[bytes, list[tuple[_Target, int]]] = defaultdict(list)
-    sizes: dict[bytes, int] = {}
     # Most files of a tree are one small block: they need no temporary before their block is here.
     whole = [len(assemblies[item.manifest.path].extents) <= 1 and item.manifest.size <= PREALLOCATE
              for item in plan.files]
     identities = iter(destination.temporaries_create(
         [(item.parts, item.manifest.size) for item, at_once in zip(plan.files, whole) if not at_once]))
-    for item, at_once in zip(plan.files, whole):
-        assembly = assemblies[item.manifest.path]
-        target = _Target(assembly, item.parts, None if at_once else next(identities), replace=item.replace)
-        targets.append(target)
-        for extent in assembly.extents:
-            places[extent.block_id].append((target, extent.offset))
-            sizes[extent.block_id] = extent.size
-
-    summary_lock = threading.Lock()
-
-    def seal(target: _Target, fd: int) -> None:
-        manifest = target.assembly.manifest
-        os.fchmod(fd, restored_bits(manifest.mode, is_dir=False, setuid=setuid))
-        os.utime(fd, ns=(manifest.mtime_ns, manifest.mtime_ns))
-
-    def whole(target: _Target, data: bytes) -> None:
-        manifest = target.assembly.manifest
-        placed = destination.whole_write(target.parts, data, replace=target.replace, mtime_ns=manifest.mtime_ns,
-                                         bits=restored_bits(manifest.mode, is_dir=False, setuid=setuid))
-        placed_count(target, placed)
-
-    def finish(target: _Target, sealed: bool = False) -> None:
-        if target.identity is None:
-            return whole(target, b"")
-        if not sealed:
-            with destination.temporary_open(target.parts, target.identity) as fd:
-                seal(target, fd)
-        placed_count(target, destination.place(target.parts, replace=target.replace))
-
-    def placed_count(target: _Target, placed: bool) -> None:
-        with summary_lock:
-            if placed:
-                summary.files += 1
-                summary.bytes += target.assembly.manifest.size
-            elif existing == "skip":
-                summary.skipped += 1
-            else:
-                summary.errors.append(f"{destination.display(target.parts)} appeared during the restore; "
-                                      "not overwritten")
-        progress(1, 0)
-
-    for target in targets:
-        if target.assembly.complete:
-            finish(target)
-
-    archive_uuid = uuid.UUID(archive_id)
-
-    buffers = threading.local()  # each fetch worker reads its answers' frames into its own buffer
-
-    def place(block_id: bytes, plaintext: bytes) -> None:
-        for target, offset in places[block_id]:
-            if target.identity is None:  # its one block: written whole, then placed
-                with target.lock:
-                    target.assembly.block_written(len(plaintext))
-                whole(target, plaintext)
-                continue
-            with destination.temporary_open(target.parts, target.identity) as fd:
-                os.pwrite(fd, plaintext, offset)
-                with target.lock:
-                    done = target.assembly.block_written(len(plaintext))
-                if done:  # every byte is written: mode and mtime through this descriptor
-                    seal(target, fd)
-            if done:
-                finish(target, sealed=True)
-
-    def fetch(block_ids: list[bytes]) -> None:
-        buffer = getattr(buffers, "frame", None)
-        if buffer is None:
-            buffer = buffers.frame = frame_buffer()
-        pending = list(block_ids)
-        received: set[bytes] = set()
-        written = 0
-        for attempt in range(client.retries + 1):
-            try:
-                with client.blocks_fetch(archive_id, pending) as answer:
-                    for block_id, plaintext in frames_read(keys, pending, answer.readinto, sizes=sizes,
-                                                           archive_id=archive_uuid, buffer=buffer):
-                        place(block_id, plaintext)
-                        written += len(plaintext)
-                        received.add(block_id)
-                break
-            except ReassemblyError as error:
-                raise RestoreError(f"the server sent data that failed verification ({error})") from None
-            except FetchInterrupted as error:
-                # What arrived was verified and written; ask again for the rest, as a request is retried.
-                pending = [block_id for block_id in pending if block_id not in received]
-                if attempt == client.retries:
-                    raise RestoreError(f"fetching blocks failed: {error}") from None
-                time.sleep(client.backoff * 2 ** attempt)
-        with summary_lock:
-            summary.blocks += len(block_ids)
-        progress(0, written)
-
+    targets = [Target(assemblies[item.manifest.path], item.parts, None if at_once else next(identities),
+                      replace=item.replace) for item, at_once in zip(plan.files, whole)]
+    options = {"setuid": setuid, "existing": existing}
+    empty = Share(destination, targets, progress=progress, **options)
     try:
-        with ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="haven-restore") as pool:
-            futures = [pool.submit(fetch, batch) for batch in fetch_batches(sizes, max_bytes=FETCH_BYTES)]
-            for future in futures:
-                if future.exception() is not None:
-                    for other in futures:
-                        other.cancel()
-                    raise future.exception()
+        for target in targets:
+            if target.assembly.complete:  # nothing to fetch (an empty file)
+                empty.finish(target)
+        tally = fetch_and_write(client, keys, archive_id, destination, targets, progress=progress, **options)
     except BaseException:
         for target in targets:
             if not target.assembly.complete:
                 destination.temporary_discard(target.parts)
         raise
+    for counted in (empty.tally, tally):
+        summary.files += counted.files
+        summary.bytes += counted.bytes
+        summary.blocks += counted.blocks
+        summary.skipped += counted.skipped
+        summary.errors.extend(counted.errors)
     leftover = [t for t in targets if not t.assembly.complete]
     if leftover:
         raise RestoreError(f"{len(leftover)} file(s) were not completed")

@@ -6,7 +6,9 @@ Everything after ``--`` is the agent's command line (as for ``python -m agent``)
 the agent starts (the read/hash/encrypt pool, the uploader, the restore fetchers) is profiled on
 its own and the sessions are combined, so the figures are thread-seconds: with two cores busy a
 stage can take more seconds than the wall clock. Time spent waiting (a queue, a future, a lock)
-is its own stage, so the rest is work or waiting for the GIL or the server.
+is its own stage, so the rest is work or waiting for the GIL or the server. A restore runs in
+this one process (HAVEN_RESTORE_PROCESSES=1, its fetch threads profiled), not split among
+worker processes as it is otherwise on a machine of several cores (agent/restore_fetch.py).
 
 Writes ``OUT.txt`` (pyinstrument's call tree, combined over threads), ``OUT.stages.json`` and
 prints the stage table. bench/backup_vs_restic.py --profile DIR runs every agent step this way.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -56,6 +59,7 @@ STAGES: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("decrypt + verify (restore)", "formats/blocks.py", ("block_decrypt", "zstd_decompress_bounded")),
     ("restore plan", "agent/restore_plan.py", None),
     ("restore: files in the destination", "agent/restore_dest.py", None),
+    ("restore: write + place", "agent/restore_fetch.py", None),
     ("restore: write + place", "agent/restore.py", ("fetch", "finish")),
 ]
 IDLE_FILES = ("threading.py", "queue.py", "concurrent/futures/_base.py", "concurrent/futures/thread.py")
@@ -113,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     agent_argv = argv[split + 1:]
 
     from agent.cli import main as agent_main
+    from agent.restore_fetch import PROCESSES_ENV
+
+    os.environ[PROCESSES_ENV] = "1"  # worker processes would not be profiled
 
     threading.Thread.run = _profiled_run(threading.Thread.run)
     profiler = Profiler(interval=0.001, async_mode="disabled")

@@ -107,16 +107,21 @@ class FileAssembly:
     def complete(self) -> bool:
         return self.remaining == 0
 
-    def block_written(self, size: int) -> bool:
-        """Count one written block; True once the whole file is written (and its size checks)."""
-        if self.remaining <= 0:
+    def blocks_written(self, count: int, size: int) -> bool:
+        """Count `count` written blocks of `size` bytes in all (written elsewhere, e.g. by the
+        restore's worker processes); True once the whole file is written (and its size checks)."""
+        if count > self.remaining:
             raise ReassemblyError(f"more blocks were written to {self.manifest.path!r} than it has")
-        self.remaining -= 1
+        self.remaining -= count
         self.written += size
         if self.remaining == 0 and self.written != self.manifest.size:
             raise ReassemblyError(f"{self.manifest.path!r}: wrote {self.written} bytes, its manifest says "
                                   f"{self.manifest.size}")
         return self.remaining == 0
+
+    def block_written(self, size: int) -> bool:
+        """Count one written block; True once the whole file is written (and its size checks)."""
+        return self.blocks_written(1, size)
 
 
 # --- blocks -----------------------------------------------------------------------------------

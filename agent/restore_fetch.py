@@ -1,0 +1,365 @@
+"""The restore's fetch phase: ask the server for every block, verify and decrypt each, and write it
+into the files that hold it (agent/restore_dest.py does the file system side).
+
+On Linux, with two or more cores and a restore of many blocks, the blocks are split among worker
+processes by block id (each block, with every place it goes to, belongs to exactly one worker), and
+each worker fetches its share on its own keep-alive connection. Threads could not do it: a restore
+of small files is Python work between short system calls (open, write, fchmod, utimensat, link),
+each of which hands the GIL to the next thread; with four fetch threads in one process ~14 % of the
+agent's CPU went to those hand-offs (perf: futex wake and wait) and it used about one core. Measured on the
+2-core benchmark machine, 50,000 small files (bench/README.md): four threads in one process
+11.2-11.3 s wall and 11.4-13.0 CPU-s, two processes of one thread each 7.8-9.2 s and 8.8-11.2 CPU-s.
+
+A worker writes and places the files whose one block it owns; a file of several blocks may have
+blocks in every worker, so workers only write those blocks into its temporary, and this process
+seals and places it once every worker is done (restore.py's leftover check then holds as before).
+A worker that fails (or is killed) fails the restore; files already placed are complete.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+
+from agent.client import ApiClient
+from agent.fetching import FetchInterrupted, fetcher_for
+from agent.restore_dest import Destination, Parts, restored_bits
+from formats.keys import KeySet
+from formats.manifests import Manifest
+from formats.reassembly import FETCH_BYTES, FileAssembly, ReassemblyError, fetch_batches, frame_buffer, frames_read
+
+FETCH_WORKERS = 4  # fetch threads of a restore in one process, each on its own keep-alive connection
+PROCESSES_MAX = 4  # worker processes at most (one per core up to this), one fetch thread each
+PROCESSES_MIN_BLOCKS = 512  # fewer blocks than this: one process (a fork costs more than it saves)
+PROCESSES_ENV = "HAVEN_RESTORE_PROCESSES"  # a number: that many worker processes at most; 1 = in this process
+PR_SET_PDEATHSIG = 1
+
+
+class FetchFailed(Exception):
+    """A block could not be fetched or failed verification; restore.py turns it into RestoreError."""
+
+
+@dataclass(slots=True)
+class Target:
+    assembly: FileAssembly
+    parts: Parts
+    # (device, inode) of the temporary created for it; None for a file of at most one small block,
+    # created, written and placed at once when its block arrives (Destination.whole_write)
+    identity: tuple[int, int] | None
+    replace: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.assembly.manifest
+
+
+@dataclass
+class Tally:
+    """What fetching did: files placed, skipped (the name was taken meanwhile and --skip-existing),
+    errors, and, from a worker, the blocks written into each target (by index) for the parent."""
+    files: int = 0
+    bytes: int = 0
+    blocks: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+    written: dict[int, tuple[int, int]] = field(default_factory=dict)  # target index -> (blocks, bytes)
+
+    def add(self, other: Tally) -> None:
+        self.files += other.files
+        self.bytes += other.bytes
+        self.blocks += other.blocks
+        self.skipped += other.skipped
+        self.errors.extend(other.errors)
+
+
+class Share:
+    """The files of one restore and the blocks of them this process fetches: all of them, or (in a
+    worker) those whose id falls to it; a worker leaves files of several blocks unsealed."""
+
+    def __init__(self, destination: Destination, targets: list[Target], *, setuid: bool, existing: str,
+                 progress: Callable[[int, int], None], worker: tuple[int, int] | None = None):
+        self.destination, self.targets, self.setuid, self.existing = destination, targets, setuid, existing
+        self.progress, self.worker = progress, worker
+        self.tally = Tally()
+        self.lock = threading.Lock()
+        # block id -> [(target index, offset in file)], and the plaintext size of each block
+        self.places: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
+        self.sizes: dict[bytes, int] = {}
+
+    def assign(self) -> None:
+        """Take the blocks this process fetches: all, or in a worker those whose id falls to it."""
+        worker = self.worker
+        for index, target in enumerate(self.targets):
+            for extent in target.assembly.extents:
+                if worker is None or _owner(extent.block_id, worker[1]) == worker[0]:
+                    self.places[extent.block_id].append((index, extent.offset))
+                    self.sizes[extent.block_id] = extent.size
+
+    # -- the file system side
+
+    def seal(self, target: Target, fd: int) -> None:
+        manifest = target.manifest
+        os.fchmod(fd, restored_bits(manifest.mode, is_dir=False, setuid=self.setuid))
+        os.utime(fd, ns=(manifest.mtime_ns, manifest.mtime_ns))
+
+    def whole(self, target: Target, data: bytes) -> None:
+        manifest = target.manifest
+        placed = self.destination.whole_write(target.parts, data, replace=target.replace, mtime_ns=manifest.mtime_ns,
+                                              bits=restored_bits(manifest.mode, is_dir=False, setuid=self.setuid))
+        self._placed(target, placed)
+
+    def finish(self, target: Target, sealed: bool = False) -> None:
+        """Give a file whose bytes are all written its mode and mtime, and move it into place."""
+        if target.identity is None:
+            return self.whole(target, b"")
+        if not sealed:
+            with self.destination.temporary_open(target.parts, target.identity) as fd:
+                self.seal(target, fd)
+        self._placed(target, self.destination.place(target.parts, replace=target.replace))
+
+    def _placed(self, target: Target, placed: bool) -> None:
+        with self.lock:
+            if placed:
+                self.tally.files += 1
+                self.tally.bytes += target.manifest.size
+            elif self.existing == "skip":
+                self.tally.skipped += 1
+            else:
+                self.tally.errors.append(f"{self.destination.display(target.parts)} appeared during the restore; "
+                                         "not overwritten")
+        self.progress(1, 0)
+
+    def place(self, block_id: bytes, plaintext: bytes) -> None:
+        for index, offset in self.places[block_id]:
+            target = self.targets[index]
+            if target.identity is None:  # its one block: written whole, then placed
+                with target.lock:
+                    target.assembly.block_written(len(plaintext))
+                self._count(index, len(plaintext))
+                self.whole(target, plaintext)
+                continue
+            with self.destination.temporary_open(target.parts, target.identity) as fd:
+                os.pwrite(fd, plaintext, offset)
+                if self.worker is not None:  # the parent seals it once every worker is done
+                    self._count(index, len(plaintext))
+                    continue
+                with target.lock:
+                    done = target.assembly.block_written(len(plaintext))
+                if done:  # every byte is written: mode and mtime through this descriptor
+                    self.seal(target, fd)
+            if done:
+                self.finish(target, sealed=True)
+
+    def _count(self, index: int, size: int) -> None:
+        if self.worker is not None:
+            with self.lock:
+                blocks, nbytes = self.tally.written.get(index, (0, 0))
+                self.tally.written[index] = (blocks + 1, nbytes + size)
+
+    # -- the network side
+
+    def fetch_all(self, client: ApiClient, keys: KeySet, archive_id: str, *, workers: int) -> None:
+        self.assign()
+        archive_uuid = uuid.UUID(archive_id)
+        buffers = threading.local()  # each fetch thread reads its answers' frames into its own buffer
+
+        def fetch(block_ids: list[bytes]) -> None:
+            buffer = getattr(buffers, "frame", None)
+            if buffer is None:
+                buffer = buffers.frame = frame_buffer()
+            pending = list(block_ids)
+            received: set[bytes] = set()
+            written = 0
+            for attempt in range(client.retries + 1):
+                try:
+                    with client.blocks_fetch(archive_id, pending) as answer:
+                        for block_id, plaintext in frames_read(keys, pending, answer.readinto, sizes=self.sizes,
+                                                               archive_id=archive_uuid, buffer=buffer):
+                            self.place(block_id, plaintext)
+                            written += len(plaintext)
+                            received.add(block_id)
+                    break
+                except ReassemblyError as error:
+                    raise FetchFailed(f"the server sent data that failed verification ({error})") from None
+                except FetchInterrupted as error:
+                    # What arrived was verified and written; ask again for the rest, as a request is retried.
+                    pending = [block_id for block_id in pending if block_id not in received]
+                    if attempt == client.retries:
+                        raise FetchFailed(f"fetching blocks failed: {error}") from None
+                    time.sleep(client.backoff * 2 ** attempt)
+            with self.lock:
+                self.tally.blocks += len(block_ids)
+            self.progress(0, written)
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="haven-restore") as pool:
+            futures = [pool.submit(fetch, batch) for batch in fetch_batches(self.sizes, max_bytes=FETCH_BYTES)]
+            for future in futures:
+                if future.exception() is not None:
+                    for other in futures:
+                        other.cancel()
+                    raise future.exception()
+
+
+def _owner(block_id: bytes, workers: int) -> int:
+    return int.from_bytes(block_id[:4], "big") % workers  # block ids are keyed hashes: spread evenly
+
+
+def worker_processes(client: ApiClient, blocks: int) -> int:
+    """How many worker processes to fetch `blocks` blocks with; 1 means threads in this process."""
+    if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    wanted, least = min(cores, PROCESSES_MAX), PROCESSES_MIN_BLOCKS
+    if os.environ.get(PROCESSES_ENV, "").isdigit():
+        wanted, least = max(1, int(os.environ[PROCESSES_ENV])), 1
+    if wanted == 1 or blocks < least:
+        return 1
+    if isinstance(client, ApiClient) and fetcher_for(client).proxied:
+        return 1  # answers come through httpx's connection, which a forked copy must not touch
+    return wanted
+
+
+def fetch_and_write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destination,
+                    targets: list[Target], *, setuid: bool, existing: str,
+                    progress: Callable[[int, int], None]) -> Tally:
+    """Fetch and write every block of `targets`; files whose last block arrives are placed. The
+    targets' assemblies are up to date when this returns (restore.py checks none is left)."""
+    blocks = len({extent.block_id for target in targets for extent in target.assembly.extents})
+    processes = worker_processes(client, blocks)
+    options = {"setuid": setuid, "existing": existing}
+    if processes == 1:
+        share = Share(destination, targets, progress=progress, **options)
+        share.fetch_all(client, keys, archive_id, workers=FETCH_WORKERS)
+        return share.tally
+    tally = _in_workers(processes, client, keys, archive_id, destination, targets, progress, options)
+    here = Share(destination, targets, progress=progress, **options)  # fetches nothing: seals and places
+    for index, (count, nbytes) in tally.written.items():
+        target = targets[index]
+        if target.assembly.blocks_written(count, nbytes) and target.identity is not None:
+            here.finish(target)  # sealed and placed here: its blocks came from several workers
+    tally.add(here.tally)
+    return tally
+
+
+def _in_workers(processes: int, client: ApiClient, keys: KeySet, archive_id: str, destination: Destination,
+                targets: list[Target], progress: Callable[[int, int], None], options: dict) -> Tally:
+    context = multiprocessing.get_context("fork")
+    workers: list[tuple[multiprocessing.process.BaseProcess, object]] = []
+    for stream in (sys.stdout, sys.stderr):  # a worker must not write out what this process buffered
+        with contextlib.suppress(Exception):
+            stream.flush()
+    gc.freeze()  # the workers' collections then leave the shared pages alone (no copy-on-write)
+    try:
+        for number in range(processes):
+            reader, writer = context.Pipe(duplex=False)
+            process = context.Process(target=_worker, name=f"haven-restore-{number}", daemon=True,
+                                      args=(writer, (number, processes), client, keys, archive_id, destination,
+                                            targets, options))
+            process.start()
+            writer.close()
+            workers.append((process, reader))
+    except BaseException:
+        _stop(workers)
+        raise
+    finally:
+        gc.unfreeze()
+    total = Tally()
+    try:
+        readers = {reader: process for process, reader in workers}
+        while readers:
+            for reader in wait(list(readers)):
+                try:
+                    kind, value = reader.recv()
+                except EOFError:
+                    process = readers.pop(reader)
+                    process.join()
+                    raise FetchFailed(f"a restore worker stopped (exit status {process.exitcode})") from None
+                if kind == "progress":
+                    progress(*value)
+                elif kind == "done":
+                    total.add(value)
+                    for index, written in value.written.items():
+                        blocks, nbytes = total.written.get(index, (0, 0))
+                        total.written[index] = (blocks + written[0], nbytes + written[1])
+                    readers.pop(reader).join()
+                else:  # "error": the worker's exception, or its text when it could not be sent
+                    readers.pop(reader).join()
+                    raise value if isinstance(value, BaseException) else FetchFailed(value)
+    except BaseException:
+        _stop(workers)
+        raise
+    return total
+
+
+def _stop(workers: list) -> None:
+    for process, _ in workers:
+        if process.is_alive():
+            process.terminate()
+    for process, reader in workers:
+        process.join()
+        reader.close()
+
+
+def _worker(connection, worker: tuple[int, int], client: ApiClient, keys: KeySet, archive_id: str,
+            destination: Destination, targets: list[Target], options: dict) -> None:
+    """One worker process: its share of the blocks, on connections of its own."""
+    with contextlib.suppress(OSError, AttributeError):  # stop with the restore, even a killed one
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the restore decides, and stops its workers:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # by SIGTERM, whatever handler the agent's service set
+    _inherited.append(client.__dict__.pop("_fetcher", None))  # the parent's connections: never used here
+    lock = threading.Lock()
+    progress_files = progress_bytes = 0
+    last = time.monotonic()
+
+    def progress(files: int, nbytes: int) -> None:
+        nonlocal progress_files, progress_bytes, last
+        with lock:
+            progress_files += files
+            progress_bytes += nbytes
+            if nbytes or time.monotonic() - last >= 0.2:  # after each batch, or five times a second
+                connection.send(("progress", (progress_files, progress_bytes)))
+                progress_files = progress_bytes = 0
+                last = time.monotonic()
+
+    try:
+        share = Share(destination, targets, progress=progress, worker=worker, **options)
+        share.fetch_all(client, keys, archive_id, workers=1)
+        with lock:
+            if progress_files or progress_bytes:
+                connection.send(("progress", (progress_files, progress_bytes)))
+        connection.send(("done", share.tally))
+    except BaseException as error:  # every failure goes to the restore, which raises it
+        connection.send(("error", _sendable(error)))
+    finally:
+        connection.close()
+
+
+def _sendable(error: BaseException) -> BaseException | str:
+    """The exception itself when the restore can rebuild it (ApiError, RestoreError, OSError...),
+    otherwise its text."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001 - any failure to pickle or rebuild: send the text
+        return f"{type(error).__name__}: {error}"
+    return error
+
+
+_inherited: list = []  # kept referenced until the worker exits: closing them would close the parent's

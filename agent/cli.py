@@ -221,7 +221,7 @@ def cmd_restore(args) -> int:
     with progress_bar("Restoring", total_files=len(chosen), total_bytes=sum(m.size for m in chosen)) as advance:
         summary = restore(client=client, keys=keys, archive_id=archive_id, dest=Path(args.to), at=at,
                           paths=args.paths, on_progress=advance, manifests=manifests, existing=existing or "refuse",
-                          restore_setuid=args.restore_setuid)
+                          restore_setuid=args.restore_setuid, processes=True)
     rate = summary.bytes / summary.seconds / 1e6 if summary.seconds else 0.0
     extra = "".join(f", {n} {what}" for n, what in ((summary.directories, "folders"), (summary.skipped, "skipped"),
                                                    (summary.unchanged, "unchanged"), (summary.renamed, "renamed"))

@@ -151,10 +151,11 @@ def restore_conflicts(*, dest: Path, manifests: list[Manifest], paths: list[str]
 def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at: str | None = None,
             paths: list[str] | None = None, on_progress: Callable[[int, int], None] | None = None,
             manifests: list[Manifest] | None = None, existing: str = "refuse",
-            restore_setuid: bool = False) -> RestoreSummary:
+            restore_setuid: bool = False, processes: bool = False) -> RestoreSummary:
     """Restore into `dest` (files land at dest/<absolute path>). `existing` says what to do where
     a name is taken: "refuse" (RestoreConflicts before anything is written), "overwrite", "skip"
-    or "rename" (`name (restored YYYY-MM-DD)`)."""
+    or "rename" (`name (restored YYYY-MM-DD)`). `processes`: the caller lets a large restore fork
+    worker processes (agent/restore_fetch.py); the agent's service, with threads of its own, does not."""
     started = time.monotonic()
     progress = on_progress or (lambda files, nbytes: None)
     prefixes = [os.path.abspath(p) for p in (paths or [])]
@@ -171,7 +172,8 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
     destination = Destination(dest)
     try:
         return _write(client, keys, archive_id, destination, assemblies, folders, existing=existing,
-                      setuid=restore_setuid, umask=umask, progress=progress, started=started)
+                      setuid=restore_setuid, umask=umask, progress=progress, started=started,
+                      processes=processes)
     except (DestinationError, OSError, FetchFailed) as error:
         raise RestoreError(str(error)) from None
     except ReassemblyError as error:  # a file's blocks did not add up to its manifest's size
@@ -182,7 +184,7 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
 
 def _write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destination,
            assemblies: dict[str, FileAssembly], folders: list[DirectoryEntry], *, existing: str, setuid: bool,
-           umask: int, progress: Callable[[int, int], None], started: float) -> RestoreSummary:
+           umask: int, progress: Callable[[int, int], None], started: float, processes: bool) -> RestoreSummary:
     plan = restore_plan(destination, [a.manifest for a in assemblies.values()], folders, existing=existing,
                         date=date.today().isoformat())
     if plan.conflicts and existing == "refuse":
@@ -209,7 +211,8 @@ def _write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destin
         for target in targets:
             if target.assembly.complete:  # nothing to fetch (an empty file)
                 empty.finish(target)
-        tally = fetch_and_write(client, keys, archive_id, destination, targets, progress=progress, **options)
+        tally = fetch_and_write(client, keys, archive_id, destination, targets, progress=progress,
+                                processes_allowed=processes, **options)
     except BaseException:
         for target in targets:
             if not target.assembly.complete:

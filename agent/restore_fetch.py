@@ -1,19 +1,21 @@
 """The restore's fetch phase: ask the server for every block, verify and decrypt each, and write it
 into the files that hold it (agent/restore_dest.py does the file system side).
 
-On Linux, with two or more cores and a restore of many blocks, the blocks are split among worker
-processes by block id (each block, with every place it goes to, belongs to exactly one worker), and
-each worker fetches its share on its own keep-alive connection. Threads could not do it: a restore
-of small files is Python work between short system calls (open, write, fchmod, utimensat, link),
-each of which hands the GIL to the next thread; with four fetch threads in one process ~14 % of the
-agent's CPU went to those hand-offs (perf: futex wake and wait) and it used about one core. Measured on the
-2-core benchmark machine, 50,000 small files (bench/README.md): four threads in one process
-11.2-11.3 s wall and 11.4-13.0 CPU-s, two processes of one thread each 7.8-9.2 s and 8.8-11.2 CPU-s.
+When `agent restore` runs on Linux with two or more cores and the restore has many blocks, the
+blocks are split among worker processes by block id (each block, with every place it goes to,
+belongs to exactly one worker), and each worker fetches its share on its own keep-alive
+connection. Threads could not do it: a restore of small files is Python work between short
+system calls (open, write, fchmod, utimensat, link), each of which hands the GIL to the next
+thread; with four fetch threads in one process ~14 % of the agent's CPU went to those hand-offs
+(perf: futex wake and wait) and it used about one core. 50,000 small files on the 2-core
+benchmark machine, interleaved runs: four threads 10.8-14.9 s wall, two worker processes
+7.8-10.1 s (restic 6.4-8.0 s).
 
-A worker writes and places the files whose one block it owns; a file of several blocks may have
-blocks in every worker, so workers only write those blocks into its temporary, and this process
-seals and places it once every worker is done (restore.py's leftover check then holds as before).
-A worker that fails (or is killed) fails the restore; files already placed are complete.
+A worker writes and places each file of one small block whose block it owns. A file that has a
+temporary (several blocks, or one block over 1 MiB) may have blocks in every worker: workers only
+write those blocks into the temporary, and this process seals it (mode, mtime) and places it once
+every worker is done, so restore.py's rules and its leftover check hold as before. A worker that
+fails, is killed or goes silent fails the restore; files already placed are complete.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -34,9 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 
-from agent.client import ApiClient
+from agent.client import ApiClient, ApiError
 from agent.fetching import FetchInterrupted, fetcher_for
-from agent.restore_dest import Destination, Parts, restored_bits
+from agent.restore_dest import Destination, DestinationError, Parts, restored_bits
 from formats.keys import KeySet
 from formats.manifests import Manifest
 from formats.reassembly import FETCH_BYTES, FileAssembly, ReassemblyError, fetch_batches, frame_buffer, frames_read
@@ -44,7 +47,8 @@ from formats.reassembly import FETCH_BYTES, FileAssembly, ReassemblyError, fetch
 FETCH_WORKERS = 4  # fetch threads of a restore in one process, each on its own keep-alive connection
 PROCESSES_MAX = 4  # worker processes at most (one per core up to this), one fetch thread each
 PROCESSES_MIN_BLOCKS = 512  # fewer blocks than this: one process (a fork costs more than it saves)
-PROCESSES_ENV = "HAVEN_RESTORE_PROCESSES"  # a number: that many worker processes at most; 1 = in this process
+PROCESSES_ENV = "HAVEN_RESTORE_PROCESSES"  # a number: exactly that many workers, any restore; 1 = threads here
+WORKER_SILENCE_SECONDS = 600.0  # no message from any worker for this long (or a request's timeouts): stop them
 PR_SET_PDEATHSIG = 1
 
 
@@ -218,18 +222,25 @@ def _owner(block_id: bytes, workers: int) -> int:
     return int.from_bytes(block_id[:4], "big") % workers  # block ids are keyed hashes: spread evenly
 
 
-def worker_processes(client: ApiClient, blocks: int) -> int:
-    """How many worker processes to fetch `blocks` blocks with; 1 means threads in this process."""
+def worker_processes(client: ApiClient, blocks: int, *, allowed: bool) -> int:
+    """How many worker processes to fetch `blocks` blocks with; 1 means threads in this process.
+    `allowed`: the caller may fork (agent restore, whose other threads never fork-share state the
+    workers use); the agent's service restores in threads, its other threads hold TLS sessions
+    and locks. HAVEN_RESTORE_PROCESSES=N is the operator's choice: N workers, whatever the rest."""
     if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    wanted, least = min(cores, PROCESSES_MAX), PROCESSES_MIN_BLOCKS
-    if os.environ.get(PROCESSES_ENV, "").isdigit():
-        wanted, least = max(1, int(os.environ[PROCESSES_ENV])), 1
-    if wanted == 1 or blocks < least:
+    told = os.environ.get(PROCESSES_ENV, "")
+    if told.isdigit():
+        wanted = max(1, int(told))
+    elif not allowed or blocks < PROCESSES_MIN_BLOCKS:
+        return 1
+    else:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        wanted = min(cores, PROCESSES_MAX)
+    if wanted == 1 or not blocks:
         return 1
     if isinstance(client, ApiClient) and fetcher_for(client).proxied:
         return 1  # answers come through httpx's connection, which a forked copy must not touch
@@ -237,12 +248,12 @@ def worker_processes(client: ApiClient, blocks: int) -> int:
 
 
 def fetch_and_write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destination,
-                    targets: list[Target], *, setuid: bool, existing: str,
-                    progress: Callable[[int, int], None]) -> Tally:
+                    targets: list[Target], *, setuid: bool, existing: str, progress: Callable[[int, int], None],
+                    processes_allowed: bool = False) -> Tally:
     """Fetch and write every block of `targets`; files whose last block arrives are placed. The
     targets' assemblies are up to date when this returns (restore.py checks none is left)."""
     blocks = len({extent.block_id for target in targets for extent in target.assembly.extents})
-    processes = worker_processes(client, blocks)
+    processes = worker_processes(client, blocks, allowed=processes_allowed)
     options = {"setuid": setuid, "existing": existing}
     if processes == 1:
         share = Share(destination, targets, progress=progress, **options)
@@ -253,7 +264,11 @@ def fetch_and_write(client: ApiClient, keys: KeySet, archive_id: str, destinatio
     for index, (count, nbytes) in tally.written.items():
         target = targets[index]
         if target.assembly.blocks_written(count, nbytes) and target.identity is not None:
-            here.finish(target)  # sealed and placed here: its blocks came from several workers
+            try:  # sealed and placed here: its blocks may have come from several workers
+                here.finish(target)
+            except BaseException:
+                destination.temporary_discard(target.parts)  # "complete", so restore.py would not
+                raise
     tally.add(here.tally)
     return tally
 
@@ -265,31 +280,45 @@ def _in_workers(processes: int, client: ApiClient, keys: KeySet, archive_id: str
     for stream in (sys.stdout, sys.stderr):  # a worker must not write out what this process buffered
         with contextlib.suppress(Exception):
             stream.flush()
-    gc.freeze()  # the workers' collections then leave the shared pages alone (no copy-on-write)
+    parent = os.getpid()
+    gc.freeze()  # the workers' collections then leave the inherited objects' pages alone (refcounts still do not)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # until a worker set its own
     try:
         for number in range(processes):
             reader, writer = context.Pipe(duplex=False)
-            process = context.Process(target=_worker, name=f"haven-restore-{number}", daemon=True,
-                                      args=(writer, (number, processes), client, keys, archive_id, destination,
-                                            targets, options))
-            process.start()
-            writer.close()
+            try:
+                process = context.Process(target=_worker, name=f"haven-restore-{number}", daemon=True,
+                                          args=(writer, (number, processes), parent, client, keys, archive_id,
+                                                destination, targets, options))
+                process.start()
+            except BaseException:
+                reader.close()
+                raise
+            finally:
+                writer.close()
             workers.append((process, reader))
     except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         _stop(workers)
         raise
     finally:
         gc.unfreeze()
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     total = Tally()
+    silent = max(WORKER_SILENCE_SECONDS, (client.retries + 1) * getattr(client, "timeout", 0))
     try:
         readers = {reader: process for process, reader in workers}
         while readers:
-            for reader in wait(list(readers)):
+            ready = wait(list(readers), timeout=silent)
+            if not ready:
+                raise FetchFailed(f"no word from the restore's workers in {silent:.0f} s; stopped them")
+            for reader in ready:
                 try:
                     kind, value = reader.recv()
-                except EOFError:
+                except (EOFError, OSError):  # it exited, or was killed in the middle of a message
                     process = readers.pop(reader)
                     process.join()
+                    reader.close()
                     raise FetchFailed(f"a restore worker stopped (exit status {process.exitcode})") from None
                 if kind == "progress":
                     progress(*value)
@@ -299,9 +328,11 @@ def _in_workers(processes: int, client: ApiClient, keys: KeySet, archive_id: str
                         blocks, nbytes = total.written.get(index, (0, 0))
                         total.written[index] = (blocks + written[0], nbytes + written[1])
                     readers.pop(reader).join()
-                else:  # "error": the worker's exception, or its text when it could not be sent
+                    reader.close()
+                else:  # "error": the worker's exception, or its text with its traceback
                     readers.pop(reader).join()
-                    raise value if isinstance(value, BaseException) else FetchFailed(value)
+                    reader.close()
+                    raise value if isinstance(value, Exception) else FetchFailed(value)
     except BaseException:
         _stop(workers)
         raise
@@ -309,22 +340,30 @@ def _in_workers(processes: int, client: ApiClient, keys: KeySet, archive_id: str
 
 
 def _stop(workers: list) -> None:
-    for process, _ in workers:
+    """Stop the workers still running: no more reading (a worker blocked sending gets EPIPE), SIGTERM,
+    then SIGKILL for any that did not go."""
+    for process, reader in workers:
+        reader.close()
         if process.is_alive():
             process.terminate()
-    for process, reader in workers:
-        process.join()
-        reader.close()
+    for process, _ in workers:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
-def _worker(connection, worker: tuple[int, int], client: ApiClient, keys: KeySet, archive_id: str,
+def _worker(connection, worker: tuple[int, int], parent: int, client: ApiClient, keys: KeySet, archive_id: str,
             destination: Destination, targets: list[Target], options: dict) -> None:
     """One worker process: its share of the blocks, on connections of its own."""
-    with contextlib.suppress(OSError, AttributeError):  # stop with the restore, even a killed one
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the restore decides, and stops its workers:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # by SIGTERM, whatever handler the agent's service set
-    _inherited.append(client.__dict__.pop("_fetcher", None))  # the parent's connections: never used here
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # by SIGTERM, whatever handler the agent set
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    if _LIBC is not None:  # stop with the restore, even a killed one
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the restore died before that took effect
+        os._exit(1)
+    _inherited.append(client.__dict__.pop("_fetcher", None))  # the parent's idle connections: not ours to use
     lock = threading.Lock()
     progress_files = progress_bytes = 0
     last = time.monotonic()
@@ -347,19 +386,30 @@ def _worker(connection, worker: tuple[int, int], client: ApiClient, keys: KeySet
                 connection.send(("progress", (progress_files, progress_bytes)))
         connection.send(("done", share.tally))
     except BaseException as error:  # every failure goes to the restore, which raises it
-        connection.send(("error", _sendable(error)))
+        with contextlib.suppress(OSError):  # the restore stopped reading: it is stopping us
+            connection.send(("error", _sendable(error)))
     finally:
         connection.close()
 
 
 def _sendable(error: BaseException) -> BaseException | str:
-    """The exception itself when the restore can rebuild it (ApiError, RestoreError, OSError...),
-    otherwise its text."""
+    """An error the restore can raise as itself (ApiError, OSError, FetchFailed...), otherwise its
+    text and where it came from (a bug: the worker's traceback)."""
+    if isinstance(error, (FetchFailed, OSError, ReassemblyError, DestinationError, ApiError)):
+        try:
+            pickle.loads(pickle.dumps(error))
+            return error
+        except Exception:  # noqa: BLE001 - any failure to pickle or rebuild: send the text
+            pass
+    return "".join(traceback.format_exception(error)).strip()
+
+
+def _libc():
     try:
-        pickle.loads(pickle.dumps(error))
-    except Exception:  # noqa: BLE001 - any failure to pickle or rebuild: send the text
-        return f"{type(error).__name__}: {error}"
-    return error
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
 
 
-_inherited: list = []  # kept referenced until the worker exits: closing them would close the parent's
+_LIBC = _libc() if sys.platform.startswith("linux") else None  # loaded before any fork
+_inherited: list = []  # kept, never closed or used (closing would only close this process's copies)

@@ -66,6 +66,30 @@ def _folders(root: Path) -> None:
         os.utime(root / relative, ns=(moment, moment))
 
 
+def test_agent_restore_in_worker_processes_restores_the_tree_identical(live_server_haven, alice, tmp_path):  # noqa: F811
+    """`agent restore` against a real server, split among worker processes (forced: the
+    automatic choice depends on the machine's cores): folders, modes, mtimes and bytes as backed up."""
+    import random
+    rng = random.Random(12)
+    source = tmp_path / "home"
+    _folders(source)
+    for i in range(600):  # 600 one-block files, some the same, and one file of several blocks
+        _write(source / f"many/d{i % 13}/f{i:03d}.txt", rng.randbytes(rng.randint(1, 3000)) if i % 50 else b"same",
+               mode=0o640 if i % 2 else 0o644, mtime=1_600_000_000_000_000_000 + i)
+    _write(source / "big.bin", rng.randbytes(5_000_000), mode=0o600)
+    os.utime(source / "many", ns=(1_400_000_000_000_000_000,) * 2)
+    expected = full_state(source)
+    config = enroll_agent(live_server_haven, tmp_path / "agent", alice, "laptop")
+    assert agent(config, "backup", str(source)).returncode == 0
+    out = tmp_path / "out"
+    result = subprocess.run([PYTHON, "-m", "agent", "--config", str(config), "restore", "--to", str(out)], cwd=REPO,
+                            env={**os.environ, "HAVEN_PASSWORD": PASSWORD, "HAVEN_RESTORE_PROCESSES": "3"},
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "restore completed: 603 files" in result.stdout, result.stdout
+    assert full_state(restored(out, source)) == expected
+
+
 def test_empty_folders_and_folder_modes_and_mtimes_restore_identical(live_server_haven, alice, tmp_path):  # noqa: F811
     source = tmp_path / "home"
     _folders(source)

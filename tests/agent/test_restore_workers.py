@@ -1,6 +1,7 @@
 """A restore split among worker processes (agent/restore_fetch.py): each block belongs to one worker,
 files of several blocks are sealed by the restore once every worker is done, and a worker that
 fails, is killed or is stopped fails the restore with nothing partial left behind."""
+import contextlib
 import multiprocessing
 import os
 import random
@@ -24,7 +25,7 @@ KEYS = derive_keys(bytes(range(32)))
 ARCHIVE = uuid.UUID(int=9)
 MTIME = 1_700_000_000_123_456_789
 rng = random.Random(5)
-PIECES = [os.urandom(300_000) for _ in range(5)]  # the big file's blocks: one of them twice
+PIECES = [rng.randbytes(300_000) for _ in range(5)]  # the big file's blocks: one of them twice
 BIG = [PIECES[0], PIECES[1], PIECES[2], PIECES[1], PIECES[3], PIECES[4]]
 SMALL = {f"/h/d{i % 7}/f{i:03d}.txt": rng.randbytes(rng.randint(1, 20_000)) for i in range(120)}
 SMALL["/h/copy/same.txt"] = SMALL["/h/d0/f000.txt"]  # one block, two files
@@ -36,7 +37,7 @@ def _manifests() -> list[Manifest]:
                           block_ids=[block_id_for(KEYS, data)] if data else [],
                           block_sizes=[len(data)] if data else [])
                  for path, data in SMALL.items()]
-    manifests.append(Manifest(path="/h/big.bin", size=sum(map(len, BIG)), mtime_ns=MTIME, mode=0o600,
+    manifests.append(Manifest(path="/h/big.bin", size=sum(map(len, BIG)), mtime_ns=MTIME, mode=0o644,
                               block_ids=[block_id_for(KEYS, b) for b in BIG], block_sizes=[len(b) for b in BIG]))
     return manifests
 
@@ -92,6 +93,7 @@ def _left_over(dest: Path) -> list[Path]:
 
 
 def test_workers_restore_every_file_and_the_big_one_is_sealed_by_the_restore(workers, tmp_path):
+    assert len({restore_fetch._owner(block_id_for(KEYS, b), 3) for b in PIECES}) >= 2  # big.bin's blocks: split
     log, dest = tmp_path / "asked.log", tmp_path / "out"
     seen = []
     summary = _restore(_Client(log), dest, on_progress=lambda files, nbytes: seen.append((files, nbytes)))
@@ -99,7 +101,7 @@ def test_workers_restore_every_file_and_the_big_one_is_sealed_by_the_restore(wor
         restored = dest / path.lstrip("/")
         assert restored.read_bytes() == data, path
         assert restored.stat().st_mtime_ns == MTIME
-        assert restored.stat().st_mode & 0o777 == (0o600 if path == "/h/big.bin" else 0o640)
+        assert restored.stat().st_mode & 0o777 == (0o644 if path == "/h/big.bin" else 0o640)
     assert (summary.files, summary.bytes, summary.errors) == (len(SMALL) + 1, sum(map(len, SMALL.values()))
                                                                + sum(map(len, BIG)), [])
     assert summary.blocks == len(BLOCKS)  # each distinct block fetched once, by one worker
@@ -111,15 +113,71 @@ def test_workers_restore_every_file_and_the_big_one_is_sealed_by_the_restore(wor
     assert not _left_over(dest) and not multiprocessing.active_children()
 
 
-def test_below_the_threshold_or_when_told_one_process_fetches_in_threads(monkeypatch, tmp_path):
+def test_the_cli_s_restores_of_many_blocks_use_a_worker_per_core_and_others_threads(monkeypatch, tmp_path):
     client = _Client(tmp_path / "asked.log")
     monkeypatch.delenv(restore_fetch.PROCESSES_ENV, raising=False)
-    assert restore_fetch.worker_processes(client, restore_fetch.PROCESSES_MIN_BLOCKS - 1) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
+    least = restore_fetch.PROCESSES_MIN_BLOCKS
+    assert restore_fetch.worker_processes(client, least, allowed=True) == restore_fetch.PROCESSES_MAX
+    assert restore_fetch.worker_processes(client, least - 1, allowed=True) == 1
+    assert restore_fetch.worker_processes(client, 100_000, allowed=False) == 1  # the service's push restores
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert restore_fetch.worker_processes(client, least, allowed=True) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert restore_fetch.worker_processes(client, 100_000, allowed=True) == 1
     monkeypatch.setenv(restore_fetch.PROCESSES_ENV, "1")
-    assert restore_fetch.worker_processes(client, 100_000) == 1
-    summary = _restore(client, tmp_path / "out")
+    assert restore_fetch.worker_processes(client, 100_000, allowed=True) == 1
+    summary = _restore(client, tmp_path / "out", processes=True)
     assert summary.files == len(SMALL) + 1
     assert {line.split()[0] for line in (tmp_path / "asked.log").read_text().splitlines()} == {str(os.getpid())}
+
+
+def test_names_taken_during_the_restore_are_skipped_or_replaced_in_the_workers(workers, tmp_path):
+    taken = ["/h/d1/f001.txt", "/h/big.bin"]
+
+    def intrude(block_ids, body):  # someone writes two of the names while the workers fetch
+        for path in taken:
+            with contextlib.suppress(FileExistsError):
+                with open(dest / path.lstrip("/"), "xb") as f:
+                    f.write(b"mine")
+        return body
+
+    dest = tmp_path / "skip"
+    summary = _restore(_Client(tmp_path / "asked.log", intrude), dest, existing="skip")
+    assert (summary.files, summary.skipped, summary.errors) == (len(SMALL) - 1, 2, [])
+    assert all((dest / path.lstrip("/")).read_bytes() == b"mine" for path in taken)
+    assert (dest / "h" / "d0" / "f000.txt").read_bytes() == SMALL["/h/d0/f000.txt"]
+    dest = tmp_path / "refuse"
+    summary = _restore(_Client(tmp_path / "asked.log", intrude), dest, existing="refuse")
+    assert summary.files == len(SMALL) - 1 and len(summary.errors) == 2
+    assert all("appeared during the restore; not overwritten" in error for error in summary.errors)
+    assert not _left_over(tmp_path)
+
+
+def test_overwrite_replaces_what_is_there_from_workers_and_from_the_restore(workers, tmp_path):
+    dest = tmp_path / "out"
+    for path in ("/h/d1/f001.txt", "/h/big.bin"):
+        (dest / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (dest / path.lstrip("/")).write_bytes(b"old")
+    summary = _restore(_Client(tmp_path / "asked.log"), dest, existing="overwrite")
+    assert summary.files == len(SMALL) + 1 and not summary.errors
+    assert (dest / "h" / "d1" / "f001.txt").read_bytes() == SMALL["/h/d1/f001.txt"]
+    assert (dest / "h" / "big.bin").read_bytes() == b"".join(BIG) and not _left_over(dest)
+
+
+def test_a_silent_worker_is_stopped_and_fails_the_restore(workers, monkeypatch, tmp_path):
+    monkeypatch.setattr(restore_fetch, "WORKER_SILENCE_SECONDS", 1.0)
+
+    def hang(block_ids, body):  # one worker, stuck (a lock it inherited, a server that never answers)
+        if restore_fetch._owner(block_ids[0], 3) == 0:
+            time.sleep(60)
+        return body
+
+    started = time.monotonic()
+    with pytest.raises(RestoreError, match=r"no word from the restore's workers in 1 s"):
+        _restore(_Client(tmp_path / "asked.log", hang), tmp_path / "out")
+    assert time.monotonic() - started < 30 and not multiprocessing.active_children()
+    assert not _left_over(tmp_path / "out")
 
 
 def test_a_damaged_answer_in_a_worker_fails_the_restore_and_leaves_no_partial_file(workers, tmp_path):
@@ -141,14 +199,21 @@ def test_a_damaged_answer_in_a_worker_fails_the_restore_and_leaves_no_partial_fi
 
 
 def test_a_worker_killed_mid_restore_fails_the_restore(workers, tmp_path):
-    def kill(block_ids, body):
-        os.kill(os.getpid(), signal.SIGKILL)
+    answered = []
+
+    def kill(block_ids, body):  # worker 0 dies at its third request; the others go on
+        answered.append(block_ids[0])  # this process's own list
+        if restore_fetch._owner(block_ids[0], 3) == 0 and len(answered) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return body
 
     dest = tmp_path / "out"
     with pytest.raises(RestoreError, match=r"a restore worker stopped \(exit status -9\)"):
         _restore(_Client(tmp_path / "asked.log", kill), dest)
     assert not (dest / "h" / "big.bin").exists() and not _left_over(dest)
-    for path in (p for p in dest.rglob("*") if p.is_file()):  # another worker's files: whole
+    placed = [p for p in dest.rglob("*") if p.is_file()]
+    assert placed  # the first batches, and the other workers' files
+    for path in placed:
         assert path.read_bytes() == SMALL["/" + str(path.relative_to(dest))]
     assert not multiprocessing.active_children()
 

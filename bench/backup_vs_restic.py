@@ -128,7 +128,7 @@ def timed_step(tool: Tool, step: str, action: Callable[[Path], CommandResult], p
                       result.max_rss_mib, server_cpu, server_rss)
 
 
-def run_benchmark(tools: list[Tool], dataset: datagen.Dataset, workdir: Path, keep: bool = False) -> dict:
+def run_benchmark(tools: list[Tool], dataset: datagen.Dataset, workdir: Path) -> dict:
     """Steps 1-4, each for every tool in turn; returns the results as a JSON-able dict."""
     data_bytes = dataset.total_bytes
     steps: dict[str, dict[str, StepResult]] = {step: {} for step in STEPS}
@@ -150,13 +150,11 @@ def run_benchmark(tools: list[Tool], dataset: datagen.Dataset, workdir: Path, ke
         verifications[tool.name] = verification
         if not verification.ok:
             log(f"\n!!!!! RESTORE CHECK FAILED for {tool.name}: " + "; ".join(verification.problems) + "\n")
-    # Only once every tool has restored: on ext4 without a journal (this VM's disk) creating files
-    # right after many deletions, or in a crowded directory such as /tmp, costs several times more
-    # (7,500 creates: 0.26 s under /work, 4-7 s under /tmp), so deleting the first tool's restored
-    # tree just before the next tool's restore slowed the next one.
-    if not keep:
-        for target in targets:
-            shutil.rmtree(target, ignore_errors=True)
+    # Restored trees are deleted only after the last data set (run_one leaves its directory to
+    # main): on ext4 without a journal (this VM's disk) creating files for minutes after many
+    # deletions, or in a crowded directory such as /tmp, costs several times more (7,500 creates:
+    # 0.26 s under /work, 4-7 s under /tmp; 50,000 files restored after 200,000 were deleted:
+    # twice the system time), so a deletion before a step slowed whichever tool came first.
     return {
         "data_bytes": data_bytes,
         "data_bytes_after_change": modified_bytes,
@@ -311,7 +309,7 @@ def run_one(args, name: str, small_files: int | None, load: float) -> dict | Non
         for tool in tools:
             log(f"setting up {tool.name} in {workdir}")
             tool.setup()
-        results = run_benchmark(tools, dataset, workdir, keep=args.keep)
+        results = run_benchmark(tools, dataset, workdir)
     except BenchError as error:
         log(f"\nerror: {error}")
         return None
@@ -321,7 +319,7 @@ def run_one(args, name: str, small_files: int | None, load: float) -> dict | Non
         if args.keep:
             log(f"kept {workdir}")
         else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            args._workdirs.append(workdir)  # deleted by main after the last data set
     for tool in tools:
         if isinstance(tool, Haven):
             for what, output in tool.agent_outputs.items():
@@ -373,15 +371,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataset in ("small", "both"):
         runs += [(f"small-{count}" if len(args.files) > 1 else "small", count) for count in args.files]
     all_results: list[dict] = []
-    for name, small_files in runs:
-        try:
-            results = run_one(args, name, small_files, load)
-        except ValueError as error:
-            log(f"error: {error}")
-            return 2
-        if results is None:
-            return 1
-        all_results.append(results)
+    args._workdirs = []
+    try:
+        for name, small_files in runs:
+            try:
+                results = run_one(args, name, small_files, load)
+            except ValueError as error:
+                log(f"error: {error}")
+                return 2
+            if results is None:
+                return 1
+            all_results.append(results)
+    finally:
+        for workdir in args._workdirs:  # no deletion while anything is timed (run_benchmark)
+            shutil.rmtree(workdir, ignore_errors=True)
     print_summary(all_results)
     if args.json:
         document = all_results[0] if len(all_results) == 1 else {"datasets": all_results}

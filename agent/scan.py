@@ -53,7 +53,8 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
     a newly excluded file stops being backed up but keeps its versions, as in CrashPlan.
 
     The kernel's own file systems (/proc, /sys, /dev: agent/mounts.py; `skip_mounts`, where they
-    are mounted, read from the mount table if None) are never walked, whatever the selection.
+    are mounted, read from the mount table if None) are never walked, whatever the selection,
+    and are counted in `skipped`: `excluded` is what the policy left out.
     """
     exclude = exclude or None  # an empty policy: nothing asked per file
     skip = system_mounts() if skip_mounts is None else skip_mounts
@@ -77,7 +78,7 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
 
     for root in absolute_roots:
         if within_skipped(root, skip):
-            result.excluded += 1
+            result.skipped += 1
             listed[root] = False  # and nothing it held is marked deleted
             continue
         try:
@@ -102,7 +103,7 @@ def scan(roots: Iterable[str], cache: dict[str, CachedFile], exclude: Exclusions
                     for entry in entries:
                         try:
                             if entry.path in skip:  # a system mount (nsfs mounts on files too)
-                                result.excluded += 1
+                                result.skipped += 1
                                 listed[entry.path] = False  # nothing under it is marked deleted
                             elif entry.is_symlink():
                                 result.skipped += 1

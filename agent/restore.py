@@ -22,7 +22,7 @@ from pathlib import Path
 
 from agent.client import ApiClient
 from agent.restore_dest import PREALLOCATE, Destination, DestinationError, Parts, process_umask, restored_bits
-from agent.restore_fetch import FetchFailed, Share, Target, fetch_and_write
+from agent.restore_fetch import FetchFailed, Target, fetch_and_write
 from agent.restore_plan import Conflict, restore_plan
 from formats.directories import DirectoryEntry
 from formats.errors import IntegrityError
@@ -205,25 +205,17 @@ def _write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destin
         [(item.parts, item.manifest.size) for item, at_once in zip(plan.files, whole) if not at_once]))
     targets = [Target(assemblies[item.manifest.path], item.parts, None if at_once else next(identities),
                       replace=item.replace) for item, at_once in zip(plan.files, whole)]
-    options = {"setuid": setuid, "existing": existing}
-    empty = Share(destination, targets, progress=progress, **options)
     try:
-        for target in targets:
-            if target.assembly.complete:  # nothing to fetch (an empty file)
-                empty.finish(target)
-        tally = fetch_and_write(client, keys, archive_id, destination, targets, progress=progress,
-                                processes_allowed=processes, **options)
+        tally = fetch_and_write(client, keys, archive_id, destination, targets, progress=progress, setuid=setuid,
+                                existing=existing, processes_allowed=processes)
     except BaseException:
         for target in targets:
             if not target.assembly.complete:
                 destination.temporary_discard(target.parts)
         raise
-    for counted in (empty.tally, tally):
-        summary.files += counted.files
-        summary.bytes += counted.bytes
-        summary.blocks += counted.blocks
-        summary.skipped += counted.skipped
-        summary.errors.extend(counted.errors)
+    summary.files, summary.bytes, summary.blocks = tally.files, tally.bytes, tally.blocks
+    summary.skipped += tally.skipped
+    summary.errors.extend(tally.errors)
     leftover = [t for t in targets if not t.assembly.complete]
     if leftover:
         raise RestoreError(f"{len(leftover)} file(s) were not completed")

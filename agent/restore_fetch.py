@@ -88,6 +88,9 @@ class Tally:
         self.blocks += other.blocks
         self.skipped += other.skipped
         self.errors.extend(other.errors)
+        for index, (blocks, nbytes) in other.written.items():
+            had = self.written.get(index, (0, 0))
+            self.written[index] = (had[0] + blocks, had[1] + nbytes)
 
 
 class Share:
@@ -250,21 +253,23 @@ def worker_processes(client: ApiClient, blocks: int, *, allowed: bool) -> int:
 def fetch_and_write(client: ApiClient, keys: KeySet, archive_id: str, destination: Destination,
                     targets: list[Target], *, setuid: bool, existing: str, progress: Callable[[int, int], None],
                     processes_allowed: bool = False) -> Tally:
-    """Fetch and write every block of `targets`; files whose last block arrives are placed. The
+    """Place every target: empty files at once, the others as their last block arrives. The
     targets' assemblies are up to date when this returns (restore.py checks none is left)."""
+    here = Share(destination, targets, progress=progress, setuid=setuid, existing=existing)
+    for target in targets:
+        if target.assembly.complete:  # nothing to fetch (an empty file)
+            here.finish(target)
     blocks = len({extent.block_id for target in targets for extent in target.assembly.extents})
     processes = worker_processes(client, blocks, allowed=processes_allowed)
-    options = {"setuid": setuid, "existing": existing}
     if processes == 1:
-        share = Share(destination, targets, progress=progress, **options)
-        share.fetch_all(client, keys, archive_id, workers=FETCH_WORKERS)
-        return share.tally
-    tally = _in_workers(processes, client, keys, archive_id, destination, targets, progress, options)
-    here = Share(destination, targets, progress=progress, **options)  # fetches nothing: seals and places
-    for index, (count, nbytes) in tally.written.items():
+        here.fetch_all(client, keys, archive_id, workers=FETCH_WORKERS)
+        return here.tally
+    tally = _in_workers(processes, client, keys, archive_id, destination, targets, progress,
+                        {"setuid": setuid, "existing": existing})
+    for index, (count, nbytes) in tally.written.items():  # this process fetches nothing: it seals and places
         target = targets[index]
         if target.assembly.blocks_written(count, nbytes) and target.identity is not None:
-            try:  # sealed and placed here: its blocks may have come from several workers
+            try:  # its blocks may have come from several workers
                 here.finish(target)
             except BaseException:
                 destination.temporary_discard(target.parts)  # "complete", so restore.py would not
@@ -324,9 +329,6 @@ def _in_workers(processes: int, client: ApiClient, keys: KeySet, archive_id: str
                     progress(*value)
                 elif kind == "done":
                     total.add(value)
-                    for index, written in value.written.items():
-                        blocks, nbytes = total.written.get(index, (0, 0))
-                        total.written[index] = (blocks + written[0], nbytes + written[1])
                     readers.pop(reader).join()
                     reader.close()
                 else:  # "error": the worker's exception, or its text with its traceback

@@ -52,7 +52,7 @@ class ApiError(Exception):
         self.code = code
         self.detail = detail
 
-    def __reduce__(self):  # rebuilt as itself in the restore's process (agent/restore_fetch.py)
+    def __reduce__(self):  # rebuilt as itself in the restore's process (agent/restore_workers.py)
         return type(self), (self.status, self.code, self.detail)
 
 

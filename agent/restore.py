@@ -22,8 +22,9 @@ from pathlib import Path
 
 from agent.client import ApiClient
 from agent.restore_dest import PREALLOCATE, Destination, DestinationError, Parts, process_umask, restored_bits
-from agent.restore_fetch import FetchFailed, Target, fetch_and_write
+from agent.restore_fetch import FetchFailed, Target
 from agent.restore_plan import Conflict, restore_plan
+from agent.restore_workers import fetch_and_write
 from formats.directories import DirectoryEntry
 from formats.errors import IntegrityError
 from formats.keys import KeySet
@@ -155,7 +156,7 @@ def restore(*, client: ApiClient, keys: KeySet, archive_id: str, dest: Path, at:
     """Restore into `dest` (files land at dest/<absolute path>). `existing` says what to do where
     a name is taken: "refuse" (RestoreConflicts before anything is written), "overwrite", "skip"
     or "rename" (`name (restored YYYY-MM-DD)`). `processes`: the caller lets a large restore fork
-    worker processes (agent/restore_fetch.py); the agent's service, with threads of its own, does not."""
+    worker processes (agent/restore_workers.py); the agent's service, with threads of its own, does not."""
     started = time.monotonic()
     progress = on_progress or (lambda files, nbytes: None)
     prefixes = [os.path.abspath(p) for p in (paths or [])]

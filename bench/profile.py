@@ -8,7 +8,7 @@ its own and the sessions are combined, so the figures are thread-seconds: with t
 stage can take more seconds than the wall clock. Time spent waiting (a queue, a future, a lock)
 is its own stage, so the rest is work or waiting for the GIL or the server. A restore runs in
 this one process (HAVEN_RESTORE_PROCESSES=1, its fetch threads profiled), not split among
-worker processes as it is otherwise on a machine of several cores (agent/restore_fetch.py).
+worker processes as it is otherwise on a machine of several cores (agent/restore_workers.py).
 
 Writes ``OUT.txt`` (pyinstrument's call tree, combined over threads), ``OUT.stages.json`` and
 prints the stage table. bench/backup_vs_restic.py --profile DIR runs every agent step this way.
@@ -60,6 +60,7 @@ STAGES: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("restore plan", "agent/restore_plan.py", None),
     ("restore: files in the destination", "agent/restore_dest.py", None),
     ("restore: write + place", "agent/restore_fetch.py", None),
+    ("restore: write + place", "agent/restore_workers.py", None),
     ("restore: write + place", "agent/restore.py", ("fetch", "finish")),
 ]
 IDLE_FILES = ("threading.py", "queue.py", "concurrent/futures/_base.py", "concurrent/futures/thread.py")
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     agent_argv = argv[split + 1:]
 
     from agent.cli import main as agent_main
-    from agent.restore_fetch import PROCESSES_ENV
+    from agent.restore_workers import PROCESSES_ENV
 
     os.environ[PROCESSES_ENV] = "1"  # worker processes would not be profiled
 

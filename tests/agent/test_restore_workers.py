@@ -1,4 +1,4 @@
-"""A restore split among worker processes (agent/restore_fetch.py): each block belongs to one worker,
+"""A restore split among worker processes (agent/restore_workers.py): each block belongs to one worker,
 files of several blocks are sealed by the restore once every worker is done, and a worker that
 fails, is killed or is stopped fails the restore with nothing partial left behind."""
 import contextlib
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import restore_fetch
+from agent import restore_fetch, restore_workers
 from agent.client import ApiError, DeviceDeauthorized
 from agent.restore import RestoreError, restore
 from formats.blocks import block_encrypt, block_id_for
@@ -80,7 +80,7 @@ class _Client:
 
 @pytest.fixture
 def workers(monkeypatch):
-    monkeypatch.setenv(restore_fetch.PROCESSES_ENV, "3")  # whatever the machine's cores
+    monkeypatch.setenv(restore_workers.PROCESSES_ENV, "3")  # whatever the machine's cores
     monkeypatch.setattr(restore_fetch, "FETCH_BYTES", 100_000)  # many batches from few blocks
 
 
@@ -115,18 +115,18 @@ def test_workers_restore_every_file_and_the_big_one_is_sealed_by_the_restore(wor
 
 def test_the_cli_s_restores_of_many_blocks_use_a_worker_per_core_and_others_threads(monkeypatch, tmp_path):
     client = _Client(tmp_path / "asked.log")
-    monkeypatch.delenv(restore_fetch.PROCESSES_ENV, raising=False)
+    monkeypatch.delenv(restore_workers.PROCESSES_ENV, raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
-    least = restore_fetch.PROCESSES_MIN_BLOCKS
-    assert restore_fetch.worker_processes(client, least, allowed=True) == restore_fetch.PROCESSES_MAX
-    assert restore_fetch.worker_processes(client, least - 1, allowed=True) == 1
-    assert restore_fetch.worker_processes(client, 100_000, allowed=False) == 1  # the service's push restores
+    least = restore_workers.PROCESSES_MIN_BLOCKS
+    assert restore_workers.worker_processes(client, least, allowed=True) == restore_workers.PROCESSES_MAX
+    assert restore_workers.worker_processes(client, least - 1, allowed=True) == 1
+    assert restore_workers.worker_processes(client, 100_000, allowed=False) == 1  # the service's push restores
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    assert restore_fetch.worker_processes(client, least, allowed=True) == 2
+    assert restore_workers.worker_processes(client, least, allowed=True) == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
-    assert restore_fetch.worker_processes(client, 100_000, allowed=True) == 1
-    monkeypatch.setenv(restore_fetch.PROCESSES_ENV, "1")
-    assert restore_fetch.worker_processes(client, 100_000, allowed=True) == 1
+    assert restore_workers.worker_processes(client, 100_000, allowed=True) == 1
+    monkeypatch.setenv(restore_workers.PROCESSES_ENV, "1")
+    assert restore_workers.worker_processes(client, 100_000, allowed=True) == 1
     summary = _restore(client, tmp_path / "out", processes=True)
     assert summary.files == len(SMALL) + 1
     assert {line.split()[0] for line in (tmp_path / "asked.log").read_text().splitlines()} == {str(os.getpid())}
@@ -166,7 +166,7 @@ def test_overwrite_replaces_what_is_there_from_workers_and_from_the_restore(work
 
 
 def test_a_silent_worker_is_stopped_and_fails_the_restore(workers, monkeypatch, tmp_path):
-    monkeypatch.setattr(restore_fetch, "WORKER_SILENCE_SECONDS", 1.0)
+    monkeypatch.setattr(restore_workers, "WORKER_SILENCE_SECONDS", 1.0)
 
     def hang(block_ids, body):  # one worker, stuck (a lock it inherited, a server that never answers)
         if restore_fetch._owner(block_ids[0], 3) == 0:
